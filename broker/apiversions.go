@@ -1,0 +1,27 @@
+package broker
+
+import (
+	"context"
+	"regexp"
+
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// clientSoftware is the pattern KIP-511 requires of client software names
+// and versions.
+var clientSoftware = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$`)
+
+func (b *Broker) apiVersionsAPI() kproto.API {
+	return kproto.API{Key: kmsg.ApiVersions.Int16(), MinVersion: 0, MaxVersion: 4, Handle: handle(b.apiVersions)}
+}
+
+func (b *Broker) apiVersions(_ context.Context, req *kproto.Request, r *kmsg.ApiVersionsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.ApiVersionsResponse)
+	resp.ApiKeys = b.registry.Versions()
+	if r.Version >= 3 && (!clientSoftware.MatchString(r.ClientSoftwareName) || !clientSoftware.MatchString(r.ClientSoftwareVersion)) {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+	}
+	return resp
+}

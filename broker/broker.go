@@ -1,0 +1,349 @@
+// Package broker is a PubG1 broker: it owns the Kafka listener and the
+// client connections, serves each API with one handler, and keeps topics and
+// partitions on a storage.Store.
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Metadata keys the broker keeps in its store.
+const (
+	keyClusterID  = "cluster/id"
+	keyProducerID = "cluster/next-producer-id"
+	// producerIDBlock is how many producer IDs are reserved per durable write.
+	producerIDBlock = 1000
+)
+
+// Broker is one PubG1 broker process.
+type Broker struct {
+	cfg          Config
+	log          zerolog.Logger
+	store        storage.Store
+	topics       *catalog
+	registry     *kproto.Registry
+	decompressor kgo.Decompressor
+	clusterID    string
+	advHost      string
+	advPort      int32
+
+	createMu sync.Mutex // serialises topic creation, deletion and config changes
+
+	pidMu      sync.Mutex
+	nextPID    int64
+	pidReserve int64 // first ID not yet durably reserved
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	ln     net.Listener
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+	closed  chan struct{}
+	once    sync.Once
+	err     error
+}
+
+// New opens the broker's store and topics. It does not listen yet: Start
+// does.
+func New(cfg Config, log zerolog.Logger) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	store, err := storage.OpenBadger(storage.BadgerOptions{Dir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	b, err := NewWithStore(cfg, log, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// NewWithStore builds a broker over an already open store, which the broker
+// then owns and closes.
+func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:          cfg,
+		log:          log,
+		store:        store,
+		topics:       newCatalog(),
+		decompressor: kgo.DefaultDecompressor(),
+		ctx:          ctx,
+		cancel:       cancel,
+		conns:        make(map[net.Conn]struct{}),
+		closed:       make(chan struct{}),
+	}
+	if err := b.loadClusterState(); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := b.loadTopics(); err != nil {
+		cancel()
+		return nil, err
+	}
+	b.registry = kproto.NewRegistry()
+	for _, api := range b.apis() {
+		b.registry.Register(api)
+	}
+	return b, nil
+}
+
+// apis lists every API the broker serves; each comes from its handler file.
+func (b *Broker) apis() []kproto.API {
+	return []kproto.API{
+		b.apiVersionsAPI(),
+		b.metadataAPI(),
+		b.produceAPI(),
+		b.fetchAPI(),
+		b.listOffsetsAPI(),
+		b.createTopicsAPI(),
+		b.deleteTopicsAPI(),
+		b.createPartitionsAPI(),
+		b.deleteRecordsAPI(),
+		b.describeConfigsAPI(),
+		b.alterConfigsAPI(),
+		b.incrementalAlterConfigsAPI(),
+		b.describeClusterAPI(),
+		b.initProducerIDAPI(),
+		b.offsetForLeaderEpochAPI(),
+	}
+}
+
+func (b *Broker) loadClusterState() error {
+	id, err := b.store.Get([]byte(keyClusterID))
+	if errors.Is(err, storage.ErrNotFound) {
+		var u [16]byte
+		if _, err := rand.Read(u[:]); err != nil {
+			return fmt.Errorf("generating cluster ID: %w", err)
+		}
+		id = []byte(base64.RawURLEncoding.EncodeToString(u[:]))
+		if err := syncWrite(b.store, storage.KV{Key: []byte(keyClusterID), Value: id}); err != nil {
+			return fmt.Errorf("saving cluster ID: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("reading cluster ID: %w", err)
+	}
+	b.clusterID = string(id)
+	v, err := b.store.Get([]byte(keyProducerID))
+	switch {
+	case err == nil && len(v) == 8:
+		b.nextPID = int64(binary.BigEndian.Uint64(v))
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("reading producer ID counter: %w", err)
+	}
+	b.pidReserve = b.nextPID
+	return nil
+}
+
+// allocateProducerID hands out a producer ID never given before, reserving
+// them durably in blocks.
+func (b *Broker) allocateProducerID() (int64, error) {
+	b.pidMu.Lock()
+	defer b.pidMu.Unlock()
+	if b.nextPID >= b.pidReserve {
+		reserve := b.nextPID + producerIDBlock
+		if err := syncWrite(b.store, storage.KV{Key: []byte(keyProducerID), Value: binary.BigEndian.AppendUint64(nil, uint64(reserve))}); err != nil {
+			return 0, fmt.Errorf("reserving producer IDs: %w", err)
+		}
+		b.pidReserve = reserve
+	}
+	id := b.nextPID
+	b.nextPID++
+	return id, nil
+}
+
+// Start listens and begins serving. It does not block.
+func (b *Broker) Start() error {
+	ln, err := net.Listen("tcp", b.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", b.cfg.Listen, err)
+	}
+	b.ln = ln
+	adv := b.cfg.Advertise
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("advertised address %q: %w", adv, err)
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("advertised port %q: %w", port, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	b.advHost, b.advPort = host, int32(p)
+	b.goFunc(b.acceptLoop)
+	b.goFunc(b.retentionLoop)
+	b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).
+		Str("data", b.cfg.DataDir).Str("cluster_id", b.clusterID).Msg("broker ready")
+	return nil
+}
+
+// Addr is the address the broker listens on; valid after Start.
+func (b *Broker) Addr() string { return b.ln.Addr().String() }
+
+// goFunc runs f on the broker's WaitGroup unless closing has begun.
+func (b *Broker) goFunc(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (b *Broker) acceptLoop() {
+	var delay time.Duration
+	for {
+		nc, err := b.ln.Accept()
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			// Temporary failures such as running out of file descriptors:
+			// back off rather than spin or die.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			b.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+			select {
+			case <-time.After(delay):
+				continue
+			case <-b.ctx.Done():
+				return
+			}
+		}
+		delay = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		b.mu.Lock()
+		if b.closing {
+			b.mu.Unlock()
+			nc.Close()
+			return
+		}
+		b.conns[nc] = struct{}{}
+		b.wg.Add(1)
+		b.mu.Unlock()
+		go func() {
+			defer b.wg.Done()
+			b.serveConn(nc)
+		}()
+	}
+}
+
+func (b *Broker) serveConn(nc net.Conn) {
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, nc)
+		b.mu.Unlock()
+	}()
+	log := b.log.With().Str("remote", nc.RemoteAddr().String()).Logger()
+	err := kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: log})
+	if err != nil && b.ctx.Err() == nil {
+		log.Debug().Err(err).Msg("connection closed")
+	}
+}
+
+// retentionLoop applies retention.ms and retention.bytes periodically.
+func (b *Broker) retentionLoop() {
+	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.enforceRetention(time.Now())
+		}
+	}
+}
+
+func (b *Broker) enforceRetention(now time.Time) {
+	for _, t := range b.topics.list() {
+		ec := t.effective
+		if !ec.deletePolicy || (ec.retention < 0 && ec.retentionBytes < 0) {
+			continue
+		}
+		for i, p := range t.parts {
+			if b.ctx.Err() != nil {
+				return
+			}
+			if _, err := p.EnforceRetention(now, ec.retention, ec.retentionBytes); err != nil {
+				b.log.Warn().Err(err).Str("topic", t.name).Int("partition", i).Msg("retention failed")
+			}
+		}
+	}
+}
+
+// Close stops the broker: it stops accepting, closes connections, waits for
+// every goroutine, then closes partitions and the store. It is safe to call
+// more than once.
+func (b *Broker) Close() error {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.closing = true
+		for nc := range b.conns {
+			nc.Close()
+		}
+		b.mu.Unlock()
+		b.cancel()
+		if b.ln != nil {
+			b.ln.Close()
+		}
+		b.wg.Wait()
+		for _, t := range b.topics.list() {
+			for _, p := range t.parts {
+				p.Close()
+			}
+		}
+		b.err = b.store.Close()
+		close(b.closed)
+	})
+	<-b.closed
+	return b.err
+}
+
+// handle adapts a synchronous handler of one request type to kproto.
+func handle[R kmsg.Request](fn func(ctx context.Context, req *kproto.Request, r R) kmsg.Response) kproto.Handler {
+	return func(ctx context.Context, req *kproto.Request, respond func(kmsg.Response)) {
+		respond(fn(ctx, req, req.Msg.(R)))
+	}
+}

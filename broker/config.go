@@ -1,0 +1,92 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// Config is a broker's configuration. Fill it from DefaultConfig and flags,
+// then call Validate.
+type Config struct {
+	NodeID int32
+	// Listen is the address Kafka clients connect to; port 0 picks one.
+	Listen string
+	// Advertise is the host:port given to clients in Metadata; empty means
+	// the bound listen address.
+	Advertise string
+	DataDir   string
+
+	MaxFrameBytes            int32
+	AutoCreateTopics         bool
+	DefaultPartitions        int32
+	DefaultReplicationFactor int16
+	MessageMaxBytes          int32
+	// LogRetention and LogRetentionBytes are the defaults for topics that do
+	// not set retention.ms and retention.bytes; negative means unlimited.
+	LogRetention           time.Duration
+	LogRetentionBytes      int64
+	RetentionCheckInterval time.Duration
+	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
+	LogAppendTime bool
+}
+
+// DefaultConfig returns the embedded default: one broker on 127.0.0.1:9092
+// with its data in ./data, Kafka's defaults elsewhere.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:                   1,
+		Listen:                   "127.0.0.1:9092",
+		DataDir:                  "data",
+		MaxFrameBytes:            100 << 20,
+		AutoCreateTopics:         true,
+		DefaultPartitions:        1,
+		DefaultReplicationFactor: 1,
+		MessageMaxBytes:          1048588,
+		LogRetention:             7 * 24 * time.Hour,
+		LogRetentionBytes:        -1,
+		RetentionCheckInterval:   5 * time.Minute,
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID < 0 {
+		errs = append(errs, fmt.Errorf("node id %d must not be negative", c.NodeID))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen address %q: %w", c.Listen, err))
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			errs = append(errs, fmt.Errorf("advertised address %q: %w", c.Advertise, err))
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data directory must be set"))
+	} else if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if c.MaxFrameBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max frame bytes %d is below 1024", c.MaxFrameBytes))
+	}
+	if c.DefaultPartitions < 1 {
+		errs = append(errs, fmt.Errorf("default partitions %d must be at least 1", c.DefaultPartitions))
+	}
+	if c.DefaultReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("default replication factor %d must be at least 1", c.DefaultReplicationFactor))
+	}
+	if c.MessageMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("message max bytes %d must not be negative", c.MessageMaxBytes))
+	}
+	if c.RetentionCheckInterval <= 0 {
+		errs = append(errs, fmt.Errorf("retention check interval %v must be positive", c.RetentionCheckInterval))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"errors"
+
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Errors of the broker package.
+var (
+	ErrInvalidConfig            = errors.New("invalid broker configuration")
+	ErrUnknownTopic             = errors.New("unknown topic or partition")
+	ErrUnknownTopicID           = errors.New("unknown topic ID")
+	ErrTopicExists              = errors.New("topic already exists")
+	ErrInvalidTopic             = errors.New("invalid topic name")
+	ErrInvalidPartitions        = errors.New("invalid number of partitions")
+	ErrInvalidReplication       = errors.New("invalid replication factor")
+	ErrInvalidTopicConfig       = errors.New("invalid topic configuration")
+	ErrInvalidReplicaAssignment = errors.New("invalid replica assignment")
+	ErrInvalidRequest           = errors.New("invalid request")
+	ErrMessageTooLarge          = errors.New("record batch larger than max.message.bytes")
+	ErrClosed                   = errors.New("broker closed")
+)
+
+// errorCode maps an error from the broker or the layers below it to the
+// Kafka error code a client understands. It is the only place where that
+// mapping is written down.
+func errorCode(err error) int16 {
+	var ke *kerr.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ke):
+		return ke.Code
+	case errors.Is(err, ErrUnknownTopic), errors.Is(err, partition.ErrClosed):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, ErrUnknownTopicID):
+		return kerr.UnknownTopicID.Code
+	case errors.Is(err, ErrTopicExists):
+		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, ErrInvalidTopic):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, ErrInvalidPartitions):
+		return kerr.InvalidPartitions.Code
+	case errors.Is(err, ErrInvalidReplication):
+		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, ErrInvalidReplicaAssignment):
+		return kerr.InvalidReplicaAssignment.Code
+	case errors.Is(err, ErrInvalidTopicConfig):
+		return kerr.InvalidConfig.Code
+	case errors.Is(err, ErrInvalidRequest):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, ErrMessageTooLarge):
+		return kerr.MessageTooLarge.Code
+	case errors.Is(err, partition.ErrCorruptBatch):
+		return kerr.CorruptMessage.Code
+	case errors.Is(err, partition.ErrInvalidRecord):
+		return kerr.InvalidRecord.Code
+	case errors.Is(err, partition.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code
+	case errors.Is(err, partition.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, partition.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, partition.ErrNotLeader):
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, partition.ErrFencedLeaderEpoch):
+		return kerr.FencedLeaderEpoch.Code
+	case errors.Is(err, partition.ErrUnknownLeaderEpoch):
+		return kerr.UnknownLeaderEpoch.Code
+	case errors.Is(err, partition.ErrStorage):
+		return kerr.KafkaStorageError.Code
+	default:
+		return kerr.UnknownServerError.Code
+	}
+}
+
+// errorMessage is the message for a response's ErrorMessage field: nil on
+// success.
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}

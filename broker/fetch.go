@@ -1,0 +1,197 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fetch v0-v3 expect message format v0/v1, which PubG1 does not store.
+func (b *Broker) fetchAPI() kproto.API {
+	return kproto.API{Key: kmsg.Fetch.Int16(), MinVersion: 4, MaxVersion: 18, Handle: b.fetch, Reject: rejectFetch}
+}
+
+func rejectFetch(req kmsg.Request, code int16) kmsg.Response {
+	r := req.(*kmsg.FetchRequest)
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	resp.ErrorCode = code
+	for _, rt := range r.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition, sp.ErrorCode = rp.Partition, code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// fetchPart is one partition of a Fetch request.
+type fetchPart struct {
+	p        partition.Partition // nil when err is set
+	err      error
+	offset   int64
+	maxBytes int
+	out      *kmsg.FetchResponseTopicPartition
+}
+
+// fetchRequest is a Fetch being answered, possibly after waiting.
+type fetchRequest struct {
+	resp     *kmsg.FetchResponse
+	parts    []fetchPart
+	minBytes int
+	maxBytes int
+}
+
+// fetch answers at once when there is enough data, an error, or no wait
+// allowed; otherwise it waits on a goroutine for the high watermark of any
+// of the partitions to move, rereading each time, until MinBytes are
+// available or MaxWaitMillis passes.
+func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(kmsg.Response)) {
+	r := req.Msg.(*kmsg.FetchRequest)
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	if r.SessionID != 0 {
+		// PubG1 never hands out fetch sessions (it answers with session 0),
+		// so a client naming one is confused: tell it to start over.
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		respond(resp)
+		return
+	}
+	f := &fetchRequest{resp: resp, minBytes: int(r.MinBytes), maxBytes: int(r.MaxBytes)}
+	if r.Version < 3 || f.maxBytes <= 0 {
+		f.maxBytes = int(^uint(0) >> 1)
+	}
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := &resp.Topics[i]
+		st.Default()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		var terr error
+		if r.Version >= 13 {
+			if t = b.topics.getID(rt.TopicID); t == nil {
+				terr = ErrUnknownTopicID
+			}
+		} else if t = b.topics.get(rt.Topic); t == nil {
+			terr = ErrUnknownTopic
+		}
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			sp.Default()
+			sp.Partition = rp.Partition
+			fp := fetchPart{err: terr, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: sp}
+			if fp.err == nil {
+				if rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
+					fp.err = ErrUnknownTopic
+				} else {
+					fp.p = t.parts[rp.Partition]
+					fp.err = checkLeaderEpoch(rp.CurrentLeaderEpoch, fp.p.Offsets().LeaderEpoch)
+				}
+			}
+			f.parts = append(f.parts, fp)
+		}
+	}
+	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
+	if wait <= 0 || f.minBytes <= 0 {
+		f.read()
+		respond(resp)
+		return
+	}
+	// Watch before the first read so that an append between the read and
+	// the wait still wakes the waiter.
+	wake := make(chan struct{}, 1)
+	for _, fp := range f.parts {
+		if fp.p != nil {
+			fp.p.Watch(wake)
+		}
+	}
+	unwatch := func() {
+		for _, fp := range f.parts {
+			if fp.p != nil {
+				fp.p.Unwatch(wake)
+			}
+		}
+	}
+	if f.read() {
+		unwatch()
+		respond(resp)
+		return
+	}
+	started := b.goFunc(func() {
+		defer unwatch()
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			select {
+			case <-wake:
+				if f.read() {
+					respond(resp)
+					return
+				}
+			case <-timer.C:
+				f.read()
+				respond(resp)
+				return
+			case <-ctx.Done():
+				respond(resp)
+				return
+			}
+		}
+	})
+	if !started {
+		unwatch()
+		respond(resp)
+	}
+}
+
+// read fills the response from the partitions and reports whether it is
+// ready to send: MinBytes reached or a partition has an error.
+func (f *fetchRequest) read() bool {
+	total := 0
+	ready := false
+	for i := range f.parts {
+		fp := &f.parts[i]
+		sp := fp.out
+		sp.RecordBatches = nil
+		if fp.err != nil {
+			sp.ErrorCode = errorCode(fp.err)
+			ready = true
+			continue
+		}
+		limit := min(fp.maxBytes, f.maxBytes-total)
+		res, err := fp.p.Read(fp.offset, max(limit, 0), total == 0, nil)
+		sp.HighWatermark = res.HighWatermark
+		sp.LastStableOffset = res.HighWatermark
+		sp.LogStartOffset = res.LogStart
+		sp.ErrorCode = errorCode(err)
+		if err != nil {
+			ready = true
+			continue
+		}
+		sp.RecordBatches = res.Records
+		total += len(res.Records)
+	}
+	return ready || total >= f.minBytes
+}
+
+// checkLeaderEpoch compares the epoch a client believes current (-1: no
+// opinion) with the partition's.
+func checkLeaderEpoch(client, current int32) error {
+	switch {
+	case client < 0 || client == current:
+		return nil
+	case client < current:
+		return partition.ErrFencedLeaderEpoch
+	default:
+		return partition.ErrUnknownLeaderEpoch
+	}
+}

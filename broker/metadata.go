@@ -1,0 +1,136 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// allTopicOperations is the authorized-operations bit set of a topic when
+// there is no authorizer: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+// DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const allTopicOperations = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
+
+// allClusterOperations: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+// ALTER_CONFIGS, IDEMPOTENT_WRITE, ALTER, DESCRIBE.
+const allClusterOperations = 1<<5 | 1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<7 | 1<<8
+
+func (b *Broker) metadataAPI() kproto.API {
+	return kproto.API{Key: kmsg.Metadata.Int16(), MinVersion: 0, MaxVersion: 13, Handle: handle(b.metadata)}
+}
+
+func (b *Broker) metadata(_ context.Context, req *kproto.Request, r *kmsg.MetadataRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.MetadataResponse)
+	resp.Brokers = []kmsg.MetadataResponseBroker{b.brokerEntry()}
+	resp.ClusterID = &b.clusterID
+	resp.ControllerID = b.cfg.NodeID
+	resp.AuthorizedOperations = math.MinInt32
+	if r.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = allClusterOperations
+	}
+	// Version 0 asks for every topic with an empty list; later versions
+	// with a null one.
+	if r.Topics == nil || (r.Version == 0 && len(r.Topics) == 0) {
+		for _, t := range b.topics.list() {
+			resp.Topics = append(resp.Topics, b.topicMetadata(t, r))
+		}
+		return resp
+	}
+	autoCreate := b.cfg.AutoCreateTopics && (r.Version < 4 || r.AllowAutoTopicCreation)
+	for _, rt := range r.Topics {
+		var t *topic
+		var err error
+		switch {
+		case rt.Topic == nil && rt.TopicID == [16]byte{}:
+			err = fmt.Errorf("%w: neither topic name nor ID given", ErrInvalidRequest)
+		case rt.Topic == nil:
+			if t = b.topics.getID(rt.TopicID); t == nil {
+				err = ErrUnknownTopicID
+			}
+		default:
+			t = b.topics.get(*rt.Topic)
+			if t == nil {
+				err = validTopicName(*rt.Topic)
+				if err == nil {
+					err = ErrUnknownTopic
+				}
+			}
+			if t == nil && err == ErrUnknownTopic && autoCreate {
+				t, err = b.createTopic(*rt.Topic, -1, -1, nil, false)
+				if errors.Is(err, ErrTopicExists) {
+					t, err = b.topics.get(*rt.Topic), nil
+				}
+			}
+		}
+		if err != nil || t == nil {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.ErrorCode = errorCode(err)
+			if mt.ErrorCode == 0 {
+				mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			mt.AuthorizedOperations = math.MinInt32
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		resp.Topics = append(resp.Topics, b.topicMetadata(t, r))
+	}
+	return resp
+}
+
+func (b *Broker) brokerEntry() kmsg.MetadataResponseBroker {
+	mb := kmsg.NewMetadataResponseBroker()
+	mb.NodeID, mb.Host, mb.Port = b.cfg.NodeID, b.advHost, b.advPort
+	return mb
+}
+
+func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := t.name
+	mt.Topic, mt.TopicID, mt.IsInternal = &name, t.id, t.internal
+	mt.AuthorizedOperations = math.MinInt32
+	if r.IncludeTopicAuthorizedOperations {
+		mt.AuthorizedOperations = allTopicOperations
+	}
+	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, len(t.parts))
+	for i, p := range t.parts {
+		mp := &mt.Partitions[i]
+		mp.Default()
+		mp.Partition = int32(i)
+		mp.Leader = b.cfg.NodeID
+		mp.LeaderEpoch = p.Offsets().LeaderEpoch
+		mp.Replicas = []int32{b.cfg.NodeID}
+		mp.ISR = []int32{b.cfg.NodeID}
+		mp.OfflineReplicas = []int32{}
+	}
+	return mt
+}
+
+func (b *Broker) describeClusterAPI() kproto.API {
+	return kproto.API{Key: kmsg.DescribeCluster.Int16(), MinVersion: 0, MaxVersion: 2, Handle: handle(b.describeCluster)}
+}
+
+func (b *Broker) describeCluster(_ context.Context, _ *kproto.Request, r *kmsg.DescribeClusterRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.EndpointType = 1
+	if r.Version >= 1 && r.EndpointType != 1 {
+		resp.ErrorCode = kerr.MismatchedEndpointType.Code
+		resp.ErrorMessage = errorMessage(fmt.Errorf("this broker's listener only serves endpoint type 1 (brokers), not %d", r.EndpointType))
+		return resp
+	}
+	resp.ClusterID = b.clusterID
+	resp.ControllerID = b.cfg.NodeID
+	resp.ClusterAuthorizedOperations = math.MinInt32
+	if r.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = allClusterOperations
+	}
+	db := kmsg.NewDescribeClusterResponseBroker()
+	db.NodeID, db.Host, db.Port = b.cfg.NodeID, b.advHost, b.advPort
+	resp.Brokers = []kmsg.DescribeClusterResponseBroker{db}
+	return resp
+}

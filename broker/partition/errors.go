@@ -1,0 +1,18 @@
+package partition
+
+import "errors"
+
+// Errors returned by partitions. The broker maps each to a Kafka error code
+// in one place.
+var (
+	ErrCorruptBatch         = errors.New("corrupt record batch")
+	ErrInvalidRecord        = errors.New("invalid record batch")
+	ErrOffsetOutOfRange     = errors.New("offset out of range")
+	ErrOutOfOrderSequence   = errors.New("out of order sequence number")
+	ErrInvalidProducerEpoch = errors.New("producer epoch is older than the current one")
+	ErrStorage              = errors.New("partition storage failed")
+	ErrClosed               = errors.New("partition closed")
+	ErrNotLeader            = errors.New("not the leader of this partition")
+	ErrFencedLeaderEpoch    = errors.New("leader epoch is older than the current one")
+	ErrUnknownLeaderEpoch   = errors.New("leader epoch is newer than the current one")
+)

@@ -1,0 +1,469 @@
+package partition
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Metadata keys a Local partition keeps in its store, each followed by the
+// log ID: the log start offset, and one key per idempotent producer.
+const (
+	keyLogStart = 's'
+	keyProducer = 'p'
+)
+
+// LocalOptions configure a single-node partition.
+type LocalOptions struct {
+	Store storage.Store
+	Log   storage.LogID
+	// Decompressor reads compressed batches for timestamp lookups; nil uses
+	// franz-go's default.
+	Decompressor kgo.Decompressor
+	// Now returns the current time; nil uses time.Now.
+	Now func() time.Time
+}
+
+// Local is a partition whose log lives on this broker only: a produce is
+// committed once the store has synced it, so the high watermark is the end
+// of the durable log.
+type Local struct {
+	id    storage.LogID
+	store storage.Store
+	dec   kgo.Decompressor
+	now   func() time.Time
+
+	mu        sync.Mutex
+	closed    bool
+	failed    error
+	logEnd    int64
+	logStart  int64
+	index     []storage.BatchMeta // every batch kept, pending ones included
+	producers map[int64]*producer
+
+	hwm atomic.Int64
+
+	wmu      sync.Mutex
+	watchers map[chan<- struct{}]struct{}
+}
+
+var _ Partition = (*Local)(nil)
+
+// OpenLocal opens the partition log stored under opts.Log, creating it empty
+// if the store has nothing for it.
+func OpenLocal(opts LocalOptions) (*Local, error) {
+	p := &Local{
+		id:        opts.Log,
+		store:     opts.Store,
+		dec:       opts.Decompressor,
+		now:       opts.Now,
+		producers: make(map[int64]*producer),
+		watchers:  make(map[chan<- struct{}]struct{}),
+	}
+	if p.dec == nil {
+		p.dec = kgo.DefaultDecompressor()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	v, err := p.store.Get(p.key(keyLogStart))
+	switch {
+	case err == nil && len(v) == 8:
+		p.logStart = int64(binary.BigEndian.Uint64(v))
+	case err == nil:
+		return nil, fmt.Errorf("%w: log start of %d bytes", ErrStorage, len(v))
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, fmt.Errorf("partition: reading log start: %w", err)
+	}
+	err = p.store.Index(p.id, func(m storage.BatchMeta) bool {
+		if m.LastOffset >= p.logStart {
+			p.index = append(p.index, m)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partition: reading index: %w", err)
+	}
+	p.logEnd = p.logStart
+	if n := len(p.index); n > 0 {
+		p.logEnd = p.index[n-1].LastOffset + 1
+		if p.index[0].BaseOffset > p.logStart {
+			// Retention deleted batches before it recorded the new start.
+			p.logStart = p.index[0].BaseOffset
+		}
+	}
+	p.hwm.Store(p.logEnd)
+	prefix := p.key(keyProducer)
+	err = p.store.Range(prefix, func(k, v []byte) bool {
+		if len(k) != len(prefix)+8 {
+			return true
+		}
+		var pr *producer
+		if pr, err = unmarshalProducer(v); err != nil {
+			return false
+		}
+		p.producers[int64(binary.BigEndian.Uint64(k[len(prefix):]))] = pr
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partition: reading producer state: %w", err)
+	}
+	return p, nil
+}
+
+func (p *Local) key(kind byte, extra ...byte) []byte {
+	k := storage.AppendLogID([]byte{kind}, p.id)
+	return append(k, extra...)
+}
+
+func (p *Local) producerKey(id int64) []byte {
+	return binary.BigEndian.AppendUint64(p.key(keyProducer), uint64(id))
+}
+
+// Append implements Partition.
+func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(AppendResult)) {
+	p.mu.Lock()
+	if p.closed || p.failed != nil {
+		err := ErrClosed
+		if p.failed != nil {
+			err = fmt.Errorf("%w: %w", ErrStorage, p.failed)
+		}
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: err})
+		return
+	}
+	var pr *producer
+	if h.Idempotent() {
+		pr = p.producers[h.ProducerID]
+		dup, err := pr.check(&h)
+		if err != nil {
+			p.mu.Unlock()
+			done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: p.logStart, Err: err})
+			return
+		}
+		if dup != nil {
+			// A retry of a batch already appended: answer with its offset
+			// once it is durable. An empty write is a barrier behind it.
+			res := AppendResult{BaseOffset: dup.baseOffset, LogAppendTime: dup.appendTime, LogStartOffset: p.logStart}
+			p.store.Submit(&storage.Write{Done: func(err error) {
+				if err != nil {
+					res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
+				}
+				done(res)
+			}})
+			p.mu.Unlock()
+			return
+		}
+	}
+	base := p.logEnd
+	appendTime := int64(-1)
+	if opts.LogAppendTime {
+		appendTime = p.now().UnixMilli()
+	}
+	stamp(b, base, 0, appendTime)
+	maxTS := h.MaxTimestamp
+	if appendTime >= 0 {
+		maxTS = appendTime
+	}
+	meta := storage.BatchMeta{BaseOffset: base, LastOffset: base + int64(h.LastOffsetDelta), MaxTimestamp: maxTS, Size: int32(len(b))}
+	p.logEnd = meta.LastOffset + 1
+	p.index = append(p.index, meta)
+	w := &storage.Write{Batches: []storage.Batch{{Log: p.id, Meta: meta, Data: b}}}
+	if h.Idempotent() {
+		if pr == nil {
+			pr = &producer{epoch: h.ProducerEpoch}
+			p.producers[h.ProducerID] = pr
+		}
+		pr.record(&h, base, appendTime)
+		w.KVs = []storage.KV{{Key: p.producerKey(h.ProducerID), Value: pr.marshal()}}
+	}
+	logStart := p.logStart
+	w.Done = func(err error) {
+		res := AppendResult{BaseOffset: base, LogAppendTime: appendTime, LogStartOffset: logStart}
+		if err != nil {
+			res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
+			p.fail(err)
+		} else {
+			p.commit(meta.LastOffset + 1)
+		}
+		done(res)
+	}
+	// Submitting under the lock keeps store order equal to offset order.
+	p.store.Submit(w)
+	p.mu.Unlock()
+}
+
+// fail stops the partition taking writes after a store error: offsets were
+// assigned to a batch that is not durable, so continuing would leave a hole.
+func (p *Local) fail(err error) {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = err
+	}
+	p.mu.Unlock()
+}
+
+// commit advances the high watermark and wakes readers.
+func (p *Local) commit(hwm int64) {
+	if hwm <= p.hwm.Load() {
+		return
+	}
+	p.hwm.Store(hwm)
+	p.wmu.Lock()
+	for ch := range p.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	p.wmu.Unlock()
+}
+
+// Watch implements Partition.
+func (p *Local) Watch(ch chan<- struct{}) {
+	p.wmu.Lock()
+	p.watchers[ch] = struct{}{}
+	p.wmu.Unlock()
+}
+
+// Unwatch implements Partition.
+func (p *Local) Unwatch(ch chan<- struct{}) {
+	p.wmu.Lock()
+	delete(p.watchers, ch)
+	p.wmu.Unlock()
+}
+
+// Offsets implements Partition.
+func (p *Local) Offsets() Offsets {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Offsets{LogStart: p.logStart, HighWatermark: p.hwm.Load(), LogEnd: p.logEnd}
+}
+
+// Read implements Partition.
+func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	p.mu.Lock()
+	closed := p.closed
+	off := Offsets{LogStart: p.logStart, HighWatermark: p.hwm.Load(), LogEnd: p.logEnd}
+	p.mu.Unlock()
+	res := ReadResult{Offsets: off, Records: dst}
+	if closed {
+		return res, ErrClosed
+	}
+	if offset < off.LogStart || offset > off.LogEnd {
+		return res, fmt.Errorf("%w: %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, off.LogStart, off.LogEnd)
+	}
+	if offset >= off.HighWatermark {
+		return res, nil
+	}
+	start := len(dst)
+	err := p.store.Scan(p.id, offset, func(m storage.BatchMeta, data []byte) bool {
+		if m.BaseOffset >= off.HighWatermark {
+			return false
+		}
+		if len(dst)-start+len(data) > maxBytes && !(minOne && len(dst) == start) {
+			return false
+		}
+		dst = append(dst, data...)
+		return true
+	})
+	res.Records = dst
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return res, nil
+}
+
+// committedIndex returns the batches below the high watermark. The slice
+// must not be modified; it is safe to read after unlocking because appends
+// only add past its end and retention replaces the slice.
+func (p *Local) committedIndex() []storage.BatchMeta {
+	hwm := p.hwm.Load()
+	p.mu.Lock()
+	idx := p.index
+	p.mu.Unlock()
+	n := sort.Search(len(idx), func(i int) bool { return idx[i].LastOffset >= hwm })
+	return idx[:n:n]
+}
+
+// OffsetForTime implements Partition.
+func (p *Local) OffsetForTime(ts int64) (int64, int64, error) {
+	for _, m := range p.committedIndex() {
+		if m.MaxTimestamp < ts {
+			continue
+		}
+		offset, found := int64(-1), int64(-1)
+		err := p.recordsOf(m, func(o, t int64) bool {
+			if t >= ts {
+				offset, found = o, t
+				return false
+			}
+			return true
+		})
+		if err != nil || offset >= 0 {
+			return offset, found, err
+		}
+	}
+	return -1, -1, nil
+}
+
+// MaxTimestamp implements Partition.
+func (p *Local) MaxTimestamp() (int64, int64, error) {
+	idx := p.committedIndex()
+	best := -1
+	for i, m := range idx {
+		if best < 0 || m.MaxTimestamp > idx[best].MaxTimestamp {
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1, -1, nil
+	}
+	offset, maxTS := int64(-1), idx[best].MaxTimestamp
+	err := p.recordsOf(idx[best], func(o, t int64) bool {
+		if t == maxTS {
+			offset = o
+			return false
+		}
+		return true
+	})
+	return offset, maxTS, err
+}
+
+// recordsOf walks the records of one stored batch.
+func (p *Local) recordsOf(m storage.BatchMeta, fn func(offset, ts int64) bool) error {
+	var werr error
+	err := p.store.Scan(p.id, m.LastOffset, func(got storage.BatchMeta, data []byte) bool {
+		if got.BaseOffset == m.BaseOffset {
+			werr = recordTimes(data, p.dec, fn)
+		}
+		return false
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("partition: reading batch at %d: %w", m.BaseOffset, err)
+	}
+	return nil
+}
+
+// EndOffsetForEpoch implements Partition. A single-node log has one epoch.
+func (p *Local) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	if epoch != 0 {
+		return -1, -1
+	}
+	return 0, p.hwm.Load()
+}
+
+// Size implements Partition.
+func (p *Local) Size() int64 {
+	var n int64
+	for _, m := range p.committedIndex() {
+		n += int64(m.Size)
+	}
+	return n
+}
+
+// EnforceRetention implements Partition.
+func (p *Local) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
+	idx := p.committedIndex()
+	var total int64
+	for _, m := range idx {
+		total += int64(m.Size)
+	}
+	excess := total - retentionBytes
+	cutoff := now.Add(-retention).UnixMilli()
+	drop := 0
+	for _, m := range idx {
+		byTime := retention >= 0 && m.MaxTimestamp < cutoff
+		bySize := retentionBytes >= 0 && excess >= int64(m.Size)
+		if !byTime && !bySize {
+			break
+		}
+		excess -= int64(m.Size)
+		drop++
+	}
+	if drop == 0 {
+		return p.Offsets().LogStart, nil
+	}
+	newStart := idx[drop-1].LastOffset + 1
+	if err := p.SetLogStart(newStart); err != nil {
+		return 0, err
+	}
+	return newStart, nil
+}
+
+// SetLogStart advances the log start offset to offset (DeleteRecords and
+// retention): the new start is made durable first, then the batches wholly
+// before it are deleted. A batch that straddles offset is kept; reads below
+// the start still fail with ErrOffsetOutOfRange.
+func (p *Local) SetLogStart(offset int64) error {
+	p.mu.Lock()
+	if offset <= p.logStart {
+		p.mu.Unlock()
+		return nil
+	}
+	if hwm := p.hwm.Load(); offset > hwm {
+		p.mu.Unlock()
+		return fmt.Errorf("%w: %d is past the high watermark %d", ErrOffsetOutOfRange, offset, hwm)
+	}
+	p.mu.Unlock()
+	errc := make(chan error, 1)
+	p.store.Submit(&storage.Write{
+		KVs:  []storage.KV{{Key: p.key(keyLogStart), Value: binary.BigEndian.AppendUint64(nil, uint64(offset))}},
+		Done: func(err error) { errc <- err },
+	})
+	if err := <-errc; err != nil {
+		return fmt.Errorf("partition: saving log start: %w", err)
+	}
+	p.mu.Lock()
+	if offset > p.logStart {
+		p.logStart = offset
+	}
+	n := sort.Search(len(p.index), func(i int) bool { return p.index[i].LastOffset >= offset })
+	p.index = append([]storage.BatchMeta(nil), p.index[n:]...)
+	p.mu.Unlock()
+	if err := p.store.DeleteBatches(p.id, offset); err != nil {
+		return fmt.Errorf("partition: deleting batches: %w", err)
+	}
+	return nil
+}
+
+// Close implements Partition.
+func (p *Local) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Delete closes the partition and removes its log and metadata from the
+// store.
+func (p *Local) Delete() error {
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if err := p.store.DropLog(p.id); err != nil {
+		return fmt.Errorf("partition: dropping log: %w", err)
+	}
+	kvs := []storage.KV{{Key: p.key(keyLogStart)}}
+	p.mu.Lock()
+	for id := range p.producers {
+		kvs = append(kvs, storage.KV{Key: p.producerKey(id)})
+	}
+	p.mu.Unlock()
+	errc := make(chan error, 1)
+	p.store.Submit(&storage.Write{KVs: kvs, Done: func(err error) { errc <- err }})
+	if err := <-errc; err != nil {
+		return fmt.Errorf("partition: deleting metadata: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+// Package partition holds partition logs: offsets, idempotent producer
+// state, the high watermark and waiting readers. Handlers use the Partition
+// interface, so a single-node log and a replicated one are interchangeable.
+package partition
+
+import "time"
+
+// Acks is the acknowledgement level of a Produce request.
+type Acks int16
+
+// Acknowledgement levels as Kafka defines them.
+const (
+	AcksNone   Acks = 0
+	AcksLeader Acks = 1
+	AcksAll    Acks = -1
+)
+
+// AppendOptions are the per-append settings, taken from the request and the
+// topic's configuration at the time of the append.
+type AppendOptions struct {
+	Acks          Acks
+	LogAppendTime bool // message.timestamp.type=LogAppendTime
+}
+
+// AppendResult is the outcome of one append.
+type AppendResult struct {
+	BaseOffset     int64
+	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
+	LogStartOffset int64
+	Err            error
+}
+
+// Offsets is a consistent view of a partition's offsets.
+type Offsets struct {
+	LogStart      int64
+	HighWatermark int64 // first offset not yet committed; readers see below it
+	LogEnd        int64 // next offset to be assigned
+	LeaderEpoch   int32
+}
+
+// ReadResult is what Read returns.
+type ReadResult struct {
+	Offsets
+	Records []byte // whole record batches, as stored
+}
+
+// Partition is one partition's log as handlers see it.
+type Partition interface {
+	// Append appends one record batch that passed CheckProduced. b is
+	// modified in place (base offset, leader epoch, append time) and kept
+	// until done is called. done is called exactly once, when the append is
+	// durable at the requested acks level or has failed; it must not block.
+	Append(b []byte, h BatchHeader, opts AppendOptions, done func(AppendResult))
+
+	// Read appends to dst the committed batches from the one holding offset
+	// on, stopping before maxBytes would be exceeded, but always returning
+	// one whole batch if any is available and minOne is set (so a batch
+	// larger than the limit still makes progress).
+	Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error)
+
+	// Offsets returns the current offsets.
+	Offsets() Offsets
+
+	// OffsetForTime returns the first committed offset whose record
+	// timestamp is at or after ts, and that timestamp; offset -1 when there
+	// is none.
+	OffsetForTime(ts int64) (offset, timestamp int64, err error)
+
+	// MaxTimestamp returns the offset and timestamp of the committed record
+	// with the largest timestamp (the first such); offset -1 when empty.
+	MaxTimestamp() (offset, timestamp int64, err error)
+
+	// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <=
+	// epoch that this log has, and the offset where it ended.
+	EndOffsetForEpoch(epoch int32) (leaderEpoch int32, endOffset int64)
+
+	// Watch registers ch to receive a non-blocking signal whenever the high
+	// watermark advances; Unwatch removes it.
+	Watch(ch chan<- struct{})
+	Unwatch(ch chan<- struct{})
+
+	// EnforceRetention deletes whole batches from the front of the log while
+	// they are older than retention (by max timestamp) or while the log is
+	// larger than retentionBytes; a negative limit disables it. It returns
+	// the new log start offset.
+	EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error)
+
+	// SetLogStart advances the log start offset (DeleteRecords); an offset
+	// past the high watermark fails with ErrOffsetOutOfRange.
+	SetLogStart(offset int64) error
+
+	// Size is the number of bytes of committed batches kept.
+	Size() int64
+
+	// Close releases the partition; later calls fail with ErrClosed.
+	Close() error
+
+	// Delete closes the partition and removes its data.
+	Delete() error
+}

@@ -1,0 +1,129 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Produce v0-v2 carry message format v0/v1, which PubG1 does not store.
+func (b *Broker) produceAPI() kproto.API {
+	return kproto.API{Key: kmsg.Produce.Int16(), MinVersion: 3, MaxVersion: 13, Handle: b.produce, Reject: rejectProduce}
+}
+
+func rejectProduce(req kmsg.Request, code int16) kmsg.Response {
+	r := req.(*kmsg.ProduceRequest)
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range r.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, code, -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// produce validates each partition's batch on the connection's goroutine
+// (the CRC check runs in parallel across connections) and hands it to the
+// partition; the response goes out when the last partition's append is
+// durable. Nothing here touches individual records.
+func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(kmsg.Response)) {
+	r := req.Msg.(*kmsg.ProduceRequest)
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
+	acks := partition.Acks(r.Acks)
+	badAcks := acks != partition.AcksNone && acks != partition.AcksLeader && acks != partition.AcksAll
+	// pending counts outstanding appends plus one for this loop, so the
+	// response cannot be sent before every partition has been handed over.
+	var pending atomic.Int32
+	pending.Store(1)
+	finish := func() {
+		if pending.Add(-1) == 0 && acks != partition.AcksNone {
+			respond(resp)
+		}
+	}
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := &resp.Topics[i]
+		st.Default()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		var terr error
+		if r.Version >= 13 {
+			if t = b.topics.getID(rt.TopicID); t == nil {
+				terr = ErrUnknownTopicID
+			}
+		} else if t = b.topics.get(rt.Topic); t == nil {
+			terr = ErrUnknownTopic
+		}
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			sp.Default()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			err := terr
+			switch {
+			case err != nil:
+			case badAcks:
+				err = kerr.InvalidRequiredAcks
+			case rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
+				err = ErrUnknownTopic
+			case r.TransactionID != nil:
+				err = kerr.TransactionalIDAuthorizationFailed
+			}
+			if err == nil {
+				err = b.appendBatch(t, rp, acks, sp, finish, &pending)
+			}
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				if r.Version >= 8 {
+					sp.ErrorMessage = errorMessage(err)
+				}
+			}
+		}
+	}
+	if acks == partition.AcksNone {
+		respond(nil)
+	}
+	finish()
+}
+
+// appendBatch checks one partition's batch and starts its append; the
+// append fills sp and calls finish when done.
+func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32) error {
+	ec := &t.effective
+	if len(rp.Records) > int(ec.maxMessage) {
+		return fmt.Errorf("%w: %d bytes, max.message.bytes is %d", ErrMessageTooLarge, len(rp.Records), ec.maxMessage)
+	}
+	h, err := partition.CheckProduced(rp.Records)
+	if err != nil {
+		return err
+	}
+	if h.Attributes&0x10 != 0 {
+		return fmt.Errorf("%w: transactions are not supported", kerr.TransactionalIDAuthorizationFailed)
+	}
+	pending.Add(1)
+	t.parts[rp.Partition].Append(rp.Records, h, partition.AppendOptions{Acks: acks, LogAppendTime: ec.logAppendTime}, func(res partition.AppendResult) {
+		sp.BaseOffset = res.BaseOffset
+		sp.LogAppendTime = res.LogAppendTime
+		sp.LogStartOffset = res.LogStartOffset
+		if res.Err != nil {
+			sp.ErrorCode = errorCode(res.Err)
+			sp.ErrorMessage = errorMessage(res.Err)
+			sp.BaseOffset = -1
+		}
+		finish()
+	})
+	return nil
+}

@@ -1,0 +1,92 @@
+// Package storage keeps partition logs and small metadata records on disk.
+//
+// Every partition of a broker shares one Store. Batches are stored as the
+// bytes that arrived (offsets already assigned), so Fetch can serve them
+// without re-encoding. All writes go through one group committer: whatever is
+// pending is merged into one transaction and one sync, and each Write's Done
+// runs only after the sync that covers it.
+package storage
+
+import "encoding/binary"
+
+// LogID names one partition's log inside a Store.
+type LogID struct {
+	Topic     [16]byte // topic ID
+	Partition int32
+}
+
+// BatchMeta describes one stored record batch. It is kept beside the batch
+// so that indexes can be rebuilt without reading batch bytes.
+type BatchMeta struct {
+	BaseOffset   int64
+	LastOffset   int64
+	MaxTimestamp int64
+	Size         int32 // bytes of the batch
+}
+
+// Batch is a record batch to store.
+type Batch struct {
+	Log  LogID
+	Meta BatchMeta
+	Data []byte // the whole batch, base offset already written into it
+}
+
+// KV is a small metadata record. Keys are opaque to the store and live in
+// their own namespace, apart from batches.
+type KV struct {
+	Key   []byte
+	Value []byte // nil deletes the key
+}
+
+// Write is one unit of group commit. The store never modifies Data or KV
+// slices, and the caller must not modify them until Done is called.
+type Write struct {
+	Batches []Batch
+	KVs     []KV
+	// Done is called exactly once, after the sync that covers this write (or
+	// with the error that prevented it). It runs on the committer goroutine:
+	// it must be quick and must not block. A Write with no batches and no KVs
+	// is a barrier: Done runs once every earlier Write is durable.
+	Done func(error)
+}
+
+// Store is the storage of one broker. Implementations: Badger (durable) and
+// Memory (tests).
+type Store interface {
+	// Submit queues w for the next group commit. Writes are applied and their
+	// Done callbacks run in submission order. After Close, Done is called
+	// with ErrClosed.
+	Submit(w *Write)
+
+	// Scan calls fn for each stored batch of log whose LastOffset >= from, in
+	// offset order, until fn returns false. data is only valid during fn.
+	Scan(log LogID, from int64, fn func(m BatchMeta, data []byte) bool) error
+
+	// Index calls fn with the metadata of every stored batch of log, in
+	// offset order, without reading batch bytes, until fn returns false.
+	Index(log LogID, fn func(m BatchMeta) bool) error
+
+	// DeleteBatches removes the batches of log whose LastOffset < before.
+	DeleteBatches(log LogID, before int64) error
+
+	// DropLog removes every batch of log.
+	DropLog(log LogID) error
+
+	// Get returns the value of a metadata key, or ErrNotFound.
+	Get(key []byte) ([]byte, error)
+
+	// Range calls fn for each metadata key with the given prefix, in key
+	// order, until fn returns false. k and v are only valid during fn.
+	Range(prefix []byte, fn func(k, v []byte) bool) error
+
+	// Close stops the committer after the queued writes and releases the
+	// store. It is safe to call more than once.
+	Close() error
+}
+
+// AppendLogID appends a fixed-size binary form of id to dst, for building
+// keys that belong to one log.
+func AppendLogID(dst []byte, id LogID) []byte {
+	dst = append(dst, id.Topic[:]...)
+	return binary.BigEndian.AppendUint32(dst, uint32(id.Partition))
+}

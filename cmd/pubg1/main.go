@@ -1,0 +1,88 @@
+// Command pubg1 is the PubG1 broker and its tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/pubg1/pubg1/broker"
+	"github.com/rs/zerolog"
+)
+
+type cli struct {
+	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"PUBG1_LOG_LEVEL" help:"Log level (${enum})."`
+	LogFormat string `name:"log-format" default:"console" enum:"console,json" env:"PUBG1_LOG_FORMAT" help:"Log format (${enum})."`
+
+	Serve serveCmd `cmd:"" help:"Run a broker."`
+}
+
+type serveCmd struct {
+	Listen            string        `default:"127.0.0.1:9092" env:"PUBG1_LISTEN" help:"Address Kafka clients connect to."`
+	Advertise         string        `env:"PUBG1_ADVERTISE" help:"host:port given to clients in Metadata (default: the listen address)."`
+	Data              string        `default:"data" env:"PUBG1_DATA" help:"Data directory."`
+	ID                int32         `name:"id" default:"1" env:"PUBG1_ID" help:"Broker (node) ID."`
+	AutoCreateTopics  bool          `name:"auto-create-topics" default:"true" negatable:"" env:"PUBG1_AUTO_CREATE_TOPICS" help:"Create unknown topics on Metadata requests that allow it."`
+	NumPartitions     int32         `name:"num-partitions" default:"1" env:"PUBG1_NUM_PARTITIONS" help:"Partitions of auto-created topics and of CreateTopics without a count."`
+	MessageMaxBytes   int32         `name:"message-max-bytes" default:"1048588" env:"PUBG1_MESSAGE_MAX_BYTES" help:"Default max.message.bytes of topics."`
+	MaxRequestBytes   int32         `name:"max-request-bytes" default:"104857600" env:"PUBG1_MAX_REQUEST_BYTES" help:"Largest request frame accepted (socket.request.max.bytes)."`
+	LogRetention      time.Duration `name:"log-retention" default:"168h" env:"PUBG1_LOG_RETENTION" help:"Default retention.ms of topics; negative for unlimited."`
+	LogRetentionBytes int64         `name:"log-retention-bytes" default:"-1" env:"PUBG1_LOG_RETENTION_BYTES" help:"Default retention.bytes of topics; -1 for unlimited."`
+	RetentionCheck    time.Duration `name:"retention-check-interval" default:"5m" env:"PUBG1_RETENTION_CHECK_INTERVAL" help:"How often retention is applied."`
+	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
+}
+
+func (s *serveCmd) Run(log zerolog.Logger) error {
+	cfg := broker.DefaultConfig()
+	cfg.NodeID, cfg.Listen, cfg.Advertise, cfg.DataDir = s.ID, s.Listen, s.Advertise, s.Data
+	cfg.AutoCreateTopics, cfg.DefaultPartitions = s.AutoCreateTopics, s.NumPartitions
+	cfg.MessageMaxBytes, cfg.MaxFrameBytes = s.MessageMaxBytes, s.MaxRequestBytes
+	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
+	cfg.LogAppendTime = s.LogAppendTime
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	b, err := broker.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		b.Close()
+		return err
+	}
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("closing broker: %w", err)
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newLogger(level, format string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	var log zerolog.Logger
+	if format == "json" {
+		log = zerolog.New(os.Stderr)
+	} else {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	}
+	return log.Level(lvl).With().Timestamp().Logger()
+}
+
+func main() {
+	var c cli
+	kctx := kong.Parse(&c, kong.Name("pubg1"), kong.Description("PubG1: a Kafka-compatible log broker."), kong.UsageOnError())
+	log := newLogger(c.LogLevel, c.LogFormat)
+	kctx.BindTo(log, (*zerolog.Logger)(nil))
+	if err := kctx.Run(); err != nil {
+		log.Error().Err(err).Msg("pubg1 failed")
+		os.Exit(1)
+	}
+}
