@@ -19,6 +19,7 @@ type cli struct {
 	LogFormat string `name:"log-format" default:"console" enum:"console,json" env:"PUBG1_LOG_FORMAT" help:"Log format (${enum})."`
 
 	Serve serveCmd `cmd:"" help:"Run a broker."`
+	Bench benchCmd `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
 }
 
 type serveCmd struct {

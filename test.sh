@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a Debian machine, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages of the stock clients the compatibility tests drive.
+debs=()
+command -v kcat >/dev/null 2>&1 || debs+=(kcat)
+if [ ${#debs[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${debs[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
+fi
+
+export GOFLAGS="${GOFLAGS:-} -mod=readonly"
+echo "== go vet"
+go vet ./...
+echo "== unit tests (race detector)"
+go test -count=1 -race ./kproto/... ./broker/...
+echo "== compatibility tests (broker processes and stock clients)"
+go test -count=1 -timeout 20m ./compat-tests/...
