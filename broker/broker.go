@@ -275,11 +275,8 @@ func (b *Broker) serveConn(nc net.Conn) {
 		delete(b.conns, nc)
 		b.mu.Unlock()
 	}()
-	log := b.log.With().Str("remote", nc.RemoteAddr().String()).Logger()
-	err := kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: log})
-	if err != nil && b.ctx.Err() == nil {
-		log.Debug().Err(err).Msg("connection closed")
-	}
+	// Serve logs why a connection ended.
+	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log})
 }
 
 // retentionLoop applies retention.ms and retention.bytes periodically.
