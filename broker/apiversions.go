@@ -19,9 +19,10 @@ func (b *Broker) apiVersionsAPI() kproto.API {
 
 func (b *Broker) apiVersions(_ context.Context, req *kproto.Request, r *kmsg.ApiVersionsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.ApiVersionsResponse)
-	resp.ApiKeys = b.registry.Versions()
 	if r.Version >= 3 && (!clientSoftware.MatchString(r.ClientSoftwareName) || !clientSoftware.MatchString(r.ClientSoftwareVersion)) {
 		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
 	}
+	resp.ApiKeys = b.registry.Versions()
 	return resp
 }

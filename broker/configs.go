@@ -30,7 +30,9 @@ func (b *Broker) describeConfigs(_ context.Context, _ *kproto.Request, r *kmsg.D
 				sr.Configs = b.describeTopicConfigs(t.configs, rr.ConfigNames, r.IncludeSynonyms, r.IncludeDocumentation)
 			}
 		case kmsg.ConfigResourceTypeBroker:
-			if err = b.checkBrokerResource(rr.ResourceName); err == nil {
+			// The empty name asks for cluster-wide dynamic defaults;
+			// PubG1's broker configs are all static, so there are none.
+			if err = b.checkBrokerResource(rr.ResourceName); err == nil && rr.ResourceName != "" {
 				sr.Configs = b.describeBrokerConfigs(rr.ConfigNames, r.IncludeSynonyms, r.IncludeDocumentation)
 			}
 		default:
@@ -198,7 +200,7 @@ func (b *Broker) incrementalAlterConfigs(_ context.Context, _ *kproto.Request, r
 				next = make(map[string]string)
 			}
 			for _, c := range rr.Configs {
-				if err := applyIncremental(next, c); err != nil {
+				if err := applyIncremental(next, c, &b.cfg); err != nil {
 					return nil, err
 				}
 			}
@@ -211,7 +213,14 @@ func (b *Broker) incrementalAlterConfigs(_ context.Context, _ *kproto.Request, r
 	return resp
 }
 
-func applyIncremental(cfg map[string]string, c kmsg.IncrementalAlterConfigsRequestResourceConfig) error {
+func opName(op kmsg.IncrementalAlterConfigOp) string {
+	if op == kmsg.IncrementalAlterConfigOpAppend {
+		return "APPEND"
+	}
+	return "SUBTRACT"
+}
+
+func applyIncremental(cfg map[string]string, c kmsg.IncrementalAlterConfigsRequestResourceConfig, brokerCfg *Config) error {
 	def, known := topicConfigs[c.Name]
 	if !known {
 		return fmt.Errorf("%w: unknown topic config name: %s", ErrInvalidTopicConfig, c.Name)
@@ -230,10 +239,15 @@ func applyIncremental(cfg map[string]string, c kmsg.IncrementalAlterConfigsReque
 		delete(cfg, c.Name)
 	case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
 		if def.typ != typeList {
-			return fmt.Errorf("%w: config %s is not a list, it cannot be appended to or subtracted from", ErrInvalidRequest, c.Name)
+			return fmt.Errorf("%w: can't %s to key %s because its type is not LIST", ErrInvalidTopicConfig, opName(c.Op), c.Name)
+		}
+		// Like Kafka, start from the value in force, the default if unset.
+		cur, ok := cfg[c.Name]
+		if !ok {
+			cur = def.def(brokerCfg)
 		}
 		var items []string
-		if cur, ok := cfg[c.Name]; ok && cur != "" {
+		if cur != "" {
 			items = strings.Split(cur, ",")
 		}
 		for _, v := range strings.Split(value, ",") {

@@ -56,9 +56,10 @@ type fetchRequest struct {
 func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(kmsg.Response)) {
 	r := req.Msg.(*kmsg.FetchRequest)
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
-	if r.SessionID != 0 {
-		// PubG1 never hands out fetch sessions (it answers with session 0),
-		// so a client naming one is confused: tell it to start over.
+	if r.Version >= 7 && r.SessionEpoch > 0 {
+		// An incremental fetch needs a session, and PubG1 never hands one
+		// out (it answers full fetches with session 0): start over. Epoch
+		// 0 or -1 is a full fetch, whatever session ID comes with it.
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		respond(resp)
 		return
@@ -169,14 +170,17 @@ func (f *fetchRequest) read() bool {
 		}
 		limit := min(fp.maxBytes, f.maxBytes-total)
 		res, err := fp.p.Read(fp.offset, max(limit, 0), total == 0, nil)
-		sp.HighWatermark = res.HighWatermark
-		sp.LastStableOffset = res.HighWatermark
-		sp.LogStartOffset = res.LogStart
-		sp.ErrorCode = errorCode(err)
 		if err != nil {
+			// Kafka reports unknown (-1) offsets with a partition error.
+			sp.ErrorCode = errorCode(err)
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			ready = true
 			continue
 		}
+		sp.ErrorCode = 0
+		sp.HighWatermark = res.HighWatermark
+		sp.LastStableOffset = res.HighWatermark
+		sp.LogStartOffset = res.LogStart
 		sp.RecordBatches = res.Records
 		total += len(res.Records)
 	}

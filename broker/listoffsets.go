@@ -69,7 +69,9 @@ func listOffset(p partition.Partition, version int16, rp *kmsg.ListOffsetsReques
 			return err
 		}
 	}
-	sp.LeaderEpoch = off.LeaderEpoch
+	if offset >= 0 {
+		sp.LeaderEpoch = off.LeaderEpoch
+	}
 	if version == 0 {
 		sp.OldStyleOffsets = []int64{}
 		if offset >= 0 && rp.MaxNumOffsets > 0 {

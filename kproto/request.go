@@ -51,11 +51,14 @@ func (p *parser) parse(body []byte) (*Request, kmsg.Response, API, error) {
 	if h.Key == keyApiVersions && h.Version > api.MaxVersion {
 		// A client newer than the server asks with a version whose body
 		// the server cannot know; Kafka answers in v0, which every client
-		// reads, with the ranges it has so the client can retry lower.
+		// reads, with the ApiVersions range alone so the client can retry
+		// at a version both know.
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(0)
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
-		resp.ApiKeys = p.reg.Versions()
+		own := kmsg.NewApiVersionsResponseApiKey()
+		own.ApiKey, own.MinVersion, own.MaxVersion = api.Key, api.MinVersion, api.MaxVersion
+		resp.ApiKeys = []kmsg.ApiVersionsResponseApiKey{own}
 		return req, resp, api, nil
 	}
 	if h.Version < api.MinVersion || h.Version > api.MaxVersion {

@@ -73,14 +73,14 @@ func (h *BatchHeader) Codec() kgo.CompressionCodecType {
 func ParseHeader(b []byte) (BatchHeader, error) {
 	var h BatchHeader
 	if len(b) < batchHeaderSize {
-		return h, fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrCorruptBatch, len(b))
+		return h, fmt.Errorf("%w: %d bytes hold no complete record batch", ErrInvalidRecord, len(b))
 	}
 	if magic := int8(b[offMagic]); magic != 2 {
 		return h, fmt.Errorf("%w: magic %d, only v2 record batches are accepted", ErrInvalidRecord, magic)
 	}
 	h.Length = int32(binary.BigEndian.Uint32(b[offLength:]))
 	if h.Length < batchHeaderSize-12 || int64(h.Length)+12 > int64(len(b)) {
-		return h, fmt.Errorf("%w: batch length %d does not fit %d bytes", ErrCorruptBatch, h.Length, len(b))
+		return h, fmt.Errorf("%w: batch length %d does not fit %d bytes, so there is no complete record batch", ErrInvalidRecord, h.Length, len(b))
 	}
 	h.Attributes = int16(binary.BigEndian.Uint16(b[offAttributes:]))
 	h.LastOffsetDelta = int32(binary.BigEndian.Uint32(b[offLastOffsetDelta:]))

@@ -95,8 +95,8 @@ func TestCheckProduced(t *testing.T) {
 		want error
 	}{
 		"corrupt CRC":   {corrupt, ErrCorruptBatch},
-		"truncated":     {good[:len(good)-5], ErrCorruptBatch},
-		"short":         {good[:20], ErrCorruptBatch},
+		"truncated":     {good[:len(good)-5], ErrInvalidRecord},
+		"short":         {good[:20], ErrInvalidRecord},
 		"two batches":   {two, ErrInvalidRecord},
 		"magic 1":       {magic1, ErrInvalidRecord},
 		"control batch": {control, ErrInvalidRecord},

@@ -35,6 +35,7 @@ type serveCmd struct {
 	LogRetentionBytes int64         `name:"log-retention-bytes" default:"-1" env:"PUBG1_LOG_RETENTION_BYTES" help:"Default retention.bytes of topics; -1 for unlimited."`
 	RetentionCheck    time.Duration `name:"retention-check-interval" default:"5m" env:"PUBG1_RETENTION_CHECK_INTERVAL" help:"How often retention is applied."`
 	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
+	DebugListen       string        `name:"debug-listen" env:"PUBG1_DEBUG_LISTEN" help:"Serve Go pprof profiles over HTTP on this address (off when empty)."`
 }
 
 func (s *serveCmd) Run(log zerolog.Logger) error {
@@ -49,6 +50,14 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	b, err := broker.New(cfg, log)
 	if err != nil {
 		return err
+	}
+	if s.DebugListen != "" {
+		stopDebug, err := serveDebug(s.DebugListen, log)
+		if err != nil {
+			b.Close()
+			return err
+		}
+		defer stopDebug()
 	}
 	if err := b.Start(); err != nil {
 		b.Close()
