@@ -16,7 +16,7 @@ import (
 // registeredAPIs is every API the broker registers, with the version range
 // it handles. Update it when an API is added.
 var registeredAPIs = []kmsg.ApiVersionsResponseApiKey{
-	{ApiKey: 0, MinVersion: 3, MaxVersion: 13}, // Produce
+	{ApiKey: 0, MinVersion: 0, MaxVersion: 13}, // Produce
 	{ApiKey: 1, MinVersion: 4, MaxVersion: 18}, // Fetch
 	{ApiKey: 2, MinVersion: 0, MaxVersion: 11}, // ListOffsets
 	{ApiKey: 3, MinVersion: 0, MaxVersion: 13}, // Metadata

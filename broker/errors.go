@@ -57,6 +57,8 @@ func errorCode(err error) int16 {
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, partition.ErrInvalidRecord):
 		return kerr.InvalidRecord.Code
+	case errors.Is(err, partition.ErrOldMessageFormat):
+		return kerr.UnsupportedForMessageFormat.Code
 	case errors.Is(err, partition.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, partition.ErrOutOfOrderSequence):

@@ -162,7 +162,9 @@ func (f *fetchRequest) read() bool {
 	for i := range f.parts {
 		fp := &f.parts[i]
 		sp := fp.out
-		sp.RecordBatches = nil
+		// Kafka always sends a record set, empty when there is no data;
+		// librdkafka rejects a null one.
+		sp.RecordBatches = []byte{}
 		if fp.err != nil {
 			sp.ErrorCode = errorCode(fp.err)
 			ready = true
@@ -181,7 +183,9 @@ func (f *fetchRequest) read() bool {
 		sp.HighWatermark = res.HighWatermark
 		sp.LastStableOffset = res.HighWatermark
 		sp.LogStartOffset = res.LogStart
-		sp.RecordBatches = res.Records
+		if len(res.Records) > 0 {
+			sp.RecordBatches = res.Records
+		}
 		total += len(res.Records)
 	}
 	return ready || total >= f.minBytes

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -11,25 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Produce v0-v2 carry message format v0/v1, which PubG1 does not store.
+// Produce is served from v0: v0-v2 requests are accepted when they carry v2
+// record batches (as Kafka 3 did); their older message formats are refused
+// with UNSUPPORTED_FOR_MESSAGE_FORMAT. Advertising v0 also matters to
+// librdkafka, which only compresses with gzip and snappy when the broker
+// lists Produce v0.
 func (b *Broker) produceAPI() kproto.API {
-	return kproto.API{Key: kmsg.Produce.Int16(), MinVersion: 3, MaxVersion: 13, Handle: b.produce, Reject: rejectProduce}
-}
-
-func rejectProduce(req kmsg.Request, code int16) kmsg.Response {
-	r := req.(*kmsg.ProduceRequest)
-	resp := r.ResponseKind().(*kmsg.ProduceResponse)
-	for _, rt := range r.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition, sp.ErrorCode, sp.BaseOffset = rp.Partition, code, -1
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
-	return resp
+	return kproto.API{Key: kmsg.Produce.Int16(), MinVersion: 0, MaxVersion: 13, Handle: b.produce}
 }
 
 // produce validates each partition's batch on the connection's goroutine
@@ -84,6 +73,11 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 			}
 			if err == nil {
 				err = b.appendBatch(t, rp, acks, sp, finish, &pending)
+			}
+			if errors.Is(err, partition.ErrOldMessageFormat) && r.Version >= 3 {
+				// Produce v3+ may only carry v2 batches: Kafka calls
+				// anything else an invalid record.
+				err = fmt.Errorf("%w: %w", partition.ErrInvalidRecord, err)
 			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)

@@ -69,14 +69,26 @@ func TestProduceOldVersions(t *testing.T) {
 	c := dial(t, b)
 	name := uniqueTopic(t, "")
 	createTopic(t, c, name, 1)
+	// v0-v2 carrying v2 record batches are served, as Kafka 3 did.
 	for v := int16(0); v <= 2; v++ {
 		resp := c.do(produceReq(v, -1, name, [16]byte{}, 0, newBatch(t, "a"))).(*kmsg.ProduceResponse)
-		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.UnsupportedVersion.Code {
-			t.Fatalf("v%d: response %+v, want UNSUPPORTED_VERSION", v, resp.Topics)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			t.Fatalf("v%d: response %+v", v, resp.Topics)
+		}
+		if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != int64(v) {
+			t.Fatalf("v%d: error %d, base offset %d", v, p.ErrorCode, p.BaseOffset)
 		}
 	}
-	if lo := listOffset(t, c, name, 0, -1); lo.Offset != 0 {
-		t.Fatalf("end offset %d after refused produces", lo.Offset)
+	// An old message set is refused with UNSUPPORTED_FOR_MESSAGE_FORMAT,
+	// and nothing is written.
+	old := newBatch(t, "x")
+	old[16] = 1
+	resp := c.do(produceReq(2, -1, name, [16]byte{}, 0, old)).(*kmsg.ProduceResponse)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnsupportedForMessageFormat.Code {
+		t.Fatalf("magic 1 at v2: error %d, want UNSUPPORTED_FOR_MESSAGE_FORMAT", code)
+	}
+	if lo := listOffset(t, c, name, 0, -1); lo.Offset != 3 {
+		t.Fatalf("end offset %d, want 3", lo.Offset)
 	}
 }
 

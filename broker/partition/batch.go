@@ -72,6 +72,10 @@ func (h *BatchHeader) Codec() kgo.CompressionCodecType {
 // hold the batch the header announces.
 func ParseHeader(b []byte) (BatchHeader, error) {
 	var h BatchHeader
+	// Message sets v0 and v1 keep their magic byte at the same place.
+	if len(b) > offMagic && b[offMagic] < 2 {
+		return h, fmt.Errorf("%w: magic %d", ErrOldMessageFormat, b[offMagic])
+	}
 	if len(b) < batchHeaderSize {
 		return h, fmt.Errorf("%w: %d bytes hold no complete record batch", ErrInvalidRecord, len(b))
 	}

@@ -98,7 +98,7 @@ func TestCheckProduced(t *testing.T) {
 		"truncated":     {good[:len(good)-5], ErrInvalidRecord},
 		"short":         {good[:20], ErrInvalidRecord},
 		"two batches":   {two, ErrInvalidRecord},
-		"magic 1":       {magic1, ErrInvalidRecord},
+		"magic 1":       {magic1, ErrOldMessageFormat},
 		"control batch": {control, ErrInvalidRecord},
 	} {
 		if _, err := CheckProduced(tc.b); !errors.Is(err, tc.want) {

@@ -7,6 +7,7 @@ import "errors"
 var (
 	ErrCorruptBatch         = errors.New("corrupt record batch")
 	ErrInvalidRecord        = errors.New("invalid record batch")
+	ErrOldMessageFormat     = errors.New("message format v0/v1 is not supported, only v2 record batches")
 	ErrOffsetOutOfRange     = errors.New("offset out of range")
 	ErrOutOfOrderSequence   = errors.New("out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("producer epoch is older than the current one")
