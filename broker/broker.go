@@ -38,6 +38,7 @@ type Broker struct {
 	store        storage.Store
 	topics       *catalog
 	registry     *kproto.Registry
+	buffers      *kproto.BufferPool
 	decompressor kgo.Decompressor
 	clusterID    string
 	advHost      string
@@ -96,6 +97,7 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		store:        store,
 		topics:       newCatalog(),
 		decompressor: kgo.DefaultDecompressor(),
+		buffers:      &kproto.BufferPool{},
 		ctx:          ctx,
 		cancel:       cancel,
 		conns:        make(map[net.Conn]struct{}),
@@ -276,7 +278,7 @@ func (b *Broker) serveConn(nc net.Conn) {
 		b.mu.Unlock()
 	}()
 	// Serve logs why a connection ended.
-	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log})
+	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
 }
 
 // retentionLoop applies retention.ms and retention.bytes periodically.

@@ -38,7 +38,23 @@ type ConnConfig struct {
 	MaxInFlight int
 	// Logger receives one line per connection that ends abnormally.
 	Logger zerolog.Logger
+	// Buffers, if set, lends encode buffers to connections; a server
+	// shares one among all its connections so that large responses reuse
+	// buffers instead of allocating and growing new ones.
+	Buffers *BufferPool
 }
+
+// BufferPool shares response encode buffers between connections.
+type BufferPool struct{ p sync.Pool }
+
+func (bp *BufferPool) get() []byte {
+	if v, ok := bp.p.Get().(*[]byte); ok {
+		return (*v)[:0]
+	}
+	return make([]byte, 0, writeBufBytes)
+}
+
+func (bp *BufferPool) put(b []byte) { bp.p.Put(&b) }
 
 func (c ConnConfig) withDefaults() ConnConfig {
 	if c.MaxFrameBytes <= 0 {
@@ -247,15 +263,22 @@ func (c *conn) writeLoop() error {
 		}
 
 		resp.SetVersion(s.version)
+		if c.cfg.Buffers != nil {
+			buf = c.cfg.Buffers.get()
+		}
 		buf = append(buf[:0], 0, 0, 0, 0) // size, filled in below
 		buf = AppendResponseHeader(buf, resp, s.corrID)
 		buf = resp.AppendTo(buf)
 		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-		if _, err := bw.Write(buf); err != nil {
-			return c.writeFailed(err)
-		}
-		if cap(buf) > keepEncodeBytes {
+		_, err := bw.Write(buf)
+		if c.cfg.Buffers != nil {
+			c.cfg.Buffers.put(buf)
 			buf = nil
+		} else if cap(buf) > keepEncodeBytes {
+			buf = nil
+		}
+		if err != nil {
+			return c.writeFailed(err)
 		}
 	}
 }

@@ -264,6 +264,13 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 		return res, nil
 	}
 	start := len(dst)
+	if want := p.readSize(offset, off.HighWatermark, maxBytes, minOne); cap(dst)-len(dst) < want {
+		// One allocation of the right size: growing a multi-megabyte
+		// response by doubling costs more than reading it.
+		grown := make([]byte, len(dst), len(dst)+want)
+		copy(grown, dst)
+		dst = grown
+	}
 	err := p.store.Scan(p.id, offset, func(m storage.BatchMeta, data []byte) bool {
 		if m.BaseOffset >= off.HighWatermark {
 			return false
@@ -279,6 +286,23 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 		return res, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	return res, nil
+}
+
+// readSize is how many bytes Read will return, from the index.
+func (p *Local) readSize(offset, hwm int64, maxBytes int, minOne bool) int {
+	p.mu.Lock()
+	idx := p.index
+	p.mu.Unlock()
+	i := sort.Search(len(idx), func(i int) bool { return idx[i].LastOffset >= offset })
+	n := 0
+	for ; i < len(idx) && idx[i].BaseOffset < hwm; i++ {
+		size := int(idx[i].Size)
+		if n+size > maxBytes && !(minOne && n == 0) {
+			break
+		}
+		n += size
+	}
+	return n
 }
 
 // committedIndex returns the batches below the high watermark. The slice
