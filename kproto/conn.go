@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
+
+// DefaultIdleTimeout is Kafka's default connections.max.idle.ms.
+const DefaultIdleTimeout = 10 * time.Minute
 
 // DefaultMaxInFlight is the number of responses a connection may have pending
 // when ConnConfig leaves MaxInFlight zero.
@@ -38,6 +43,10 @@ type ConnConfig struct {
 	MaxInFlight int
 	// Logger receives one line per connection that ends abnormally.
 	Logger zerolog.Logger
+	// IdleTimeout closes a connection on which no request has begun for
+	// this long (Kafka's connections.max.idle.ms); zero means 10 minutes,
+	// negative never.
+	IdleTimeout time.Duration
 	// Buffers, if set, lends encode buffers to connections; a server
 	// shares one among all its connections so that large responses reuse
 	// buffers instead of allocating and growing new ones.
@@ -62,6 +71,9 @@ func (c ConnConfig) withDefaults() ConnConfig {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	return c
 }
@@ -189,10 +201,18 @@ func (c *conn) readLoop(ctx context.Context) error {
 	br := bufio.NewReaderSize(c.nc, readBufBytes)
 	var sizeBuf [4]byte
 	for {
+		if c.cfg.IdleTimeout > 0 && br.Buffered() == 0 {
+			if err := c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout)); err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+		}
 		body, err := readFrame(br, c.cfg.MaxFrameBytes, sizeBuf[:])
 		if err != nil {
 			if err == io.EOF {
 				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("%w: no request for %v", ErrIdle, c.cfg.IdleTimeout)
 			}
 			return fmt.Errorf("read: %w", err)
 		}

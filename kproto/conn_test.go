@@ -440,3 +440,29 @@ func TestParseRequest(t *testing.T) {
 		t.Fatalf("request %+v", req)
 	}
 }
+
+// TestIdleTimeout closes connections on which no request begins in time,
+// also one that stalls inside a frame, while an active one stays open.
+func TestIdleTimeout(t *testing.T) {
+	f := newFakeBroker(t)
+	srv := startServer(t, f.reg, ConnConfig{IdleTimeout: 200 * time.Millisecond})
+	silent := dial(t, srv.addr)
+	silent.expectClosed()
+
+	stalled := dial(t, srv.addr)
+	if _, err := stalled.nc.Write([]byte{0, 0, 0, 50, 0, 18}); err != nil {
+		t.Fatal(err)
+	}
+	stalled.expectClosed()
+
+	active := dial(t, srv.addr)
+	for i := 0; i < 5; i++ {
+		active.send(int32(i), apiVersionsRequest(3))
+		resp := kmsg.NewPtrApiVersionsResponse()
+		resp.SetVersion(3)
+		if corr := active.recv(resp); corr != int32(i) || resp.ErrorCode != 0 {
+			t.Fatalf("request %d: correlation %d, error %d", i, corr, resp.ErrorCode)
+		}
+		time.Sleep(100 * time.Millisecond) // within the idle timeout
+	}
+}

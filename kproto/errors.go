@@ -6,6 +6,8 @@ import "errors"
 // of them ends the connection: Kafka closes a connection rather than answer a
 // request it cannot read.
 var (
+	// ErrIdle: no request began within the idle timeout.
+	ErrIdle = errors.New("kproto: connection idle")
 	// ErrFrameTooLarge: a frame's size prefix is above the configured maximum.
 	ErrFrameTooLarge = errors.New("kproto: frame too large")
 	// ErrNegativeSize: a frame's size prefix is negative.
