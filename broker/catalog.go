@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/pubg1/pubg1/broker/partition"
@@ -65,6 +66,23 @@ func (c *catalog) list() []*topic {
 	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// collision returns an existing topic whose name equals name once '.' and
+// '_' are treated alike (they clash in metric names, so Kafka forbids it).
+func (c *catalog) collision(name string) string {
+	if !strings.ContainsAny(name, "._") {
+		return ""
+	}
+	unified := strings.ReplaceAll(name, ".", "_")
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for other := range c.byName {
+		if other != name && strings.ReplaceAll(other, ".", "_") == unified {
+			return other
+		}
+	}
+	return ""
 }
 
 func (c *catalog) put(t *topic) {
@@ -189,6 +207,9 @@ func (b *Broker) createTopic(name string, partitions int32, replicas int16, conf
 	defer b.createMu.Unlock()
 	if b.topics.get(name) != nil {
 		return nil, fmt.Errorf("%w: topic '%s' already exists", ErrTopicExists, name)
+	}
+	if other := b.topics.collision(name); other != "" {
+		return nil, fmt.Errorf("%w: topic '%s' collides with existing topic: %s", ErrInvalidTopic, name, other)
 	}
 	id, err := newTopicID()
 	if err != nil {

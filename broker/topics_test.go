@@ -438,3 +438,18 @@ func TestCreatePartitions(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateTopicCollision: names that differ only by '.' versus '_' clash.
+func TestCreateTopicCollision(t *testing.T) {
+	b := runBroker(t)
+	c := dial(t, b)
+	createTopic(t, c, "coll.name", 1)
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "coll_name", 1, 1
+	req.Topics = append(req.Topics, rt)
+	resp := c.do(req).(*kmsg.CreateTopicsResponse)
+	if code := resp.Topics[0].ErrorCode; code != kerr.InvalidTopicException.Code {
+		t.Fatalf("colliding name: error %d, want INVALID_TOPIC_EXCEPTION", code)
+	}
+}
