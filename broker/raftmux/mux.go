@@ -1,0 +1,342 @@
+// Package raftmux carries the traffic of many Raft groups between brokers
+// over one yamux session per pair of brokers, on the brokers' own Kafka
+// listen addresses.
+//
+// A connection that starts with Magic is a Raft session; anything else is a
+// Kafka client (a Kafka frame starts with its size, and Magic read as a size
+// is far beyond any frame a broker accepts). Each stream of a session starts
+// with the name of the Raft group it belongs to, and is handed to that
+// group's StreamLayer, which hashicorp/raft's NetworkTransport uses as its
+// network.
+package raftmux
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/yamux"
+	"github.com/rs/zerolog"
+)
+
+// Magic opens every Raft session. As a big-endian int32 frame size it is
+// 1,346,851,377 bytes, over ten times Kafka's largest request.
+var Magic = [4]byte{'P', 'G', 'R', '1'}
+
+// maxGroupName bounds the stream header.
+const maxGroupName = 255
+
+// Errors of the package.
+var (
+	ErrClosed       = errors.New("raftmux: closed")
+	ErrUnknownGroup = errors.New("raftmux: unknown raft group")
+	ErrBadHeader    = errors.New("raftmux: bad stream header")
+)
+
+// Mux is one broker's end of the Raft sessions.
+type Mux struct {
+	log  zerolog.Logger
+	self raft.ServerAddress
+	dial func(addr string, timeout time.Duration) (net.Conn, error)
+
+	mu       sync.Mutex
+	closed   bool
+	layers   map[string]*Layer
+	sessions map[raft.ServerAddress]*yamux.Session // outbound, by peer
+	inbound  map[*yamux.Session]struct{}
+}
+
+// New returns a mux for the broker whose Kafka (and Raft) address is self.
+func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
+	return &Mux{
+		log:  log,
+		self: self,
+		dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+			return net.DialTimeout("tcp", addr, timeout)
+		},
+		layers:   make(map[string]*Layer),
+		sessions: make(map[raft.ServerAddress]*yamux.Session),
+		inbound:  make(map[*yamux.Session]struct{}),
+	}
+}
+
+func (m *Mux) yamuxConfig() *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.Logger = nil
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = 5 * time.Second
+	cfg.ConnectionWriteTimeout = 10 * time.Second
+	// Raft appends carry up to about a megabyte; a larger window keeps one
+	// stream from stalling on flow control at that size.
+	cfg.MaxStreamWindowSize = 4 << 20
+	return cfg
+}
+
+// Layer returns the StreamLayer of one Raft group, creating it. Streams for
+// a group that has no layer are refused.
+func (m *Mux) Layer(group string) (*Layer, error) {
+	if len(group) == 0 || len(group) > maxGroupName {
+		return nil, fmt.Errorf("%w: group name of %d bytes", ErrBadHeader, len(group))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if l, ok := m.layers[group]; ok {
+		return l, nil
+	}
+	l := &Layer{mux: m, group: group, accept: make(chan net.Conn, 16), done: make(chan struct{})}
+	m.layers[group] = l
+	return l, nil
+}
+
+// ServeConn serves an inbound Raft session whose Magic has already been
+// read from nc. It returns when the session ends.
+func (m *Mux) ServeConn(nc net.Conn) {
+	sess, err := yamux.Server(nc, m.yamuxConfig())
+	if err != nil {
+		m.log.Warn().Err(err).Msg("raft session refused")
+		nc.Close()
+		return
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		sess.Close()
+		return
+	}
+	m.inbound[sess] = struct{}{}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.inbound, sess)
+		m.mu.Unlock()
+		sess.Close()
+	}()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return
+		}
+		m.dispatch(st)
+	}
+}
+
+// dispatch reads a stream's group header and hands the stream to its layer.
+func (m *Mux) dispatch(st net.Conn) {
+	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	group, err := readHeader(st)
+	_ = st.SetReadDeadline(time.Time{})
+	if err != nil {
+		m.log.Debug().Err(err).Msg("raft stream refused")
+		st.Close()
+		return
+	}
+	m.mu.Lock()
+	l := m.layers[group]
+	m.mu.Unlock()
+	if l == nil || !l.deliver(st) {
+		st.Close()
+	}
+}
+
+func readHeader(r io.Reader) (string, error) {
+	var n [1]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadHeader, err)
+	}
+	if n[0] == 0 {
+		return "", fmt.Errorf("%w: empty group name", ErrBadHeader)
+	}
+	name := make([]byte, n[0])
+	if _, err := io.ReadFull(r, name); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadHeader, err)
+	}
+	return string(name), nil
+}
+
+// session returns the outbound session to addr, dialling it if needed.
+func (m *Mux) session(addr raft.ServerAddress, timeout time.Duration) (*yamux.Session, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s, ok := m.sessions[addr]; ok && !s.IsClosed() {
+		m.mu.Unlock()
+		return s, nil
+	}
+	m.mu.Unlock()
+
+	nc, err := m.dial(string(addr), timeout)
+	if err != nil {
+		return nil, fmt.Errorf("raftmux: dialling %s: %w", addr, err)
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := nc.Write(Magic[:]); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("raftmux: opening session to %s: %w", addr, err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	s, err := yamux.Client(nc, m.yamuxConfig())
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("raftmux: session to %s: %w", addr, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		s.Close()
+		return nil, ErrClosed
+	}
+	if old, ok := m.sessions[addr]; ok && !old.IsClosed() {
+		s.Close() // another goroutine won the race
+		return old, nil
+	}
+	m.sessions[addr] = s
+	return s, nil
+}
+
+// Close ends every session and layer. It is safe to call more than once.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	for _, s := range m.sessions {
+		s.Close()
+	}
+	for s := range m.inbound {
+		s.Close()
+	}
+	for _, l := range m.layers {
+		l.shut()
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Layer is the network of one Raft group: a raft.StreamLayer.
+type Layer struct {
+	mux    *Mux
+	group  string
+	accept chan net.Conn
+	once   sync.Once
+	done   chan struct{}
+}
+
+var _ raft.StreamLayer = (*Layer)(nil)
+
+func (l *Layer) deliver(c net.Conn) bool {
+	select {
+	case l.accept <- c:
+		return true
+	case <-l.done:
+		return false
+	case <-time.After(10 * time.Second):
+		// The group is not accepting (it is shutting down or stuck); the
+		// peer's transport will retry.
+		return false
+	}
+}
+
+// Accept implements net.Listener.
+func (l *Layer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.accept:
+		return c, nil
+	case <-l.done:
+		return nil, ErrClosed
+	}
+}
+
+// Close implements net.Listener: the group stops accepting streams.
+func (l *Layer) Close() error {
+	l.mux.mu.Lock()
+	if l.mux.layers[l.group] == l {
+		delete(l.mux.layers, l.group)
+	}
+	l.mux.mu.Unlock()
+	l.shut()
+	return nil
+}
+
+func (l *Layer) shut() {
+	l.once.Do(func() {
+		close(l.done)
+		for {
+			select {
+			case c := <-l.accept:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+}
+
+// Addr implements net.Listener.
+func (l *Layer) Addr() net.Addr { return addr(l.mux.self) }
+
+// Dial implements raft.StreamLayer: a new stream to the same group on the
+// broker at address.
+func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	s, err := l.mux.session(address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.OpenStream()
+	if err != nil {
+		s.Close() // a broken session is redialled next time
+		return nil, fmt.Errorf("raftmux: stream to %s: %w", address, err)
+	}
+	hdr := append([]byte{byte(len(l.group))}, l.group...)
+	if _, err := st.Write(hdr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("raftmux: stream header to %s: %w", address, err)
+	}
+	return st, nil
+}
+
+type addr raft.ServerAddress
+
+func (a addr) Network() string { return "tcp" }
+func (a addr) String() string  { return string(a) }
+
+// IsRaft peeks at the first bytes of a new connection and reports whether it
+// is a Raft session. The returned conn replays whatever was peeked, so a
+// Kafka connection can be served as if nothing had been read; for a Raft
+// session the magic is consumed.
+func IsRaft(nc net.Conn, timeout time.Duration) (bool, net.Conn, error) {
+	br := bufio.NewReaderSize(nc, 64)
+	_ = nc.SetReadDeadline(time.Now().Add(timeout))
+	head, err := br.Peek(len(Magic))
+	_ = nc.SetReadDeadline(time.Time{})
+	if err != nil {
+		return false, nil, fmt.Errorf("raftmux: reading the first bytes: %w", err)
+	}
+	pc := &peekedConn{Conn: nc, r: br}
+	if binary.BigEndian.Uint32(head) == binary.BigEndian.Uint32(Magic[:]) {
+		_, _ = br.Discard(len(Magic))
+		return true, pc, nil
+	}
+	return false, pc, nil
+}
+
+// peekedConn reads through the buffer that holds the peeked bytes.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

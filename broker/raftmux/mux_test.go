@@ -1,0 +1,205 @@
+package raftmux
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// node is one "broker": a listener that serves Raft sessions and answers
+// anything else with a fixed greeting, standing in for the Kafka side.
+type node struct {
+	ln  net.Listener
+	mux *Mux
+	wg  sync.WaitGroup
+}
+
+func startNode(t *testing.T) *node {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{ln: ln, mux: New(raft.ServerAddress(ln.Addr().String()), zerolog.Nop())}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				isRaft, c, err := IsRaft(nc, 5*time.Second)
+				switch {
+				case err != nil:
+					nc.Close()
+				case isRaft:
+					n.mux.ServeConn(c)
+				default:
+					// The "Kafka" side sees the bytes the sniffing read.
+					buf := make([]byte, 8)
+					if _, err := io.ReadFull(c, buf); err == nil {
+						_, _ = c.Write(append([]byte("kafka:"), buf...))
+					}
+					c.Close()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		n.mux.Close()
+		ln.Close()
+		n.wg.Wait()
+	})
+	return n
+}
+
+func (n *node) addr() raft.ServerAddress { return raft.ServerAddress(n.ln.Addr().String()) }
+
+// countFSM counts applied entries.
+type countFSM struct {
+	mu      sync.Mutex
+	applied [][]byte
+}
+
+func (f *countFSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, l.Data)
+	return len(f.applied)
+}
+func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("no snapshots") }
+func (f *countFSM) Restore(io.ReadCloser) error         { return nil }
+func (f *countFSM) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.applied)
+}
+
+func TestKafkaConnectionsPassThrough(t *testing.T) {
+	n := startNode(t)
+	c, err := net.Dial("tcp", string(n.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{0, 0, 0, 4, 1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	if !bytes.Equal(got, []byte("kafka:\x00\x00\x00\x04\x01\x02\x03\x04")) {
+		t.Fatalf("kafka side saw %q", got)
+	}
+}
+
+// TestGroupsShareSessions runs two Raft groups over three nodes' muxes and
+// checks that both elect leaders and replicate, over one session per pair.
+func TestGroupsShareSessions(t *testing.T) {
+	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+	var servers []raft.Server
+	for i, n := range nodes {
+		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprint(i)), Address: n.addr()})
+	}
+	type member struct {
+		r   *raft.Raft
+		fsm *countFSM
+	}
+	groups := map[string][]member{}
+	for _, group := range []string{"topic-a/0", "topic-b/3"} {
+		for i, n := range nodes {
+			layer, err := n.mux.Layer(group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream: layer, MaxPool: 3, Timeout: 5 * time.Second,
+				Logger: hclog.NewNullLogger(),
+			})
+			cfg := raft.DefaultConfig()
+			cfg.LocalID = raft.ServerID(fmt.Sprint(i))
+			cfg.Logger = hclog.NewNullLogger()
+			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+			store := raft.NewInmemStore()
+			fsm := &countFSM{}
+			if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), trans, raft.Configuration{Servers: servers}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := raft.NewRaft(cfg, fsm, store, store, raft.NewInmemSnapshotStore(), trans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = r.Shutdown().Error()
+				_ = trans.Close()
+			})
+			groups[group] = append(groups[group], member{r, fsm})
+		}
+	}
+	for group, members := range groups {
+		var leader *raft.Raft
+		deadline := time.Now().Add(20 * time.Second)
+		for leader == nil {
+			for _, m := range members {
+				if m.r.State() == raft.Leader {
+					leader = m.r
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no leader", group)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for i := 0; i < 50; i++ {
+			if err := leader.Apply([]byte(fmt.Sprintf("%s-%d", group, i)), 5*time.Second).Error(); err != nil {
+				t.Fatalf("%s: apply: %v", group, err)
+			}
+		}
+		for _, m := range members {
+			deadline := time.Now().Add(20 * time.Second)
+			for m.fsm.count() < 50 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: a member applied %d of 50", group, m.fsm.count())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	for i, n := range nodes {
+		n.mux.mu.Lock()
+		out := len(n.mux.sessions)
+		n.mux.mu.Unlock()
+		if out > len(nodes)-1 {
+			t.Errorf("node %d has %d outbound sessions for %d peers", i, out, len(nodes)-1)
+		}
+	}
+}
+
+func TestUnknownGroupStreamRefused(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	layer, err := a.mux.Layer("nobody-here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := layer.Dial(b.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("stream to an unknown group stayed open")
+	}
+}
