@@ -438,6 +438,35 @@ func (b *Badger) Get(key []byte) ([]byte, error) {
 }
 
 // Range implements Store.
+// KeyBounds implements Store with two key-only seeks.
+func (b *Badger) KeyBounds(prefix []byte) (first, last []byte, ok bool, err error) {
+	full := appendKVKey(nil, prefix)
+	err = b.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: full})
+		it.Rewind()
+		if it.Valid() {
+			first, ok = it.Item().KeyCopy(nil)[1:], true
+		}
+		it.Close()
+		if !ok {
+			return nil
+		}
+		rit := txn.NewIterator(badger.IteratorOptions{Prefix: full, Reverse: true})
+		defer rit.Close()
+		// In reverse, seek past every key with the prefix: the prefix
+		// followed by 0xff bytes sorts after them all.
+		rit.Seek(append(append([]byte(nil), full...), bytes.Repeat([]byte{0xff}, 32)...))
+		if rit.Valid() {
+			last = rit.Item().KeyCopy(nil)[1:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("storage: key bounds: %w", err)
+	}
+	return first, last, ok, nil
+}
+
 func (b *Badger) Range(prefix []byte, fn func(k, v []byte) bool) error {
 	err := b.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: appendKVKey(nil, prefix)})

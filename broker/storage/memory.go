@@ -184,6 +184,28 @@ func (m *Memory) Get(key []byte) ([]byte, error) {
 
 // Range implements Store. fn runs without the lock held (values are never
 // modified in place), so it may Submit.
+// KeyBounds implements Store.
+func (m *Memory) KeyBounds(prefix []byte) (first, last []byte, ok bool, err error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, nil, false, ErrClosed
+	}
+	for k := range m.kvs {
+		if !strings.HasPrefix(k, string(prefix)) {
+			continue
+		}
+		if !ok || k < string(first) {
+			first = []byte(k)
+		}
+		if !ok || k > string(last) {
+			last = []byte(k)
+		}
+		ok = true
+	}
+	return first, last, ok, nil
+}
+
 func (m *Memory) Range(prefix []byte, fn func(k, v []byte) bool) error {
 	type kv struct {
 		k string

@@ -79,6 +79,10 @@ type Store interface {
 	// order, until fn returns false. k and v are only valid during fn.
 	Range(prefix []byte, fn func(k, v []byte) bool) error
 
+	// KeyBounds returns the smallest and the largest metadata key with the
+	// given prefix, without reading values; ok is false when there is none.
+	KeyBounds(prefix []byte) (first, last []byte, ok bool, err error)
+
 	// Close stops the committer after the queued writes and releases the
 	// store. It is safe to call more than once.
 	Close() error

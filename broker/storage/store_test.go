@@ -660,3 +660,32 @@ func TestConcurrentClose(t *testing.T) {
 		}
 	})
 }
+
+func TestKeyBounds(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		if _, _, ok, err := s.KeyBounds([]byte("r/")); ok || err != nil {
+			t.Fatalf("empty store: ok %v err %v", ok, err)
+		}
+		var kvs []KV
+		for _, k := range []string{"r/a/\x00\x01", "r/a/\x00\x05", "r/a/\xff\xfe", "r/b/\x00", "r/", "q/z"} {
+			kvs = append(kvs, KV{Key: []byte(k), Value: bytes.Repeat([]byte("v"), 2000)})
+		}
+		// A batch key must not count: batches live in their own namespace.
+		mustSubmit(t, s, &Write{KVs: kvs, Batches: []Batch{batch(testLog(1, 0), 0, 1, 10)}})
+		for _, tc := range []struct{ prefix, first, last string }{
+			{"r/a/", "r/a/\x00\x01", "r/a/\xff\xfe"},
+			{"r/b/", "r/b/\x00", "r/b/\x00"},
+			{"r/", "r/", "r/b/\x00"},
+			{"q", "q/z", "q/z"},
+		} {
+			first, last, ok, err := s.KeyBounds([]byte(tc.prefix))
+			if err != nil || !ok || string(first) != tc.first || string(last) != tc.last {
+				t.Errorf("prefix %q: %q %q %v %v, want %q %q", tc.prefix, first, last, ok, err, tc.first, tc.last)
+			}
+		}
+		mustSubmit(t, s, &Write{KVs: []KV{{Key: []byte("r/b/\x00")}}})
+		if _, _, ok, _ := s.KeyBounds([]byte("r/b/")); ok {
+			t.Error("deleted key still bounds its prefix")
+		}
+	})
+}
