@@ -1,0 +1,263 @@
+// Package raftlog keeps Raft groups' logs and stable state in the broker's
+// storage.Store. Every group's appends go through the store's group
+// committer, so many groups share one fsync instead of syncing each on its
+// own.
+package raftlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/storage"
+)
+
+// errNotFound is what hashicorp/raft expects, by its text, from a stable
+// store that lacks a key.
+var errNotFound = errors.New("not found")
+
+// ErrCorrupt reports a stored entry that does not decode.
+var ErrCorrupt = errors.New("raftlog: corrupt log entry")
+
+// deleteChunk bounds the keys deleted in one write.
+const deleteChunk = 4096
+
+// Store is the LogStore and StableStore of one Raft group.
+type Store struct {
+	s         storage.Store
+	logPrefix []byte
+	kvPrefix  []byte
+
+	mu          sync.Mutex
+	first, last uint64 // 0, 0 when empty
+}
+
+var (
+	_ raft.LogStore    = (*Store)(nil)
+	_ raft.StableStore = (*Store)(nil)
+)
+
+// Open returns the store of the group named group, reading its bounds.
+func Open(s storage.Store, group string) (*Store, error) {
+	base := append([]byte("raft/"), group...)
+	base = append(base, 0)
+	st := &Store{
+		s:         s,
+		logPrefix: append(append([]byte(nil), base...), 'l'),
+		kvPrefix:  append(append([]byte(nil), base...), 's'),
+	}
+	first, last, ok, err := s.KeyBounds(st.logPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: opening %s: %w", group, err)
+	}
+	if ok {
+		if st.first, err = st.indexOf(first); err != nil {
+			return nil, err
+		}
+		if st.last, err = st.indexOf(last); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func (st *Store) logKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), st.logPrefix...), index)
+}
+
+func (st *Store) indexOf(key []byte) (uint64, error) {
+	if len(key) != len(st.logPrefix)+8 {
+		return 0, fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(key))
+	}
+	return binary.BigEndian.Uint64(key[len(st.logPrefix):]), nil
+}
+
+// FirstIndex implements raft.LogStore.
+func (st *Store) FirstIndex() (uint64, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.first, nil
+}
+
+// LastIndex implements raft.LogStore.
+func (st *Store) LastIndex() (uint64, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.last, nil
+}
+
+// GetLog implements raft.LogStore.
+func (st *Store) GetLog(index uint64, l *raft.Log) error {
+	v, err := st.s.Get(st.logKey(index))
+	if errors.Is(err, storage.ErrNotFound) {
+		return raft.ErrLogNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("raftlog: reading entry %d: %w", index, err)
+	}
+	return decodeLog(v, l)
+}
+
+// StoreLog implements raft.LogStore.
+func (st *Store) StoreLog(l *raft.Log) error { return st.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs implements raft.LogStore: the entries are durable when it
+// returns, synced together with whatever else the broker wrote meanwhile.
+func (st *Store) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	kvs := make([]storage.KV, len(logs))
+	for i, l := range logs {
+		kvs[i] = storage.KV{Key: st.logKey(l.Index), Value: encodeLog(l)}
+	}
+	if err := st.write(kvs); err != nil {
+		return fmt.Errorf("raftlog: storing entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+	}
+	st.mu.Lock()
+	if st.first == 0 || logs[0].Index < st.first {
+		st.first = logs[0].Index
+	}
+	if last := logs[len(logs)-1].Index; last > st.last {
+		st.last = last
+	}
+	st.mu.Unlock()
+	return nil
+}
+
+// DeleteRange implements raft.LogStore.
+func (st *Store) DeleteRange(from, to uint64) error {
+	st.mu.Lock()
+	lo, hi := max(from, st.first), min(to, st.last)
+	st.mu.Unlock()
+	for from := lo; from <= hi && from != 0; {
+		to := min(hi, from+deleteChunk-1)
+		kvs := make([]storage.KV, 0, to-from+1)
+		for i := from; i <= to; i++ {
+			kvs = append(kvs, storage.KV{Key: st.logKey(i)})
+		}
+		if err := st.write(kvs); err != nil {
+			return fmt.Errorf("raftlog: deleting entries %d-%d: %w", from, to, err)
+		}
+		if to == ^uint64(0) {
+			break
+		}
+		from = to + 1
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case from <= st.first && to >= st.last:
+		st.first, st.last = 0, 0
+	case from <= st.first:
+		st.first = to + 1
+	case to >= st.last:
+		st.last = from - 1
+	}
+	return nil
+}
+
+// Set implements raft.StableStore.
+func (st *Store) Set(key, val []byte) error {
+	if err := st.write([]storage.KV{{Key: st.kvKey(key), Value: append([]byte{}, val...)}}); err != nil {
+		return fmt.Errorf("raftlog: setting %q: %w", key, err)
+	}
+	return nil
+}
+
+// Get implements raft.StableStore.
+func (st *Store) Get(key []byte) ([]byte, error) {
+	v, err := st.s.Get(st.kvKey(key))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: getting %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// SetUint64 implements raft.StableStore.
+func (st *Store) SetUint64(key []byte, val uint64) error {
+	return st.Set(key, binary.BigEndian.AppendUint64(nil, val))
+}
+
+// GetUint64 implements raft.StableStore.
+func (st *Store) GetUint64(key []byte) (uint64, error) {
+	v, err := st.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: %q holds %d bytes, not a uint64", ErrCorrupt, key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func (st *Store) kvKey(key []byte) []byte {
+	return append(append([]byte(nil), st.kvPrefix...), key...)
+}
+
+// write submits kvs and waits until they are durable.
+func (st *Store) write(kvs []storage.KV) error {
+	errc := make(chan error, 1)
+	st.s.Submit(&storage.Write{KVs: kvs, Done: func(err error) { errc <- err }})
+	return <-errc
+}
+
+// Entry encoding: index, term, type, appended-at (unix nanoseconds), then
+// data and extensions, each with a uvarint length.
+func encodeLog(l *raft.Log) []byte {
+	b := make([]byte, 0, 8+8+1+8+2*binary.MaxVarintLen32+len(l.Data)+len(l.Extensions))
+	b = binary.BigEndian.AppendUint64(b, l.Index)
+	b = binary.BigEndian.AppendUint64(b, l.Term)
+	b = append(b, byte(l.Type))
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
+	b = binary.AppendUvarint(b, uint64(len(l.Data)))
+	b = append(b, l.Data...)
+	b = binary.AppendUvarint(b, uint64(len(l.Extensions)))
+	return append(b, l.Extensions...)
+}
+
+func decodeLog(b []byte, l *raft.Log) error {
+	if len(b) < 25 {
+		return fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
+	}
+	l.Index = binary.BigEndian.Uint64(b)
+	l.Term = binary.BigEndian.Uint64(b[8:])
+	l.Type = raft.LogType(b[16])
+	l.AppendedAt = time.Time{}
+	if at := int64(binary.BigEndian.Uint64(b[17:])); at != 0 {
+		l.AppendedAt = time.Unix(0, at)
+	}
+	rest := b[25:]
+	var err error
+	if l.Data, rest, err = chunk(rest); err != nil {
+		return err
+	}
+	if l.Extensions, rest, err = chunk(rest); err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(rest))
+	}
+	return nil
+}
+
+func chunk(b []byte) ([]byte, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, fmt.Errorf("%w: bad length", ErrCorrupt)
+	}
+	if n == 0 {
+		return nil, b[k:], nil
+	}
+	return b[k : k+int(n)], b[k+int(n):], nil
+}
