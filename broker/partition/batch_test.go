@@ -157,3 +157,5 @@ func FuzzCheckProduced(f *testing.F) {
 		_ = recordTimes(b, kgo.DefaultDecompressor(), func(int64, int64) bool { return true })
 	})
 }
+
+func compressionForTest() kgo.CompressionCodec { return kgo.Lz4Compression() }

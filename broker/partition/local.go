@@ -48,10 +48,8 @@ type Local struct {
 	index     []storage.BatchMeta // every batch kept, pending ones included
 	producers map[int64]*producer
 
-	hwm atomic.Int64
-
-	wmu      sync.Mutex
-	watchers map[chan<- struct{}]struct{}
+	hwm      atomic.Int64
+	watchers watchSet
 }
 
 var _ Partition = (*Local)(nil)
@@ -65,7 +63,6 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 		dec:       opts.Decompressor,
 		now:       opts.Now,
 		producers: make(map[int64]*producer),
-		watchers:  make(map[chan<- struct{}]struct{}),
 	}
 	if p.dec == nil {
 		p.dec = kgo.DefaultDecompressor()
@@ -216,29 +213,14 @@ func (p *Local) commit(hwm int64) {
 		return
 	}
 	p.hwm.Store(hwm)
-	p.wmu.Lock()
-	for ch := range p.watchers {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	p.wmu.Unlock()
+	p.watchers.notify()
 }
 
 // Watch implements Partition.
-func (p *Local) Watch(ch chan<- struct{}) {
-	p.wmu.Lock()
-	p.watchers[ch] = struct{}{}
-	p.wmu.Unlock()
-}
+func (p *Local) Watch(ch chan<- struct{}) { p.watchers.add(ch) }
 
 // Unwatch implements Partition.
-func (p *Local) Unwatch(ch chan<- struct{}) {
-	p.wmu.Lock()
-	delete(p.watchers, ch)
-	p.wmu.Unlock()
-}
+func (p *Local) Unwatch(ch chan<- struct{}) { p.watchers.remove(ch) }
 
 // Offsets implements Partition.
 func (p *Local) Offsets() Offsets {

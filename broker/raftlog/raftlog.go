@@ -261,3 +261,24 @@ func chunk(b []byte) ([]byte, []byte, error) {
 	}
 	return b[k : k+int(n)], b[k+int(n):], nil
 }
+
+// Drop deletes the group's whole log and stable state.
+func (st *Store) Drop() error {
+	if err := st.DeleteRange(0, ^uint64(0)); err != nil {
+		return err
+	}
+	var kvs []storage.KV
+	err := st.s.Range(st.kvPrefix, func(k, _ []byte) bool {
+		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: listing stable keys: %w", err)
+	}
+	if len(kvs) > 0 {
+		if err := st.write(kvs); err != nil {
+			return fmt.Errorf("raftlog: dropping stable keys: %w", err)
+		}
+	}
+	return nil
+}

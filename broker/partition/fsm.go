@@ -1,0 +1,259 @@
+package partition
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Control entries carry a marker in their Raft log extensions; entries
+// without one hold record batches.
+const (
+	ctrlSetLogStart byte = 1
+)
+
+// entryMeta locates the batches of one applied Raft entry.
+type entryMeta struct {
+	First int64  `json:"f"`
+	Last  int64  `json:"l"`
+	Index uint64 `json:"i"` // Raft log index
+	MaxTS int64  `json:"t"`
+	Size  int32  `json:"s"` // bytes of batches
+}
+
+// epochStart is the first offset written in a leader epoch.
+type epochStart struct {
+	Epoch int32 `json:"e"`
+	Start int64 `json:"s"`
+}
+
+// replicaFSM is the committed state of a replicated partition, the same on
+// every replica: where each offset's batch is in the Raft log, the log
+// start, the idempotent producers, and the leader epochs. Batches are not
+// copied: the Raft log is the partition log.
+type replicaFSM struct {
+	onCommit func()
+
+	mu        sync.RWMutex
+	next      int64 // the high watermark
+	logStart  int64
+	entries   []entryMeta
+	producers map[int64]*producer
+	epochs    []epochStart
+}
+
+func newReplicaFSM(onCommit func()) *replicaFSM {
+	return &replicaFSM{onCommit: onCommit, producers: make(map[int64]*producer)}
+}
+
+var _ raft.BatchingFSM = (*replicaFSM)(nil)
+
+// Apply implements raft.FSM.
+func (f *replicaFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM. The response of a batch entry is
+// its first offset, or an error when the entry does not continue the log
+// (then nothing of it is applied, on any replica).
+func (f *replicaFSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	f.mu.Lock()
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if len(l.Extensions) > 0 {
+			out[i] = f.applyControl(l)
+			continue
+		}
+		out[i] = f.applyBatches(l)
+	}
+	f.mu.Unlock()
+	f.onCommit()
+	return out
+}
+
+type parsedBatch struct {
+	h    BatchHeader
+	base int64
+}
+
+func (f *replicaFSM) applyBatches(l *raft.Log) any {
+	var batches []parsedBatch
+	next := f.next
+	maxTS := int64(-1)
+	for data := l.Data; len(data) > 0; {
+		h, err := ParseHeader(data)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %w", ErrStorage, l.Index, err)
+		}
+		base := int64(binary.BigEndian.Uint64(data))
+		if base != next {
+			return fmt.Errorf("%w: entry %d has offset %d where %d follows", ErrStorage, l.Index, base, next)
+		}
+		batches = append(batches, parsedBatch{h, base})
+		next = base + int64(h.LastOffsetDelta) + 1
+		maxTS = max(maxTS, h.MaxTimestamp)
+		data = data[h.Size():]
+	}
+	if len(batches) == 0 {
+		return fmt.Errorf("%w: entry %d holds no batch", ErrStorage, l.Index)
+	}
+	first := f.next
+	for _, b := range batches {
+		if b.h.Idempotent() {
+			pr := f.producers[b.h.ProducerID]
+			if pr == nil {
+				pr = &producer{epoch: b.h.ProducerEpoch}
+				f.producers[b.h.ProducerID] = pr
+			}
+			appendTime := int64(-1)
+			if b.h.Attributes&attrLogAppendTime != 0 {
+				appendTime = b.h.MaxTimestamp
+			}
+			pr.record(&b.h, b.base, appendTime)
+		}
+	}
+	if epoch := int32(l.Term); len(f.epochs) == 0 || f.epochs[len(f.epochs)-1].Epoch != epoch {
+		f.epochs = append(f.epochs, epochStart{Epoch: epoch, Start: first})
+	}
+	f.entries = append(f.entries, entryMeta{First: first, Last: next - 1, Index: l.Index, MaxTS: maxTS, Size: int32(len(l.Data))})
+	f.next = next
+	return first
+}
+
+func (f *replicaFSM) applyControl(l *raft.Log) any {
+	switch l.Extensions[0] {
+	case ctrlSetLogStart:
+		if len(l.Data) != 8 {
+			return fmt.Errorf("%w: log start command of %d bytes", ErrStorage, len(l.Data))
+		}
+		offset := int64(binary.BigEndian.Uint64(l.Data))
+		if offset > f.next {
+			return fmt.Errorf("%w: %d is past the high watermark %d", ErrOffsetOutOfRange, offset, f.next)
+		}
+		if offset > f.logStart {
+			f.logStart = offset
+			n := sort.Search(len(f.entries), func(i int) bool { return f.entries[i].Last >= offset })
+			f.entries = append([]entryMeta(nil), f.entries[n:]...)
+		}
+		return f.logStart
+	default:
+		return fmt.Errorf("%w: unknown control entry %d", ErrStorage, l.Extensions[0])
+	}
+}
+
+// view is a consistent copy of what readers need.
+type fsmView struct {
+	next, logStart int64
+	epoch          int32
+}
+
+func (f *replicaFSM) view() fsmView {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	v := fsmView{next: f.next, logStart: f.logStart, epoch: -1}
+	if n := len(f.epochs); n > 0 {
+		v.epoch = f.epochs[n-1].Epoch
+	}
+	return v
+}
+
+// entriesFrom returns the metadata of the entries holding offset and after.
+func (f *replicaFSM) entriesFrom(offset int64) []entryMeta {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := sort.Search(len(f.entries), func(i int) bool { return f.entries[i].Last >= offset })
+	return f.entries[n:len(f.entries):len(f.entries)]
+}
+
+func (f *replicaFSM) cloneProducers() map[int64]*producer {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[int64]*producer, len(f.producers))
+	for id, p := range f.producers {
+		out[id] = &producer{epoch: p.epoch, recent: append([]seqBatch(nil), p.recent...)}
+	}
+	return out
+}
+
+// endOffsetForEpoch answers OffsetForLeaderEpoch as Kafka's leader epoch
+// cache does.
+func (f *replicaFSM) endOffsetForEpoch(epoch int32) (int32, int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := len(f.epochs)
+	switch {
+	case epoch < 0 || n == 0:
+		return -1, -1
+	case f.epochs[n-1].Epoch == epoch:
+		return epoch, f.next
+	}
+	hi := sort.Search(n, func(i int) bool { return f.epochs[i].Epoch > epoch })
+	if hi == n {
+		return -1, -1 // newer than any epoch here
+	}
+	if hi == 0 {
+		return epoch, f.epochs[0].Start
+	}
+	return f.epochs[hi-1].Epoch, f.epochs[hi].Start
+}
+
+// fsmState is the snapshot form: metadata only, never batches.
+type fsmState struct {
+	Next      int64            `json:"next"`
+	LogStart  int64            `json:"log_start"`
+	Entries   []entryMeta      `json:"entries"`
+	Epochs    []epochStart     `json:"epochs"`
+	Producers map[int64][]byte `json:"producers"`
+}
+
+// Snapshot implements raft.FSM.
+func (f *replicaFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	st := fsmState{Next: f.next, LogStart: f.logStart, Entries: append([]entryMeta(nil), f.entries...),
+		Epochs: append([]epochStart(nil), f.epochs...), Producers: make(map[int64][]byte, len(f.producers))}
+	for id, p := range f.producers {
+		st.Producers[id] = p.marshal()
+	}
+	return &fsmSnapshot{st}, nil
+}
+
+// Restore implements raft.FSM.
+func (f *replicaFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var st fsmState
+	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+		return fmt.Errorf("partition: restoring snapshot: %w", err)
+	}
+	producers := make(map[int64]*producer, len(st.Producers))
+	for id, b := range st.Producers {
+		p, err := unmarshalProducer(b)
+		if err != nil {
+			return err
+		}
+		producers[id] = p
+	}
+	f.mu.Lock()
+	f.next, f.logStart, f.entries, f.epochs, f.producers = st.Next, st.LogStart, st.Entries, st.Epochs, producers
+	f.mu.Unlock()
+	f.onCommit()
+	return nil
+}
+
+type fsmSnapshot struct{ st fsmState }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(&s.st); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("partition: writing snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,574 @@
+package partition
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftlog"
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const (
+	// maxEntryBytes bounds the batches packed into one Raft entry.
+	maxEntryBytes = 1 << 20
+	// maxInflightEntries bounds entries proposed but not yet answered.
+	maxInflightEntries = 64
+	barrierTimeout     = 30 * time.Second
+)
+
+// ReplicatedOptions configure a partition replicated by a Raft group.
+type ReplicatedOptions struct {
+	ID        raft.ServerID
+	Group     string        // the Raft group's name, unique within Store
+	Store     storage.Store // holds the Raft log and stable state
+	Transport raft.Transport
+	Snapshots raft.SnapshotStore
+	// Servers is the replica set; it bootstraps the group the first time
+	// and must be the same on every replica.
+	Servers []raft.Server
+	// Tune adjusts the Raft configuration (timeouts) before start.
+	Tune   func(*raft.Config)
+	Logger zerolog.Logger
+	// OnLeadership is told when this replica becomes a ready leader (its
+	// epoch) or stops leading; it must not block.
+	OnLeadership func(leader bool, epoch int32)
+	Decompressor kgo.Decompressor
+	Now          func() time.Time
+}
+
+// queued is a batch (or a duplicate's answer) waiting to be proposed.
+type queued struct {
+	data []byte // nil for an answer that only waits for what is before it
+	res  AppendResult
+	done func(AppendResult)
+}
+
+// inflight is one proposal being replicated, with the appends it answers.
+type inflight struct {
+	f     raft.Future
+	items []queued
+}
+
+// Replicated is a partition whose log is a Raft group over its replicas.
+// The leader checks idempotence, assigns offsets and stamps them (and its
+// epoch, the Raft term) into each batch, and proposes batches packed into
+// Raft entries; the committed entries are the partition log and the
+// commit point is the high watermark.
+type Replicated struct {
+	opts  ReplicatedOptions
+	r     *raft.Raft
+	logs  *raftlog.Store
+	fsm   *replicaFSM
+	trans raft.Transport
+
+	mu        sync.Mutex
+	closed    bool
+	leading   bool
+	gen       uint64 // counts leaderships, so stale work is never proposed
+	epoch     int32
+	logEnd    int64
+	producers map[int64]*producer
+	queue     []queued
+	wake      chan struct{}
+
+	inflight chan *inflight
+	notify   chan bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	watchers watchSet
+}
+
+var _ Partition = (*Replicated)(nil)
+
+// OpenReplicated starts this broker's replica of a partition.
+func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
+	if opts.Decompressor == nil {
+		opts.Decompressor = kgo.DefaultDecompressor()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	logs, err := raftlog.Open(opts.Store, opts.Group)
+	if err != nil {
+		return nil, err
+	}
+	p := &Replicated{
+		opts:     opts,
+		logs:     logs,
+		trans:    opts.Transport,
+		wake:     make(chan struct{}, 1),
+		inflight: make(chan *inflight, maxInflightEntries),
+		notify:   make(chan bool, 16),
+		stop:     make(chan struct{}),
+	}
+	p.fsm = newReplicaFSM(p.watchers.notify)
+
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = opts.ID
+	cfg.Logger = hclog.NewNullLogger()
+	cfg.NotifyCh = p.notify
+	cfg.BatchApplyCh = true
+	cfg.MaxAppendEntries = 256
+	// Raft must never drop entries on its own: they are the partition log,
+	// which only Kafka retention shortens.
+	cfg.TrailingLogs = 1 << 62
+	if opts.Tune != nil {
+		opts.Tune(cfg)
+	}
+	has, err := raft.HasExistingState(logs, logs, opts.Snapshots)
+	if err != nil {
+		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
+	}
+	if !has {
+		if err := raft.BootstrapCluster(cfg, logs, logs, opts.Snapshots, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
+			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
+		}
+	}
+	if p.r, err = raft.NewRaft(cfg, p.fsm, logs, logs, opts.Snapshots, opts.Transport); err != nil {
+		return nil, fmt.Errorf("partition: starting %s: %w", opts.Group, err)
+	}
+	p.wg.Add(3)
+	go p.observe()
+	go p.flush()
+	go p.answer()
+	return p, nil
+}
+
+// observe follows leadership. A new leader first waits for a barrier, so
+// that every entry of earlier terms is applied and the FSM knows the
+// offsets and producer sequences to continue from.
+func (p *Replicated) observe() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case leader := <-p.notify:
+			if !leader {
+				p.stepDown()
+				continue
+			}
+			if err := p.r.Barrier(barrierTimeout).Error(); err != nil {
+				continue // leadership was lost again; its signal follows
+			}
+			p.mu.Lock()
+			if p.closed || p.r.State() != raft.Leader {
+				p.mu.Unlock()
+				continue
+			}
+			v := p.fsm.view()
+			p.leading = true
+			p.gen++
+			p.epoch = int32(p.r.CurrentTerm())
+			p.logEnd = v.next
+			p.producers = p.fsm.cloneProducers()
+			epoch := p.epoch
+			p.mu.Unlock()
+			p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Msg("partition leader")
+			if p.opts.OnLeadership != nil {
+				p.opts.OnLeadership(true, epoch)
+			}
+		}
+	}
+}
+
+// stepDown stops leading: appends not yet proposed fail so their clients
+// look for the new leader.
+func (p *Replicated) stepDown() {
+	p.mu.Lock()
+	was := p.leading
+	p.leading = false
+	p.gen++
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	for _, it := range q {
+		it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: ErrNotLeader})
+	}
+	if was && p.opts.OnLeadership != nil {
+		p.opts.OnLeadership(false, -1)
+	}
+}
+
+// Append implements Partition. acks=1 and acks=-1 are both answered after
+// the batch is committed by a majority of the replicas.
+func (p *Replicated) Append(b []byte, h BatchHeader, opts AppendOptions, done func(AppendResult)) {
+	p.mu.Lock()
+	if p.closed || !p.leading {
+		err := ErrNotLeader
+		if p.closed {
+			err = ErrClosed
+		}
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: err})
+		return
+	}
+	logStart := p.fsm.view().logStart
+	var pr *producer
+	if h.Idempotent() {
+		pr = p.producers[h.ProducerID]
+		dup, err := pr.check(&h)
+		if err != nil {
+			p.mu.Unlock()
+			done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: logStart, Err: err})
+			return
+		}
+		if dup != nil {
+			// Answered once everything before it, the original included,
+			// is committed.
+			p.enqueue(queued{res: AppendResult{BaseOffset: dup.baseOffset, LogAppendTime: dup.appendTime, LogStartOffset: logStart}, done: done})
+			p.mu.Unlock()
+			return
+		}
+	}
+	base := p.logEnd
+	appendTime := int64(-1)
+	if opts.LogAppendTime {
+		appendTime = p.opts.Now().UnixMilli()
+	}
+	stamp(b, base, p.epoch, appendTime)
+	p.logEnd = base + int64(h.LastOffsetDelta) + 1
+	if h.Idempotent() {
+		if pr == nil {
+			pr = &producer{epoch: h.ProducerEpoch}
+			p.producers[h.ProducerID] = pr
+		}
+		pr.record(&h, base, appendTime)
+	}
+	p.enqueue(queued{data: b, res: AppendResult{BaseOffset: base, LogAppendTime: appendTime, LogStartOffset: logStart}, done: done})
+	p.mu.Unlock()
+}
+
+// enqueue adds to the proposal queue; p.mu is held.
+func (p *Replicated) enqueue(q queued) {
+	p.queue = append(p.queue, q)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flush packs queued batches into Raft entries, in offset order.
+func (p *Replicated) flush() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		}
+		for p.proposeNext() {
+		}
+	}
+}
+
+// proposeNext proposes one entry from the queue and reports whether there
+// may be more. It proposes under p.mu, checking that the leadership that
+// stamped the batches is still the current one: a batch stamped in a lost
+// term must never reach the log of a later one.
+func (p *Replicated) proposeNext() bool {
+	p.mu.Lock()
+	if len(p.queue) == 0 || !p.leading {
+		p.mu.Unlock()
+		return false
+	}
+	n, size := 0, 0
+	for n < len(p.queue) && (n == 0 || size+len(p.queue[n].data) <= maxEntryBytes) {
+		size += len(p.queue[n].data)
+		n++
+	}
+	items := append([]queued(nil), p.queue[:n]...)
+	p.queue = append(p.queue[:0], p.queue[n:]...)
+	var f raft.Future
+	if size == 0 {
+		f = p.r.Barrier(0)
+	} else {
+		data := make([]byte, 0, size)
+		for _, it := range items {
+			data = append(data, it.data...)
+		}
+		f = p.r.ApplyLog(raft.Log{Data: data}, 0)
+	}
+	more := len(p.queue) > 0
+	p.mu.Unlock()
+	select {
+	case p.inflight <- &inflight{f: f, items: items}:
+	case <-p.stop:
+		for _, it := range items {
+			it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: ErrClosed})
+		}
+		return false
+	}
+	return more
+}
+
+// answer completes proposals in the order they were made.
+func (p *Replicated) answer() {
+	defer p.wg.Done()
+	for {
+		var in *inflight
+		select {
+		case in = <-p.inflight:
+		case <-p.stop:
+			// Raft is shut down: every future left fails at once.
+			for {
+				select {
+				case in = <-p.inflight:
+					p.complete(in)
+				default:
+					return
+				}
+			}
+		}
+		p.complete(in)
+	}
+}
+
+func (p *Replicated) complete(in *inflight) {
+	err := in.f.Error()
+	if af, ok := in.f.(raft.ApplyFuture); ok && err == nil {
+		if rerr, isErr := af.Response().(error); isErr {
+			err = rerr
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, ErrStorage) {
+			err = fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		p.opts.Logger.Debug().Err(err).Str("group", p.opts.Group).Msg("proposal failed")
+	}
+	for _, it := range in.items {
+		res := it.res
+		if err != nil {
+			res = AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: err}
+		}
+		it.done(res)
+	}
+}
+
+// IsLeader reports whether this replica leads and accepts writes.
+func (p *Replicated) IsLeader() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leading
+}
+
+// Leader returns the ID of the current Raft leader, if known.
+func (p *Replicated) Leader() raft.ServerID {
+	_, id := p.r.LeaderWithID()
+	return id
+}
+
+// Offsets implements Partition.
+func (p *Replicated) Offsets() Offsets {
+	v := p.fsm.view()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	off := Offsets{LogStart: v.logStart, HighWatermark: v.next, LogEnd: v.next, LeaderEpoch: v.epoch}
+	if p.leading {
+		off.LogEnd, off.LeaderEpoch = p.logEnd, p.epoch
+	}
+	return off
+}
+
+// Read implements Partition. Only the leader serves reads.
+func (p *Replicated) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	off := p.Offsets()
+	res := ReadResult{Offsets: off, Records: dst}
+	if !p.IsLeader() {
+		return res, ErrNotLeader
+	}
+	if offset < off.LogStart || offset > off.LogEnd {
+		return res, fmt.Errorf("%w: %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, off.LogStart, off.LogEnd)
+	}
+	if offset >= off.HighWatermark {
+		return res, nil
+	}
+	start := len(dst)
+	err := p.eachBatch(offset, func(b []byte, _ BatchHeader) bool {
+		if len(dst)-start+len(b) > maxBytes && !(minOne && len(dst) == start) {
+			return false
+		}
+		dst = append(dst, b...)
+		return true
+	})
+	res.Records = dst
+	return res, err
+}
+
+// eachBatch calls fn for each committed batch holding offset or after.
+func (p *Replicated) eachBatch(offset int64, fn func(b []byte, h BatchHeader) bool) error {
+	for _, m := range p.fsm.entriesFrom(offset) {
+		var l raft.Log
+		if err := p.logs.GetLog(m.Index, &l); err != nil {
+			return fmt.Errorf("%w: reading entry %d: %w", ErrStorage, m.Index, err)
+		}
+		for data := l.Data; len(data) > 0; {
+			h, err := ParseHeader(data)
+			if err != nil {
+				return fmt.Errorf("%w: entry %d: %w", ErrStorage, m.Index, err)
+			}
+			b := data[:h.Size()]
+			data = data[h.Size():]
+			if int64(binary.BigEndian.Uint64(b))+int64(h.LastOffsetDelta) < offset {
+				continue
+			}
+			if !fn(b, h) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// OffsetForTime implements Partition.
+func (p *Replicated) OffsetForTime(ts int64) (int64, int64, error) {
+	offset, found := int64(-1), int64(-1)
+	var werr error
+	err := p.eachBatch(p.fsm.view().logStart, func(b []byte, h BatchHeader) bool {
+		if h.MaxTimestamp < ts {
+			return true
+		}
+		werr = recordTimes(b, p.opts.Decompressor, func(o, t int64) bool {
+			if t >= ts {
+				offset, found = o, t
+				return false
+			}
+			return true
+		})
+		return werr == nil && offset < 0
+	})
+	if err == nil {
+		err = werr
+	}
+	return offset, found, err
+}
+
+// MaxTimestamp implements Partition.
+func (p *Replicated) MaxTimestamp() (int64, int64, error) {
+	var best []byte
+	bestTS := int64(-1)
+	err := p.eachBatch(p.fsm.view().logStart, func(b []byte, h BatchHeader) bool {
+		if best == nil || h.MaxTimestamp > bestTS {
+			best, bestTS = b, h.MaxTimestamp
+		}
+		return true
+	})
+	if err != nil || best == nil {
+		return -1, -1, err
+	}
+	offset := int64(-1)
+	err = recordTimes(best, p.opts.Decompressor, func(o, t int64) bool {
+		if t == bestTS {
+			offset = o
+			return false
+		}
+		return true
+	})
+	return offset, bestTS, err
+}
+
+// EndOffsetForEpoch implements Partition.
+func (p *Replicated) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	return p.fsm.endOffsetForEpoch(epoch)
+}
+
+// Watch implements Partition.
+func (p *Replicated) Watch(ch chan<- struct{}) { p.watchers.add(ch) }
+
+// Unwatch implements Partition.
+func (p *Replicated) Unwatch(ch chan<- struct{}) { p.watchers.remove(ch) }
+
+// SetLogStart implements Partition: the new start is replicated.
+func (p *Replicated) SetLogStart(offset int64) error {
+	if !p.IsLeader() {
+		return ErrNotLeader
+	}
+	f := p.r.ApplyLog(raft.Log{Data: binary.BigEndian.AppendUint64(nil, uint64(offset)), Extensions: []byte{ctrlSetLogStart}}, barrierTimeout)
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	if err, ok := f.Response().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// EnforceRetention implements Partition on the leader, which replicates the
+// new log start.
+func (p *Replicated) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
+	if !p.IsLeader() {
+		return p.fsm.view().logStart, nil
+	}
+	entries := p.fsm.entriesFrom(p.fsm.view().logStart)
+	var total int64
+	for _, m := range entries {
+		total += int64(m.Size)
+	}
+	excess := total - retentionBytes
+	cutoff := now.Add(-retention).UnixMilli()
+	newStart := int64(-1)
+	for _, m := range entries {
+		byTime := retention >= 0 && m.MaxTS < cutoff
+		bySize := retentionBytes >= 0 && excess >= int64(m.Size)
+		if !byTime && !bySize {
+			break
+		}
+		excess -= int64(m.Size)
+		newStart = m.Last + 1
+	}
+	if newStart < 0 {
+		return p.fsm.view().logStart, nil
+	}
+	if err := p.SetLogStart(newStart); err != nil {
+		return 0, err
+	}
+	return newStart, nil
+}
+
+// Size implements Partition.
+func (p *Replicated) Size() int64 {
+	var n int64
+	for _, m := range p.fsm.entriesFrom(p.fsm.view().logStart) {
+		n += int64(m.Size)
+	}
+	return n
+}
+
+// Close implements Partition: the replica leaves the group's work to the
+// others. It is safe to call more than once.
+func (p *Replicated) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	err := p.r.Shutdown().Error()
+	close(p.stop)
+	p.wg.Wait()
+	p.stepDown()
+	if c, ok := p.trans.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("partition: shutting down %s: %w", p.opts.Group, err)
+	}
+	return nil
+}
+
+// Delete implements Partition: the replica stops and drops its log.
+func (p *Replicated) Delete() error {
+	if err := p.Close(); err != nil {
+		return err
+	}
+	return p.logs.Drop()
+}

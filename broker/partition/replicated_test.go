@@ -1,0 +1,252 @@
+package partition
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/storage"
+)
+
+// replicaSet is three replicas of one partition in this process, each with
+// its own store, connected by in-memory transports.
+type replicaSet struct {
+	t       *testing.T
+	stores  []storage.Store
+	trans   []*raft.InmemTransport
+	snaps   []raft.SnapshotStore
+	parts   []*Replicated
+	servers []raft.Server
+}
+
+func newReplicaSet(t *testing.T) *replicaSet {
+	rs := &replicaSet{t: t}
+	for i := 0; i < 3; i++ {
+		s := storage.NewMemory()
+		t.Cleanup(func() { s.Close() })
+		rs.stores = append(rs.stores, s)
+		rs.snaps = append(rs.snaps, raft.NewInmemSnapshotStore())
+		rs.trans = append(rs.trans, nil)
+		rs.parts = append(rs.parts, nil)
+		rs.servers = append(rs.servers, raft.Server{ID: raft.ServerID(fmt.Sprint(i)), Address: raft.ServerAddress(fmt.Sprint("r", i))})
+	}
+	for i := range rs.stores {
+		rs.start(i)
+	}
+	t.Cleanup(func() {
+		for _, p := range rs.parts {
+			if p != nil {
+				p.Close()
+			}
+		}
+	})
+	return rs
+}
+
+// start opens replica i, over a fresh transport connected to the others.
+func (rs *replicaSet) start(i int) {
+	_, tr := raft.NewInmemTransport(rs.servers[i].Address)
+	rs.trans[i] = tr
+	for j, other := range rs.trans {
+		if j != i && other != nil {
+			tr.Connect(other.LocalAddr(), other)
+			other.Connect(tr.LocalAddr(), tr)
+		}
+	}
+	p, err := OpenReplicated(ReplicatedOptions{
+		ID: rs.servers[i].ID, Group: "t/0", Store: rs.stores[i], Transport: tr,
+		Snapshots: rs.snaps[i], Servers: rs.servers,
+		Tune: func(c *raft.Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 150*time.Millisecond, 150*time.Millisecond, 75*time.Millisecond
+		},
+	})
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	rs.parts[i] = p
+}
+
+func (rs *replicaSet) stop(i int) {
+	if err := rs.parts[i].Close(); err != nil {
+		rs.t.Fatal(err)
+	}
+	rs.parts[i] = nil
+	for j, other := range rs.trans {
+		if j != i && other != nil {
+			other.Disconnect(rs.trans[i].LocalAddr())
+		}
+	}
+}
+
+func (rs *replicaSet) leader() (int, *Replicated) {
+	rs.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, p := range rs.parts {
+			if p != nil && p.IsLeader() {
+				return i, p
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rs.t.Fatal("no ready leader")
+	return -1, nil
+}
+
+// appendAll appends batches pipelined and returns their results in order.
+func appendAll(t *testing.T, p Partition, batches [][]byte) []AppendResult {
+	t.Helper()
+	res := make([]AppendResult, len(batches))
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		h, err := CheckProduced(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { res[i] = r; wg.Done() })
+	}
+	wg.Wait()
+	return res
+}
+
+func (rs *replicaSet) waitApplied(next int64) {
+	rs.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, p := range rs.parts {
+		for p != nil && p.fsm.view().next < next {
+			if time.Now().After(deadline) {
+				rs.t.Fatalf("a replica applied up to %d of %d", p.fsm.view().next, next)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func TestReplicatedAppendFailover(t *testing.T) {
+	rs := newReplicaSet(t)
+	li, leader := rs.leader()
+	const pid = 500
+	var batches [][]byte
+	for i := 0; i < 40; i++ {
+		batches = append(batches, makeBatch(t, batchSpec{n: 3, producerID: pid, epoch: 0, seq: int32(3 * i), firstTS: int64(1000 + i)}))
+	}
+	for i, r := range appendAll(t, leader, batches) {
+		if r.Err != nil || r.BaseOffset != int64(3*i) {
+			t.Fatalf("append %d: %+v", i, r)
+		}
+	}
+	if off := leader.Offsets(); off.HighWatermark != 120 || off.LogEnd != 120 {
+		t.Fatalf("leader offsets %+v", off)
+	}
+	res, err := leader.Read(0, 1<<20, true, nil)
+	if err != nil || !bytes.Equal(res.Records, bytes.Join(batches, nil)) {
+		t.Fatalf("read back: %v, %d bytes", err, len(res.Records))
+	}
+	// Followers refuse clients, and every replica has the same log.
+	for i, p := range rs.parts {
+		if i == li {
+			continue
+		}
+		if _, err := p.Read(0, 100, true, nil); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("follower read: %v", err)
+		}
+		ch := make(chan AppendResult, 1)
+		b := makeBatch(t, batchSpec{n: 1})
+		h, _ := CheckProduced(b)
+		p.Append(b, h, AppendOptions{}, func(r AppendResult) { ch <- r })
+		if r := <-ch; !errors.Is(r.Err, ErrNotLeader) {
+			t.Fatalf("follower append: %+v", r)
+		}
+	}
+	rs.waitApplied(120)
+	firstEpoch := leader.Offsets().LeaderEpoch
+
+	// The leader goes away; another takes over and continues the offsets.
+	rs.stop(li)
+	ni, next := rs.leader()
+	if ni == li {
+		t.Fatal("stopped replica still leads")
+	}
+	if off := next.Offsets(); off.HighWatermark != 120 || off.LeaderEpoch <= firstEpoch {
+		t.Fatalf("new leader offsets %+v (old epoch %d)", off, firstEpoch)
+	}
+	// The producer retries its last batch: it is answered with its first
+	// offset and not written again.
+	retry := makeBatch(t, batchSpec{n: 3, producerID: pid, epoch: 0, seq: 3 * 39, firstTS: 1039})
+	if r := appendAll(t, next, [][]byte{retry})[0]; r.Err != nil || r.BaseOffset != 117 {
+		t.Fatalf("retry after failover: %+v", r)
+	}
+	more := makeBatch(t, batchSpec{n: 2, producerID: pid, epoch: 0, seq: 120})
+	if r := appendAll(t, next, [][]byte{more})[0]; r.Err != nil || r.BaseOffset != 120 {
+		t.Fatalf("append after failover: %+v", r)
+	}
+	gap := makeBatch(t, batchSpec{n: 1, producerID: pid, epoch: 0, seq: 500})
+	if r := appendAll(t, next, [][]byte{gap})[0]; !errors.Is(r.Err, ErrOutOfOrderSequence) {
+		t.Fatalf("gap after failover: %+v", r)
+	}
+
+	// The old leader comes back as a follower and catches up.
+	rs.start(li)
+	rs.waitApplied(122)
+	if rs.parts[li].IsLeader() && rs.parts[ni].IsLeader() {
+		t.Fatal("two leaders")
+	}
+	// OffsetForLeaderEpoch: the first epoch ended where the second began.
+	newEpoch := next.Offsets().LeaderEpoch
+	if e, end := next.EndOffsetForEpoch(firstEpoch); e != firstEpoch || end != 120 {
+		t.Fatalf("end of epoch %d: %d %d", firstEpoch, e, end)
+	}
+	if e, end := next.EndOffsetForEpoch(newEpoch); e != newEpoch || end != 122 {
+		t.Fatalf("end of epoch %d: %d %d", newEpoch, e, end)
+	}
+	if e, end := next.EndOffsetForEpoch(newEpoch + 5); e != -1 || end != -1 {
+		t.Fatalf("future epoch: %d %d", e, end)
+	}
+	// The stored batches carry the epoch they were written in.
+	res, err = next.Read(120, 1<<20, true, nil)
+	if err != nil || len(res.Records) == 0 {
+		t.Fatalf("read new epoch: %v", err)
+	}
+	if got := int32(uint32(res.Records[12])<<24 | uint32(res.Records[13])<<16 | uint32(res.Records[14])<<8 | uint32(res.Records[15])); got != newEpoch {
+		t.Fatalf("batch epoch %d, want %d", got, newEpoch)
+	}
+}
+
+func TestReplicatedLogStartAndTime(t *testing.T) {
+	rs := newReplicaSet(t)
+	_, leader := rs.leader()
+	appendAll(t, leader, [][]byte{
+		makeBatch(t, batchSpec{n: 3, firstTS: 100, tsStep: 10}),
+		makeBatch(t, batchSpec{n: 3, firstTS: 500, tsStep: 1, codec: compressionForTest()}),
+	})
+	if off, ts, err := leader.OffsetForTime(105); err != nil || off != 1 || ts != 110 {
+		t.Fatalf("offset for time: %d %d %v", off, ts, err)
+	}
+	if off, ts, err := leader.MaxTimestamp(); err != nil || off != 5 || ts != 502 {
+		t.Fatalf("max timestamp: %d %d %v", off, ts, err)
+	}
+	if err := leader.SetLogStart(3); err != nil {
+		t.Fatal(err)
+	}
+	rs.waitApplied(6)
+	for _, p := range rs.parts {
+		deadline := time.Now().Add(10 * time.Second)
+		for p.fsm.view().logStart != 3 {
+			if time.Now().After(deadline) {
+				t.Fatal("log start not replicated")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if _, err := leader.Read(2, 1<<20, true, nil); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read below the log start: %v", err)
+	}
+	if err := leader.SetLogStart(99); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("log start past the end: %v", err)
+	}
+}
