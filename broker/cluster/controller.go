@@ -1,0 +1,368 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftlog"
+	"github.com/pubg1/pubg1/broker/raftmux"
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/rs/zerolog"
+)
+
+// Raft group names used on the mux.
+const (
+	metadataGroup = "__cluster_metadata"
+	rpcGroup      = "__cluster_rpc"
+	maxRPCBytes   = 16 << 20
+)
+
+// Peer is one broker of the cluster.
+type Peer struct {
+	ID   int32
+	Addr string // its Kafka address, which also carries Raft traffic
+}
+
+// Config configures a Controller.
+type Config struct {
+	NodeID  int32
+	Peers   []Peer // every broker, this one included
+	DataDir string // for Raft snapshots
+	Store   storage.Store
+	Mux     *raftmux.Mux
+	Logger  zerolog.Logger
+	// Tune adjusts Raft timeouts for every group of the cluster.
+	Tune func(*raft.Config)
+}
+
+// Controller is this broker's member of the metadata Raft group.
+type Controller struct {
+	cfg   Config
+	r     *raft.Raft
+	trans *raft.NetworkTransport
+	rpc   *raftmux.Layer
+	state atomic.Pointer[State]
+
+	mu       sync.Mutex
+	watchers []func(*State)
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Start joins (bootstrapping, the first time) the metadata group.
+func Start(cfg Config) (*Controller, error) {
+	c := &Controller{cfg: cfg, stop: make(chan struct{})}
+	c.state.Store(emptyState())
+	logs, err := raftlog.Open(cfg.Store, metadataGroup)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft", metadataGroup), 2, hclog.NewNullLogger())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	layer, err := cfg.Mux.Layer(metadataGroup)
+	if err != nil {
+		return nil, err
+	}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger()})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
+	rc.Logger = hclog.NewNullLogger()
+	if cfg.Tune != nil {
+		cfg.Tune(rc)
+	}
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if !has {
+		if err := raft.BootstrapCluster(rc, logs, logs, snaps, c.trans, raft.Configuration{Servers: Servers(cfg.Peers)}); err != nil {
+			return nil, fmt.Errorf("cluster: bootstrapping metadata: %w", err)
+		}
+	}
+	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {
+		return nil, fmt.Errorf("cluster: starting metadata group: %w", err)
+	}
+	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.serveRPC()
+	return c, nil
+}
+
+// Servers turns peers into a Raft configuration, ordered by ID.
+func Servers(peers []Peer) []raft.Server {
+	out := make([]raft.Server, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, raft.Server{ID: raft.ServerID(strconv.Itoa(int(p.ID))), Address: raft.ServerAddress(p.Addr)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// State is the latest applied metadata. It must not be modified.
+func (c *Controller) State() *State { return c.state.Load() }
+
+// Watch registers fn to be called with every new state, in order, from the
+// goroutine that applies metadata; fn must not block for long.
+func (c *Controller) Watch(fn func(*State)) {
+	c.mu.Lock()
+	c.watchers = append(c.watchers, fn)
+	c.mu.Unlock()
+	fn(c.State())
+}
+
+// IsLeader reports whether this broker leads the metadata group.
+func (c *Controller) IsLeader() bool { return c.r.State() == raft.Leader }
+
+// Propose applies cmd through the metadata leader, forwarding it when this
+// broker does not lead, and waits for this broker to have applied it.
+func (c *Controller) Propose(ctx context.Context, cmd *Command) (Result, error) {
+	for {
+		res, err := c.proposeOnce(ctx, cmd)
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, ErrNotLeader) {
+			return Result{}, err
+		}
+		// No leader, or it changed: wait for the election.
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("cluster: proposing %s: %w", cmd.Kind, ctx.Err())
+		case <-c.stop:
+			return Result{}, ErrClosed
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, error) {
+	if c.IsLeader() {
+		return c.applyLocal(ctx, cmd)
+	}
+	addr, _ := c.r.LeaderWithID()
+	if addr == "" {
+		return Result{}, ErrNotLeader
+	}
+	res, err := c.forward(ctx, addr, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	if res.Code == "not_leader" {
+		return Result{}, ErrNotLeader
+	}
+	// Wait until this broker has applied the change, so a client that
+	// asks it next sees what it just did.
+	for c.r.AppliedIndex() < res.Index {
+		select {
+		case <-ctx.Done():
+			return res, nil // applied by the cluster; this copy lags
+		case <-c.stop:
+			return res, nil
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return res, nil
+}
+
+func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, error) {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return Result{}, fmt.Errorf("cluster: encoding command: %w", err)
+	}
+	timeout := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := c.r.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return Result{}, ErrNotLeader
+		}
+		return Result{}, fmt.Errorf("cluster: applying %s: %w", cmd.Kind, err)
+	}
+	res, _ := f.Response().(Result)
+	res.Index = f.Index()
+	return res, nil
+}
+
+// forward sends cmd to the leader over the mux and reads its result.
+func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *Command) (Result, error) {
+	conn, err := c.rpc.Dial(addr, 5*time.Second)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(d)
+	} else {
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	}
+	if err := writeMsg(conn, cmd); err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	var res Result
+	if err := readMsg(conn, &res); err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	return res, nil
+}
+
+// serveRPC answers forwarded commands.
+func (c *Controller) serveRPC() {
+	defer c.wg.Done()
+	for {
+		conn, err := c.rpc.Accept()
+		if err != nil {
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+			var cmd Command
+			if err := readMsg(conn, &cmd); err != nil {
+				return
+			}
+			var res Result
+			if !c.IsLeader() {
+				res = resultOf(ErrNotLeader)
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				r, err := c.applyLocal(ctx, &cmd)
+				cancel()
+				if err != nil {
+					r = resultOf(err)
+				}
+				res = r
+			}
+			_ = writeMsg(conn, &res)
+		}()
+	}
+}
+
+func writeMsg(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...))
+	return err
+}
+
+func readMsg(r io.Reader, v any) error {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxRPCBytes {
+		return fmt.Errorf("%w: message of %d bytes", ErrBadCommand, size)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// Close leaves the group. It is safe to call more than once.
+func (c *Controller) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	close(c.stop)
+	err := c.r.Shutdown().Error()
+	c.rpc.Close()
+	c.wg.Wait()
+	_ = c.trans.Close()
+	if err != nil {
+		return fmt.Errorf("cluster: shutting down: %w", err)
+	}
+	return nil
+}
+
+// metaFSM applies commands to the controller's state.
+type metaFSM Controller
+
+func (f *metaFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var cmd Command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+		return resultOf(fmt.Errorf("%w: %w", ErrBadCommand, err))
+	}
+	next, res := apply(f.state.Load(), &cmd)
+	f.publish(next)
+	return res
+}
+
+func (f *metaFSM) publish(s *State) {
+	if s == f.state.Load() {
+		return
+	}
+	f.state.Store(s)
+	f.mu.Lock()
+	ws := slices.Clone(f.watchers)
+	f.mu.Unlock()
+	for _, w := range ws {
+		w(s)
+	}
+}
+
+func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := encodeState(f.state.Load())
+	if err != nil {
+		return nil, err
+	}
+	return stateSnapshot(b), nil
+}
+
+func (f *metaFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("cluster: reading snapshot: %w", err)
+	}
+	s, err := decodeState(b)
+	if err != nil {
+		return err
+	}
+	f.publish(s)
+	return nil
+}
+
+type stateSnapshot []byte
+
+func (s stateSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("cluster: writing snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s stateSnapshot) Release() {}

@@ -1,0 +1,254 @@
+// Package cluster is the replicated cluster metadata of a PubG1 cluster:
+// topics, their configs and replica assignments, partition leaders and
+// epochs, the broker registry and producer ID blocks. One Raft group over
+// all brokers holds it (Kafka's KRaft model); every broker applies it and
+// serves Metadata from its own copy.
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Errors of the package; commands that fail validation return them.
+var (
+	ErrTopicExists    = errors.New("topic already exists")
+	ErrUnknownTopic   = errors.New("unknown topic")
+	ErrTopicCollision = errors.New("topic name collides with an existing topic")
+	ErrNotLeader      = errors.New("not the metadata leader")
+	ErrClosed         = errors.New("cluster: closed")
+	ErrBadCommand     = errors.New("cluster: bad command")
+)
+
+// Leader is a partition's current leader and epoch as its Raft group
+// reported it; Leader is -1 while unknown.
+type Leader struct {
+	Leader int32 `json:"leader"`
+	Epoch  int32 `json:"epoch"`
+}
+
+// Topic is one topic's metadata.
+type Topic struct {
+	Name     string            `json:"name"`
+	ID       [16]byte          `json:"id"`
+	Configs  map[string]string `json:"configs,omitempty"`
+	Replicas [][]int32         `json:"replicas"` // per partition
+	Leaders  []Leader          `json:"leaders"`  // per partition
+}
+
+// State is the whole cluster metadata. A State handed out is never
+// modified: applying a command builds a new one (copy on write), so readers
+// need no lock.
+type State struct {
+	ClusterID      string            `json:"cluster_id"`
+	Brokers        map[int32]string  `json:"brokers"`
+	Topics         map[string]*Topic `json:"topics"`
+	NextProducerID int64             `json:"next_producer_id"`
+}
+
+func emptyState() *State {
+	return &State{Brokers: map[int32]string{}, Topics: map[string]*Topic{}}
+}
+
+// TopicByID finds a topic by its ID.
+func (s *State) TopicByID(id [16]byte) *Topic {
+	for _, t := range s.Topics {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// clone copies the maps one level deep; topics are replaced, not edited.
+func (s *State) clone() *State {
+	c := *s
+	c.Brokers = maps.Clone(s.Brokers)
+	c.Topics = maps.Clone(s.Topics)
+	return &c
+}
+
+// Command kinds.
+const (
+	cmdInit             = "init"
+	cmdCreateTopic      = "create_topic"
+	cmdDeleteTopic      = "delete_topic"
+	cmdSetConfigs       = "set_configs"
+	cmdAddPartitions    = "add_partitions"
+	cmdSetLeader        = "set_leader"
+	cmdAllocProducerIDs = "alloc_producer_ids"
+)
+
+// Command is one change to the metadata.
+type Command struct {
+	Kind      string            `json:"kind"`
+	ClusterID string            `json:"cluster_id,omitempty"`
+	Brokers   map[int32]string  `json:"brokers,omitempty"`
+	Topic     string            `json:"topic,omitempty"`
+	TopicID   [16]byte          `json:"topic_id,omitempty"`
+	Configs   map[string]string `json:"configs,omitempty"`
+	Replicas  [][]int32         `json:"replicas,omitempty"`
+	Partition int32             `json:"partition,omitempty"`
+	Leader    int32             `json:"leader,omitempty"`
+	Epoch     int32             `json:"epoch,omitempty"`
+	Count     int64             `json:"count,omitempty"`
+}
+
+// Result is a command's outcome.
+type Result struct {
+	Err string `json:"err,omitempty"`
+	// Code names the sentinel error, so that it survives forwarding.
+	Code  string `json:"code,omitempty"`
+	Value int64  `json:"value,omitempty"`
+	// Index is the command's Raft index, so that a forwarding broker can
+	// wait until it has applied it too.
+	Index uint64 `json:"index,omitempty"`
+}
+
+var codes = map[string]error{
+	"exists": ErrTopicExists, "unknown": ErrUnknownTopic, "collision": ErrTopicCollision, "not_leader": ErrNotLeader, "bad": ErrBadCommand,
+}
+
+func resultOf(err error) Result {
+	if err == nil {
+		return Result{}
+	}
+	for code, e := range codes {
+		if errors.Is(err, e) {
+			return Result{Err: err.Error(), Code: code}
+		}
+	}
+	return Result{Err: err.Error(), Code: "bad"}
+}
+
+// Error rebuilds the error of a result.
+func (r Result) Error() error {
+	if r.Err == "" {
+		return nil
+	}
+	if e, ok := codes[r.Code]; ok {
+		if r.Err == e.Error() {
+			return e
+		}
+		return fmt.Errorf("%w: %s", e, strings.TrimPrefix(r.Err, e.Error()+": "))
+	}
+	return errors.New(r.Err)
+}
+
+// apply computes the state after cmd. It is deterministic: every broker
+// applies the same commands in the same order and reaches the same state.
+func apply(s *State, cmd *Command) (*State, Result) {
+	next := s.clone()
+	var err error
+	var value int64
+	switch cmd.Kind {
+	case cmdInit:
+		if next.ClusterID == "" {
+			next.ClusterID = cmd.ClusterID
+		}
+		for id, addr := range cmd.Brokers {
+			next.Brokers[id] = addr
+		}
+	case cmdCreateTopic:
+		err = createTopic(next, cmd)
+	case cmdDeleteTopic:
+		t := next.Topics[cmd.Topic]
+		if t == nil || (cmd.TopicID != [16]byte{} && t.ID != cmd.TopicID) {
+			err = fmt.Errorf("%w: %s", ErrUnknownTopic, cmd.Topic)
+			break
+		}
+		delete(next.Topics, cmd.Topic)
+	case cmdSetConfigs:
+		t := next.Topics[cmd.Topic]
+		if t == nil {
+			err = fmt.Errorf("%w: %s", ErrUnknownTopic, cmd.Topic)
+			break
+		}
+		nt := *t
+		nt.Configs = maps.Clone(cmd.Configs)
+		next.Topics[cmd.Topic] = &nt
+	case cmdAddPartitions:
+		t := next.Topics[cmd.Topic]
+		if t == nil {
+			err = fmt.Errorf("%w: %s", ErrUnknownTopic, cmd.Topic)
+			break
+		}
+		nt := *t
+		nt.Replicas = append(slices.Clone(t.Replicas), cmd.Replicas...)
+		nt.Leaders = slices.Clone(t.Leaders)
+		for range cmd.Replicas {
+			nt.Leaders = append(nt.Leaders, Leader{Leader: -1})
+		}
+		next.Topics[cmd.Topic] = &nt
+	case cmdSetLeader:
+		t := next.TopicByID(cmd.TopicID)
+		if t == nil || cmd.Partition < 0 || int(cmd.Partition) >= len(t.Leaders) {
+			err = fmt.Errorf("%w: partition %d", ErrUnknownTopic, cmd.Partition)
+			break
+		}
+		// An older epoch's report can arrive after a newer one's.
+		if cur := t.Leaders[cmd.Partition]; cmd.Epoch < cur.Epoch || (cmd.Epoch == cur.Epoch && cur.Leader == cmd.Leader) {
+			return s, Result{}
+		}
+		nt := *t
+		nt.Leaders = slices.Clone(t.Leaders)
+		nt.Leaders[cmd.Partition] = Leader{Leader: cmd.Leader, Epoch: cmd.Epoch}
+		next.Topics[t.Name] = &nt
+	case cmdAllocProducerIDs:
+		if cmd.Count <= 0 {
+			err = fmt.Errorf("%w: allocating %d producer IDs", ErrBadCommand, cmd.Count)
+			break
+		}
+		value = next.NextProducerID
+		next.NextProducerID += cmd.Count
+	default:
+		err = fmt.Errorf("%w: unknown command %q", ErrBadCommand, cmd.Kind)
+	}
+	if err != nil {
+		return s, resultOf(err)
+	}
+	return next, Result{Value: value}
+}
+
+func createTopic(s *State, cmd *Command) error {
+	if _, ok := s.Topics[cmd.Topic]; ok {
+		return fmt.Errorf("%w: topic '%s' already exists", ErrTopicExists, cmd.Topic)
+	}
+	if strings.ContainsAny(cmd.Topic, "._") {
+		unified := strings.ReplaceAll(cmd.Topic, ".", "_")
+		for other := range s.Topics {
+			if strings.ReplaceAll(other, ".", "_") == unified {
+				return fmt.Errorf("%w: topic '%s' collides with existing topic: %s", ErrTopicCollision, cmd.Topic, other)
+			}
+		}
+	}
+	if len(cmd.Replicas) == 0 {
+		return fmt.Errorf("%w: a topic needs partitions", ErrBadCommand)
+	}
+	leaders := make([]Leader, len(cmd.Replicas))
+	for i := range leaders {
+		leaders[i] = Leader{Leader: -1}
+	}
+	s.Topics[cmd.Topic] = &Topic{Name: cmd.Topic, ID: cmd.TopicID, Configs: maps.Clone(cmd.Configs), Replicas: cmd.Replicas, Leaders: leaders}
+	return nil
+}
+
+func encodeState(s *State) ([]byte, error) { return json.Marshal(s) }
+
+func decodeState(b []byte) (*State, error) {
+	s := emptyState()
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("cluster: decoding state: %w", err)
+	}
+	if s.Brokers == nil {
+		s.Brokers = map[int32]string{}
+	}
+	if s.Topics == nil {
+		s.Topics = map[string]*Topic{}
+	}
+	return s, nil
+}
