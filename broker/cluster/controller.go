@@ -55,6 +55,9 @@ type Controller struct {
 	trans *raft.NetworkTransport
 	rpc   *raftmux.Layer
 	state atomic.Pointer[State]
+	// applied is the index of the last entry the FSM has finished with
+	// (Raft's own AppliedIndex moves before the FSM has run).
+	applied atomic.Uint64
 
 	mu       sync.Mutex
 	watchers []func(*State)
@@ -170,7 +173,7 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	}
 	// Wait until this broker has applied the change, so a client that
 	// asks it next sees what it just did.
-	for c.r.AppliedIndex() < res.Index {
+	for c.applied.Load() < res.Index {
 		select {
 		case <-ctx.Done():
 			return res, nil // applied by the cluster; this copy lags
@@ -308,6 +311,7 @@ func (c *Controller) Close() error {
 type metaFSM Controller
 
 func (f *metaFSM) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
