@@ -91,10 +91,7 @@ func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(km
 			sp.Partition = rp.Partition
 			fp := fetchPart{err: terr, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: sp}
 			if fp.err == nil {
-				if rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
-					fp.err = ErrUnknownTopic
-				} else {
-					fp.p = t.parts[rp.Partition]
+				if fp.p, fp.err = leaderPartition(t, rp.Partition); fp.err == nil {
 					fp.err = checkLeaderEpoch(rp.CurrentLeaderEpoch, fp.p.Offsets().LeaderEpoch)
 				}
 			}

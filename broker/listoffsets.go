@@ -31,11 +31,9 @@ func (b *Broker) listOffsets(_ context.Context, _ *kproto.Request, r *kmsg.ListO
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
-			var err error
-			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
-				err = ErrUnknownTopic
-			} else {
-				err = listOffset(t.parts[rp.Partition], r.Version, &rp, &sp)
+			p, err := leaderPartition(t, rp.Partition)
+			if err == nil {
+				err = listOffset(p, r.Version, &rp, &sp)
 			}
 			sp.ErrorCode = errorCode(err)
 			st.Partitions = append(st.Partitions, sp)
@@ -96,11 +94,8 @@ func (b *Broker) offsetForLeaderEpoch(_ context.Context, _ *kproto.Request, r *k
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition, sp.LeaderEpoch, sp.EndOffset = rp.Partition, -1, -1
-			var err error
-			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
-				err = ErrUnknownTopic
-			} else {
-				p := t.parts[rp.Partition]
+			p, err := leaderPartition(t, rp.Partition)
+			if err == nil {
 				if err = checkLeaderEpoch(rp.CurrentLeaderEpoch, p.Offsets().LeaderEpoch); err == nil {
 					sp.LeaderEpoch, sp.EndOffset = p.EndOffsetForEpoch(rp.LeaderEpoch)
 				}
@@ -128,11 +123,8 @@ func (b *Broker) deleteRecords(_ context.Context, _ *kproto.Request, r *kmsg.Del
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			var err error
-			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
-				err = ErrUnknownTopic
-			} else {
-				p := t.parts[rp.Partition]
+			p, err := leaderPartition(t, rp.Partition)
+			if err == nil {
 				target := rp.Offset
 				if target == -1 {
 					target = p.Offsets().HighWatermark
@@ -149,4 +141,17 @@ func (b *Broker) deleteRecords(_ context.Context, _ *kproto.Request, r *kmsg.Del
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// leaderPartition finds a partition this broker leads: an unknown topic or
+// partition is ErrUnknownTopic, one led elsewhere partition.ErrNotLeader.
+func leaderPartition(t *topic, n int32) (partition.Partition, error) {
+	if t == nil || n < 0 || int(n) >= len(t.parts) {
+		return nil, ErrUnknownTopic
+	}
+	p := t.parts[n]
+	if !p.IsLeader() {
+		return nil, partition.ErrNotLeader
+	}
+	return p, nil
 }

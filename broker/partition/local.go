@@ -222,6 +222,9 @@ func (p *Local) Watch(ch chan<- struct{}) { p.watchers.add(ch) }
 // Unwatch implements Partition.
 func (p *Local) Unwatch(ch chan<- struct{}) { p.watchers.remove(ch) }
 
+// IsLeader implements Partition: a single-node log always leads.
+func (p *Local) IsLeader() bool { return true }
+
 // Offsets implements Partition.
 func (p *Local) Offsets() Offsets {
 	p.mu.Lock()

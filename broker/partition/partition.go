@@ -58,6 +58,10 @@ type Partition interface {
 	// larger than the limit still makes progress).
 	Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error)
 
+	// IsLeader reports whether this replica leads the partition and so
+	// serves clients.
+	IsLeader() bool
+
 	// Offsets returns the current offsets.
 	Offsets() Offsets
 

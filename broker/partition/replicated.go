@@ -353,7 +353,8 @@ func (p *Replicated) complete(in *inflight) {
 	}
 }
 
-// IsLeader reports whether this replica leads and accepts writes.
+// IsLeader implements Partition: whether this replica leads, with every
+// earlier entry applied, and so accepts writes.
 func (p *Replicated) IsLeader() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
