@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/raftmux"
 	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/rs/zerolog"
@@ -45,6 +47,11 @@ type Broker struct {
 	advPort      int32
 
 	createMu sync.Mutex // serialises topic creation, deletion and config changes
+
+	// Cluster mode (see clustered.go); nil on a single broker.
+	ctrl          *cluster.Controller
+	mux           *raftmux.Mux
+	reconcileWake chan struct{}
 
 	pidMu      sync.Mutex
 	nextPID    int64
@@ -107,7 +114,12 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		cancel()
 		return nil, err
 	}
-	if err := b.loadTopics(); err != nil {
+	if len(cfg.Peers) > 0 {
+		if err := b.startCluster(); err != nil {
+			cancel()
+			return nil, err
+		}
+	} else if err := b.loadTopics(); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -170,6 +182,13 @@ func (b *Broker) loadClusterState() error {
 func (b *Broker) allocateProducerID() (int64, error) {
 	b.pidMu.Lock()
 	defer b.pidMu.Unlock()
+	if b.nextPID >= b.pidReserve && b.clustered() {
+		res, err := b.propose(cluster.AllocProducerIDsCommand(producerIDBlock))
+		if err != nil {
+			return 0, fmt.Errorf("reserving producer IDs: %w", err)
+		}
+		b.nextPID, b.pidReserve = res.Value, res.Value+producerIDBlock
+	}
 	if b.nextPID >= b.pidReserve {
 		reserve := b.nextPID + producerIDBlock
 		if err := syncWrite(b.store, storage.KV{Key: []byte(keyProducerID), Value: binary.BigEndian.AppendUint64(nil, uint64(reserve))}); err != nil {
@@ -209,8 +228,17 @@ func (b *Broker) Start() error {
 	b.advHost, b.advPort = host, int32(p)
 	b.goFunc(b.acceptLoop)
 	b.goFunc(b.retentionLoop)
-	b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).
-		Str("data", b.cfg.DataDir).Str("cluster_id", b.clusterID).Msg("broker ready")
+	if b.clustered() {
+		b.goFunc(b.reconcileLoop)
+		b.goFunc(b.initCluster)
+	}
+	ready := b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).Str("data", b.cfg.DataDir)
+	if b.clustered() {
+		ready = ready.Int("peers", len(b.cfg.Peers)) // the cluster ID is logged once the metadata has it
+	} else {
+		ready = ready.Str("cluster_id", b.clusterID)
+	}
+	ready.Msg("broker ready")
 	return nil
 }
 
@@ -277,6 +305,19 @@ func (b *Broker) serveConn(nc net.Conn) {
 		delete(b.conns, nc)
 		b.mu.Unlock()
 	}()
+	if b.mux != nil {
+		// Brokers' Raft sessions arrive on the Kafka listener too.
+		isRaft, c, err := raftmux.IsRaft(nc, kproto.DefaultIdleTimeout)
+		if err != nil {
+			nc.Close()
+			return
+		}
+		if isRaft {
+			b.mux.ServeConn(c)
+			return
+		}
+		nc = c
+	}
 	// Serve logs why a connection ended.
 	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
 }
@@ -332,6 +373,10 @@ func (b *Broker) Close() error {
 			for _, p := range t.parts {
 				p.Close()
 			}
+		}
+		if b.ctrl != nil {
+			b.ctrl.Close()
+			b.mux.Close()
 		}
 		b.err = b.store.Close()
 		close(b.closed)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/storage"
 )
@@ -24,6 +25,9 @@ type topic struct {
 	internal  bool
 	replicas  int16
 	effective effectiveConfig
+	// In a cluster: each partition's replica set and reported leader.
+	assign  [][]int32
+	leaders []cluster.Leader
 }
 
 // storedTopic is a topic's durable record.
@@ -177,9 +181,16 @@ func (b *Broker) openTopic(name string, st storedTopic) (*topic, error) {
 	return t, nil
 }
 
-// createTopic validates and, unless validateOnly, creates a topic. It holds
-// the create lock so that two creations of one name cannot race.
+// createTopic validates and, unless validateOnly, creates a topic with
+// replicas spread over the brokers.
 func (b *Broker) createTopic(name string, partitions int32, replicas int16, configs map[string]string, validateOnly bool) (*topic, error) {
+	return b.createTopicAssigned(name, partitions, replicas, nil, configs, validateOnly)
+}
+
+// createTopicAssigned is createTopic with an optional replica assignment
+// (already checked). It holds the create lock so that two creations of one
+// name cannot race.
+func (b *Broker) createTopicAssigned(name string, partitions int32, replicas int16, assign [][]int32, configs map[string]string, validateOnly bool) (*topic, error) {
 	if err := validTopicName(name); err != nil {
 		return nil, err
 	}
@@ -187,7 +198,7 @@ func (b *Broker) createTopic(name string, partitions int32, replicas int16, conf
 		partitions = b.cfg.DefaultPartitions
 	}
 	if replicas == -1 {
-		replicas = b.cfg.DefaultReplicationFactor
+		replicas = b.defaultReplication()
 	}
 	if partitions <= 0 {
 		return nil, fmt.Errorf("%w: number of partitions must be larger than 0", ErrInvalidPartitions)
@@ -195,8 +206,8 @@ func (b *Broker) createTopic(name string, partitions int32, replicas int16, conf
 	if replicas <= 0 {
 		return nil, fmt.Errorf("%w: replication factor must be larger than 0", ErrInvalidReplication)
 	}
-	if replicas > 1 {
-		return nil, fmt.Errorf("%w: replication factor %d is larger than the 1 available broker", ErrInvalidReplication, replicas)
+	if n := b.brokerCount(); int(replicas) > n {
+		return nil, fmt.Errorf("%w: replication factor: %d larger than available brokers: %d", ErrInvalidReplication, replicas, n)
 	}
 	for k, v := range configs {
 		if err := validateTopicConfig(k, v); err != nil {
@@ -218,6 +229,19 @@ func (b *Broker) createTopic(name string, partitions int32, replicas int16, conf
 	st := storedTopic{ID: id, Partitions: partitions, Configs: configs}
 	if validateOnly {
 		return &topic{name: name, id: id, parts: make([]partition.Partition, partitions), configs: configs, replicas: replicas}, nil
+	}
+	if b.clustered() {
+		if assign == nil {
+			assign = b.assignReplicas(0, partitions, replicas)
+		}
+		if _, err := b.propose(cluster.CreateTopicCommand(name, id, assign, configs)); err != nil {
+			return nil, err
+		}
+		if err := b.awaitCatalog(func() bool { return b.topics.getID(id) != nil }); err != nil {
+			return nil, err
+		}
+		b.log.Info().Str("topic", name).Int32("partitions", partitions).Int16("replicas", replicas).Msg("topic created")
+		return b.topics.getID(id), nil
 	}
 	if err := b.saveTopic(name, st); err != nil {
 		return nil, err
@@ -246,6 +270,12 @@ func (b *Broker) saveTopic(name string, st storedTopic) error {
 func (b *Broker) deleteTopic(t *topic) error {
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
+	if b.clustered() {
+		if _, err := b.propose(cluster.DeleteTopicCommand(t.name, t.id)); err != nil {
+			return err
+		}
+		return b.awaitCatalog(func() bool { return b.topics.getID(t.id) == nil })
+	}
 	if !b.topics.remove(t) {
 		return fmt.Errorf("%w: %s", ErrUnknownTopic, t.name)
 	}
@@ -267,6 +297,12 @@ func (b *Broker) alterTopicConfigs(t *topic, configs map[string]string) error {
 	defer b.createMu.Unlock()
 	if b.topics.get(t.name) != t {
 		return fmt.Errorf("%w: %s", ErrUnknownTopic, t.name)
+	}
+	if b.clustered() {
+		if _, err := b.propose(cluster.SetConfigsCommand(t.name, configs)); err != nil {
+			return err
+		}
+		return b.awaitCatalog(func() bool { return b.topics.get(t.name) != t })
 	}
 	if err := b.saveTopic(t.name, storedTopic{ID: t.id, Partitions: int32(len(t.parts)), Configs: configs}); err != nil {
 		return err

@@ -31,6 +31,10 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
 	LogAppendTime bool
+	// Peers maps every broker's ID to its address, this broker included,
+	// for a cluster; empty runs a single broker. Raft traffic between
+	// brokers shares these (Kafka) addresses.
+	Peers map[int32]string
 }
 
 // DefaultConfig returns the embedded default: one broker on 127.0.0.1:9092
@@ -81,6 +85,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MessageMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("message max bytes %d must not be negative", c.MessageMaxBytes))
+	}
+	if len(c.Peers) > 0 {
+		if _, ok := c.Peers[c.NodeID]; !ok {
+			errs = append(errs, fmt.Errorf("peers do not include this broker's id %d", c.NodeID))
+		}
+		for id, addr := range c.Peers {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("peer %d address %q: %w", id, addr, err))
+			}
+		}
 	}
 	if c.RetentionCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("retention check interval %v must be positive", c.RetentionCheckInterval))

@@ -26,9 +26,10 @@ func (b *Broker) metadataAPI() kproto.API {
 
 func (b *Broker) metadata(_ context.Context, req *kproto.Request, r *kmsg.MetadataRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.MetadataResponse)
-	resp.Brokers = []kmsg.MetadataResponseBroker{b.brokerEntry()}
-	resp.ClusterID = &b.clusterID
-	resp.ControllerID = b.cfg.NodeID
+	resp.Brokers = b.metadataBrokers()
+	clusterID := b.currentClusterID()
+	resp.ClusterID = &clusterID
+	resp.ControllerID = b.controllerID()
 	resp.AuthorizedOperations = math.MinInt32
 	if r.IncludeClusterAuthorizedOperations {
 		resp.AuthorizedOperations = allClusterOperations
@@ -102,11 +103,21 @@ func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataR
 		mp := &mt.Partitions[i]
 		mp.Default()
 		mp.Partition = int32(i)
-		mp.Leader = b.cfg.NodeID
-		mp.LeaderEpoch = p.Offsets().LeaderEpoch
-		mp.Replicas = []int32{b.cfg.NodeID}
-		mp.ISR = []int32{b.cfg.NodeID}
 		mp.OfflineReplicas = []int32{}
+		if t.assign == nil {
+			mp.Leader = b.cfg.NodeID
+			mp.LeaderEpoch = p.Offsets().LeaderEpoch
+			mp.Replicas = []int32{b.cfg.NodeID}
+			mp.ISR = []int32{b.cfg.NodeID}
+			continue
+		}
+		// In a cluster, the leader its Raft group last reported; until
+		// one has, clients are told to wait (LEADER_NOT_AVAILABLE).
+		mp.Replicas, mp.ISR = t.assign[i], t.assign[i]
+		mp.Leader, mp.LeaderEpoch = t.leaders[i].Leader, t.leaders[i].Epoch
+		if mp.Leader < 0 {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
 	}
 	return mt
 }
@@ -123,14 +134,16 @@ func (b *Broker) describeCluster(_ context.Context, _ *kproto.Request, r *kmsg.D
 		resp.ErrorMessage = errorMessage(fmt.Errorf("this broker's listener only serves endpoint type 1 (brokers), not %d", r.EndpointType))
 		return resp
 	}
-	resp.ClusterID = b.clusterID
-	resp.ControllerID = b.cfg.NodeID
+	resp.ClusterID = b.currentClusterID()
+	resp.ControllerID = b.controllerID()
 	resp.ClusterAuthorizedOperations = math.MinInt32
 	if r.IncludeClusterAuthorizedOperations {
 		resp.ClusterAuthorizedOperations = allClusterOperations
 	}
-	db := kmsg.NewDescribeClusterResponseBroker()
-	db.NodeID, db.Host, db.Port = b.cfg.NodeID, b.advHost, b.advPort
-	resp.Brokers = []kmsg.DescribeClusterResponseBroker{db}
+	for _, mb := range b.metadataBrokers() {
+		db := kmsg.NewDescribeClusterResponseBroker()
+		db.NodeID, db.Host, db.Port = mb.NodeID, mb.Host, mb.Port
+		resp.Brokers = append(resp.Brokers, db)
+	}
 	return resp
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/kproto"
@@ -64,10 +65,17 @@ func (b *Broker) createRequested(rt *kmsg.CreateTopicsRequestTopic, duplicate, v
 				return nil, fmt.Errorf("%w: every partition must have the same number of replicas", ErrInvalidReplicaAssignment)
 			}
 			for _, r := range a.Replicas {
-				if r != b.cfg.NodeID {
+				if !b.knownBroker(r) {
 					return nil, fmt.Errorf("%w: unknown broker %d", ErrInvalidReplicaAssignment, r)
 				}
 			}
+		}
+	}
+	var assign [][]int32
+	if len(rt.ReplicaAssignment) > 0 {
+		assign = make([][]int32, partitions)
+		for _, a := range rt.ReplicaAssignment {
+			assign[a.Partition] = a.Replicas
 		}
 	}
 	configs := make(map[string]string, len(rt.Configs))
@@ -77,7 +85,7 @@ func (b *Broker) createRequested(rt *kmsg.CreateTopicsRequestTopic, duplicate, v
 		}
 		configs[c.Name] = *c.Value
 	}
-	return b.createTopic(rt.Topic, partitions, replicas, configs, validateOnly)
+	return b.createTopicAssigned(rt.Topic, partitions, replicas, assign, configs, validateOnly)
 }
 
 func (b *Broker) deleteTopicsAPI() kproto.API {
@@ -155,12 +163,27 @@ func (b *Broker) addPartitions(name string, count int32, assignment []kmsg.Creat
 		return fmt.Errorf("%w: %d assignments for %d new partitions", ErrInvalidReplicaAssignment, len(assignment), count-have)
 	}
 	for _, a := range assignment {
-		if len(a.Replicas) != 1 || a.Replicas[0] != b.cfg.NodeID {
-			return fmt.Errorf("%w: replicas %v", ErrInvalidReplicaAssignment, a.Replicas)
+		if len(a.Replicas) != int(t.replicas) {
+			return fmt.Errorf("%w: replicas %v for a topic with replication factor %d", ErrInvalidReplicaAssignment, a.Replicas, t.replicas)
+		}
+		for _, r := range a.Replicas {
+			if !b.knownBroker(r) {
+				return fmt.Errorf("%w: unknown broker %d", ErrInvalidReplicaAssignment, r)
+			}
 		}
 	}
 	if validateOnly {
 		return nil
+	}
+	if b.clustered() {
+		assign := b.assignReplicas(have, count-have, t.replicas)
+		for i, a := range assignment {
+			assign[i] = a.Replicas
+		}
+		if _, err := b.propose(cluster.AddPartitionsCommand(name, assign)); err != nil {
+			return err
+		}
+		return b.awaitCatalog(func() bool { t := b.topics.get(name); return t != nil && len(t.parts) == int(count) })
 	}
 	if err := b.saveTopic(name, storedTopic{ID: t.id, Partitions: count, Configs: t.configs}); err != nil {
 		return err

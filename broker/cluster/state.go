@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -251,4 +252,51 @@ func decodeState(b []byte) (*State, error) {
 		s.Topics = map[string]*Topic{}
 	}
 	return s, nil
+}
+
+// InitCommand records the cluster ID (the first one proposed wins) and the
+// brokers.
+func InitCommand(clusterID string, brokers map[int32]string) *Command {
+	return &Command{Kind: cmdInit, ClusterID: clusterID, Brokers: brokers}
+}
+
+// CreateTopicCommand creates a topic with the given replica sets.
+func CreateTopicCommand(name string, id [16]byte, replicas [][]int32, configs map[string]string) *Command {
+	return &Command{Kind: cmdCreateTopic, Topic: name, TopicID: id, Replicas: replicas, Configs: configs}
+}
+
+// DeleteTopicCommand deletes a topic, if it still has this ID.
+func DeleteTopicCommand(name string, id [16]byte) *Command {
+	return &Command{Kind: cmdDeleteTopic, Topic: name, TopicID: id}
+}
+
+// SetConfigsCommand replaces a topic's configs.
+func SetConfigsCommand(name string, configs map[string]string) *Command {
+	return &Command{Kind: cmdSetConfigs, Topic: name, Configs: configs}
+}
+
+// AddPartitionsCommand adds partitions with the given replica sets.
+func AddPartitionsCommand(name string, replicas [][]int32) *Command {
+	return &Command{Kind: cmdAddPartitions, Topic: name, Replicas: replicas}
+}
+
+// SetLeaderCommand reports a partition's leader and epoch.
+func SetLeaderCommand(topicID [16]byte, partition, leader, epoch int32) *Command {
+	return &Command{Kind: cmdSetLeader, TopicID: topicID, Partition: partition, Leader: leader, Epoch: epoch}
+}
+
+// AllocProducerIDsCommand reserves count producer IDs; the result's Value
+// is the first.
+func AllocProducerIDsCommand(count int64) *Command {
+	return &Command{Kind: cmdAllocProducerIDs, Count: count}
+}
+
+// LeaderID is the broker leading the metadata group, or -1.
+func (c *Controller) LeaderID() int32 {
+	_, id := c.r.LeaderWithID()
+	n, err := strconv.Atoi(string(id))
+	if err != nil || id == "" {
+		return -1
+	}
+	return int32(n)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +29,7 @@ type serveCmd struct {
 	Advertise         string        `env:"PUBG1_ADVERTISE" help:"host:port given to clients in Metadata (default: the listen address)."`
 	Data              string        `default:"data" env:"PUBG1_DATA" help:"Data directory."`
 	ID                int32         `name:"id" default:"1" env:"PUBG1_ID" help:"Broker (node) ID."`
+	Peers             string        `name:"peers" env:"PUBG1_PEERS" help:"Every broker of a cluster as ID=HOST:PORT,... (this one included); Raft traffic shares these addresses. Empty runs a single broker."`
 	AutoCreateTopics  bool          `name:"auto-create-topics" default:"true" negatable:"" env:"PUBG1_AUTO_CREATE_TOPICS" help:"Create unknown topics on Metadata requests that allow it."`
 	NumPartitions     int32         `name:"num-partitions" default:"1" env:"PUBG1_NUM_PARTITIONS" help:"Partitions of auto-created topics and of CreateTopics without a count."`
 	MessageMaxBytes   int32         `name:"message-max-bytes" default:"1048588" env:"PUBG1_MESSAGE_MAX_BYTES" help:"Default max.message.bytes of topics."`
@@ -45,6 +48,14 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.MessageMaxBytes, cfg.MaxFrameBytes = s.MessageMaxBytes, s.MaxRequestBytes
 	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
 	cfg.LogAppendTime = s.LogAppendTime
+	peers, err := parsePeers(s.Peers)
+	if err != nil {
+		return err
+	}
+	cfg.Peers = peers
+	if len(peers) > 0 && s.Advertise == "" {
+		cfg.Advertise = peers[s.ID]
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	b, err := broker.New(cfg, log)
@@ -95,4 +106,24 @@ func main() {
 		log.Error().Err(err).Msg("pubg1 failed")
 		os.Exit(1)
 	}
+}
+
+// parsePeers reads "1=host:port,2=host:port".
+func parsePeers(s string) (map[int32]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	peers := make(map[int32]string)
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseInt(id, 10, 32)
+		if !ok || err != nil || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not ID=HOST:PORT", part)
+		}
+		if _, dup := peers[int32(n)]; dup {
+			return nil, fmt.Errorf("--peers: broker %d listed twice", n)
+		}
+		peers[int32(n)] = addr
+	}
+	return peers, nil
 }

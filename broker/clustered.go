@@ -1,0 +1,320 @@
+package broker
+
+// Cluster mode: when Config.Peers lists the brokers, topics live in the
+// replicated cluster metadata (one Raft group over the brokers) and every
+// partition is a Raft group over its replicas. Without peers the broker
+// keeps its topics and logs to itself.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/broker/raftmux"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// metadataWait bounds how long a handler waits for a committed metadata
+// change to reach this broker's catalog.
+const metadataWait = 15 * time.Second
+
+// RaftTimeouts are the election settings of every Raft group: a follower
+// that hears nothing from its leader for about a second starts an election.
+func tuneRaft(c *raft.Config) {
+	c.HeartbeatTimeout = time.Second
+	c.ElectionTimeout = time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
+	c.CommitTimeout = 50 * time.Millisecond
+}
+
+func (b *Broker) clustered() bool { return b.ctrl != nil }
+
+// startCluster joins the metadata group; partitions follow from what it
+// holds once the broker starts.
+func (b *Broker) startCluster() error {
+	self := b.cfg.Peers[b.cfg.NodeID]
+	b.mux = raftmux.New(raft.ServerAddress(self), b.log)
+	ctrl, err := cluster.Start(cluster.Config{
+		NodeID: b.cfg.NodeID, Peers: b.peers(), DataDir: b.cfg.DataDir,
+		Store: b.store, Mux: b.mux, Logger: b.log, Tune: tuneRaft,
+	})
+	if err != nil {
+		b.mux.Close()
+		return err
+	}
+	b.ctrl = ctrl
+	b.reconcileWake = make(chan struct{}, 1)
+	ctrl.Watch(func(*cluster.State) {
+		select {
+		case b.reconcileWake <- struct{}{}:
+		default:
+		}
+	})
+	return nil
+}
+
+func (b *Broker) peers() []cluster.Peer {
+	out := make([]cluster.Peer, 0, len(b.cfg.Peers))
+	for id, addr := range b.cfg.Peers {
+		out = append(out, cluster.Peer{ID: id, Addr: addr})
+	}
+	slices.SortFunc(out, func(a, c cluster.Peer) int { return int(a.ID - c.ID) })
+	return out
+}
+
+// initCluster records the cluster ID and brokers; the first proposal wins.
+func (b *Broker) initCluster() {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	cmd := cluster.InitCommand(base64.RawURLEncoding.EncodeToString(u[:]), b.cfg.Peers)
+	for b.ctrl.State().ClusterID == "" {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		_, err := b.ctrl.Propose(ctx, cmd)
+		cancel()
+		if b.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			b.log.Debug().Err(err).Msg("cluster init pending")
+		}
+	}
+	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
+}
+
+// reconcileLoop keeps the local topics and partition replicas in line with
+// the metadata.
+func (b *Broker) reconcileLoop() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.reconcileWake:
+			b.reconcile(b.ctrl.State())
+		}
+	}
+}
+
+func (b *Broker) reconcile(st *cluster.State) {
+	current := make(map[[16]byte]*topic)
+	for _, t := range b.topics.list() {
+		current[t.id] = t
+	}
+	for _, mt := range st.Topics {
+		old := current[mt.ID]
+		delete(current, mt.ID)
+		parts := make([]partition.Partition, len(mt.Replicas))
+		for i, replicas := range mt.Replicas {
+			if old != nil && i < len(old.parts) {
+				if _, remote := old.parts[i].(partition.Remote); !remote || !slices.Contains(replicas, b.cfg.NodeID) {
+					parts[i] = old.parts[i]
+					continue
+				}
+			}
+			parts[i] = partition.Remote{}
+			if slices.Contains(replicas, b.cfg.NodeID) {
+				p, err := b.openReplica(mt, int32(i))
+				if err != nil {
+					b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("opening replica")
+					continue
+				}
+				parts[i] = p
+			}
+		}
+		b.topics.put(&topic{
+			name: mt.Name, id: mt.ID, parts: parts, configs: mt.Configs,
+			internal: len(mt.Name) > 2 && mt.Name[:2] == "__",
+			replicas: int16(len(mt.Replicas[0])), effective: b.effective(mt.Configs),
+			assign: mt.Replicas, leaders: mt.Leaders,
+		})
+	}
+	for _, gone := range current {
+		b.topics.remove(gone)
+		for i, p := range gone.parts {
+			if err := p.Delete(); err != nil {
+				b.log.Error().Err(err).Str("topic", gone.name).Int("partition", i).Msg("deleting replica")
+			}
+		}
+		b.log.Info().Str("topic", gone.name).Msg("topic deleted")
+	}
+}
+
+// openReplica starts this broker's replica of one partition.
+func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated, error) {
+	group := fmt.Sprintf("p/%x/%d", mt.ID, n)
+	layer, err := b.mux.Layer(group)
+	if err != nil {
+		return nil, err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 2, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger()})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(b.cfg.DataDir, "raft", fmt.Sprintf("%x", mt.ID), strconv.Itoa(int(n))), 1, hclog.NewNullLogger())
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	var servers []raft.Server
+	for _, id := range mt.Replicas[n] {
+		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
+	}
+	topicID := mt.ID
+	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
+		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
+		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tuneRaft, Logger: b.log,
+		Decompressor: b.decompressor,
+		OnLeadership: func(leader bool, epoch int32) {
+			if leader {
+				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
+			}
+		},
+	})
+	if err != nil {
+		trans.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// reportLeader records in the metadata that this broker leads a partition.
+func (b *Broker) reportLeader(topicID [16]byte, n, epoch int32) {
+	cmd := cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch)
+	for b.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		_, err := b.ctrl.Propose(ctx, cmd)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+}
+
+// propose applies a metadata command and turns its error into the broker's.
+func (b *Broker) propose(cmd *cluster.Command) (cluster.Result, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, metadataWait)
+	defer cancel()
+	res, err := b.ctrl.Propose(ctx, cmd)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
+	}
+	switch err := res.Error(); {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, cluster.ErrTopicExists):
+		return res, fmt.Errorf("%w: %w", ErrTopicExists, err)
+	case errors.Is(err, cluster.ErrTopicCollision):
+		return res, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+	case errors.Is(err, cluster.ErrUnknownTopic):
+		return res, fmt.Errorf("%w: %w", ErrUnknownTopic, err)
+	default:
+		return res, err
+	}
+}
+
+// awaitCatalog waits until the local catalog reflects a committed change.
+func (b *Broker) awaitCatalog(done func() bool) error {
+	deadline := time.Now().Add(metadataWait)
+	for !done() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: metadata change not applied on this broker yet", kerr.RequestTimedOut)
+		}
+		select {
+		case <-b.ctx.Done():
+			return ErrClosed
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// assignReplicas spreads partitions' replica sets evenly over the brokers,
+// starting at a random broker, as Kafka does.
+func (b *Broker) assignReplicas(from, count int32, replicas int16) [][]int32 {
+	brokers := make([]int32, 0, len(b.cfg.Peers))
+	for id := range b.cfg.Peers {
+		brokers = append(brokers, id)
+	}
+	slices.Sort(brokers)
+	var r [1]byte
+	_, _ = rand.Read(r[:])
+	start := int(r[0]) % len(brokers)
+	out := make([][]int32, count)
+	for p := range out {
+		set := make([]int32, replicas)
+		for j := range set {
+			set[j] = brokers[(start+int(from)+p+j)%len(brokers)]
+		}
+		out[p] = set
+	}
+	return out
+}
+
+// knownBroker reports whether id is a broker of the cluster.
+func (b *Broker) knownBroker(id int32) bool {
+	if !b.clustered() {
+		return id == b.cfg.NodeID
+	}
+	_, ok := b.cfg.Peers[id]
+	return ok
+}
+
+// brokerCount is how many brokers can hold replicas.
+func (b *Broker) brokerCount() int {
+	if !b.clustered() {
+		return 1
+	}
+	return len(b.cfg.Peers)
+}
+
+// defaultReplication is the replication factor of topics created without
+// one: min(3, brokers) in a cluster.
+func (b *Broker) defaultReplication() int16 {
+	if !b.clustered() {
+		return b.cfg.DefaultReplicationFactor
+	}
+	return int16(min(3, len(b.cfg.Peers)))
+}
+
+// metadataBrokers lists the brokers for Metadata and DescribeCluster.
+func (b *Broker) metadataBrokers() []kmsg.MetadataResponseBroker {
+	if !b.clustered() {
+		return []kmsg.MetadataResponseBroker{b.brokerEntry()}
+	}
+	var out []kmsg.MetadataResponseBroker
+	for _, p := range b.peers() {
+		host, port, err := net.SplitHostPort(p.Addr)
+		if err != nil {
+			continue
+		}
+		n, _ := strconv.Atoi(port)
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID, mb.Host, mb.Port = p.ID, host, int32(n)
+		out = append(out, mb)
+	}
+	return out
+}
+
+// controllerID is the broker clients are told is the controller.
+func (b *Broker) controllerID() int32 {
+	if !b.clustered() {
+		return b.cfg.NodeID
+	}
+	return b.ctrl.LeaderID()
+}
+
+// currentClusterID is the cluster's ID.
+func (b *Broker) currentClusterID() string {
+	if !b.clustered() {
+		return b.clusterID
+	}
+	return b.ctrl.State().ClusterID
+}
