@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"sync"
@@ -18,6 +19,12 @@ type Proc struct {
 	Binary string
 	Args   []string // flags after "serve"
 	Addr   string   // client address, also passed as --listen
+	// LogTo, if set, receives the process's output as it comes;
+	// otherwise it is kept for Output().
+	LogTo io.Writer
+	// KillWithParent makes the kernel SIGKILL the broker if this process
+	// dies first, so no broker outlives its supervisor.
+	KillWithParent bool
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -64,6 +71,12 @@ func (p *Proc) Start(ctx context.Context) error {
 	args := append([]string{"serve", "--listen", p.Addr}, p.Args...)
 	cmd := exec.Command(p.Binary, args...)
 	cmd.Stdout, cmd.Stderr = &p.output, &p.output
+	if p.LogTo != nil {
+		cmd.Stdout, cmd.Stderr = p.LogTo, p.LogTo
+	}
+	if p.KillWithParent {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("bench: starting %s: %w", p.Binary, err)
 	}
@@ -114,6 +127,23 @@ func (p *Proc) Stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
 
 // Kill stops the broker with SIGKILL, as a crash would.
 func (p *Proc) Kill() { p.signal(syscall.SIGKILL, 30*time.Second) }
+
+// Pid is the running process's ID, 0 when it is not running.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Exited is closed when the running process exits.
+func (p *Proc) Exited() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
 
 // Output is what the process has printed so far.
 func (p *Proc) Output() string { return p.output.String() }

@@ -20,8 +20,9 @@ type cli struct {
 	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"PUBG1_LOG_LEVEL" help:"Log level (${enum})."`
 	LogFormat string `name:"log-format" default:"console" enum:"console,json" env:"PUBG1_LOG_FORMAT" help:"Log format (${enum})."`
 
-	Serve serveCmd `cmd:"" help:"Run a broker."`
-	Bench benchCmd `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
+	Serve   serveCmd   `cmd:"" help:"Run a broker."`
+	Cluster clusterCmd `cmd:"" help:"Run a local cluster."`
+	Bench   benchCmd   `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
 }
 
 type serveCmd struct {
