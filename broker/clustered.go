@@ -30,13 +30,17 @@ import (
 // change to reach this broker's catalog.
 const metadataWait = 15 * time.Second
 
-// RaftTimeouts are the election settings of every Raft group: a follower
-// that hears nothing from its leader for about a second starts an election.
+// tuneRaft sets the election settings of every Raft group. A follower that
+// hears nothing from its leader for 1 to 2 seconds (HeartbeatTimeout,
+// randomised up to twice) starts an election, so a dead leader is replaced
+// in about 1 to 3 seconds. Heartbeats go out every HeartbeatTimeout/10 per
+// follower and group, and an idle leader sends an empty append every
+// CommitTimeout: these two set the cost of idle partitions.
 func tuneRaft(c *raft.Config) {
 	c.HeartbeatTimeout = time.Second
 	c.ElectionTimeout = time.Second
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
-	c.CommitTimeout = 50 * time.Millisecond
+	c.CommitTimeout = time.Second
 }
 
 func (b *Broker) clustered() bool { return b.ctrl != nil }

@@ -101,7 +101,7 @@ func (m *Mux) Layer(group string) (*Layer, error) {
 // ServeConn serves an inbound Raft session whose Magic has already been
 // read from nc. It returns when the session ends.
 func (m *Mux) ServeConn(nc net.Conn) {
-	sess, err := yamux.Server(nc, m.yamuxConfig())
+	sess, err := yamux.Server(newCoalescer(nc), m.yamuxConfig())
 	if err != nil {
 		m.log.Warn().Err(err).Msg("raft session refused")
 		nc.Close()
@@ -186,7 +186,7 @@ func (m *Mux) session(addr raft.ServerAddress, timeout time.Duration) (*yamux.Se
 		return nil, fmt.Errorf("raftmux: opening session to %s: %w", addr, err)
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
-	s, err := yamux.Client(nc, m.yamuxConfig())
+	s, err := yamux.Client(newCoalescer(nc), m.yamuxConfig())
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("raftmux: session to %s: %w", addr, err)

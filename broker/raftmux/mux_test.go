@@ -203,3 +203,45 @@ func TestUnknownGroupStreamRefused(t *testing.T) {
 		t.Fatal("stream to an unknown group stayed open")
 	}
 }
+
+// TestCoalescerKeepsBytesInOrder writes frames of many sizes from one
+// goroutine, as yamux does, and checks the peer receives exactly them.
+func TestCoalescerKeepsBytesInOrder(t *testing.T) {
+	a, b := net.Pipe()
+	w := newCoalescer(a)
+	var want bytes.Buffer
+	var wg sync.WaitGroup
+	got := make(chan []byte, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		data, _ := io.ReadAll(b)
+		got <- data
+	}()
+	for i := 0; i < 2000; i++ {
+		size := []int{12, 1, 300, directWrite + 7, 5000}[i%5]
+		p := bytes.Repeat([]byte{byte(i)}, size)
+		want.Write(p)
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the flusher catch up, then close to end the reader.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		n := len(w.buf)
+		w.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.wmu.Lock()
+	w.wmu.Unlock()
+	w.Close()
+	wg.Wait()
+	if data := <-got; !bytes.Equal(data, want.Bytes()) {
+		t.Fatalf("peer got %d bytes, want %d (or different bytes)", len(data), want.Len())
+	}
+}
