@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,4 +81,128 @@ func BenchmarkSingleBroker(b *testing.B) {
 			}
 		})
 	}
+}
+
+// startCluster runs n broker processes that are peers of each other.
+func startCluster(tb testing.TB, bin string, n int, args ...string) []*Proc {
+	tb.Helper()
+	var addrs, peers []string
+	for i := 1; i <= n; i++ {
+		addr, err := FreeAddr()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		addrs = append(addrs, addr)
+		peers = append(peers, fmt.Sprintf("%d=%s", i, addr))
+	}
+	var procs []*Proc
+	for i, addr := range addrs {
+		p := &Proc{Binary: bin, Addr: addr, Args: append([]string{
+			"--id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ","),
+			"--data", tb.TempDir(), "--log-level", "warn"}, args...)}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.Start(ctx)
+		cancel()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(p.Stop)
+		procs = append(procs, p)
+	}
+	return procs
+}
+
+// BenchmarkReplicated measures acks=all produce with 100-byte records
+// against one broker and against three brokers with replication factor 3,
+// in the same run, and reports the ratio. Run it with -benchtime 1x;
+// PUBG1_BENCH_RECORDS overrides the record count.
+func BenchmarkReplicated(b *testing.B) {
+	bin := buildBinary(b, b.TempDir())
+	records := 1_000_000
+	if v := os.Getenv("PUBG1_BENCH_RECORDS"); v != "" {
+		if _, err := fmt.Sscan(v, &records); err != nil {
+			b.Fatalf("PUBG1_BENCH_RECORDS: %v", err)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		run := func(addr string) Result {
+			cfg := DefaultConfig()
+			cfg.Brokers = []string{addr}
+			cfg.Records = records
+			ctx := context.Background()
+			if err := EnsureTopic(ctx, cfg); err != nil {
+				b.Fatal(err)
+			}
+			res, err := Produce(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return res
+		}
+		single := startBroker(b, bin)
+		base := run(single.Addr)
+		single.Stop()
+		procs := startCluster(b, bin, 3)
+		repl := run(procs[0].Addr)
+		for _, p := range procs {
+			p.Stop()
+		}
+		b.Logf("single broker:        %v", base)
+		b.Logf("3 brokers, 3 replicas: %v", repl)
+		b.ReportMetric(base.RecordsPerSec(), "single-rec/s")
+		b.ReportMetric(repl.RecordsPerSec(), "rf3-rec/s")
+		b.ReportMetric(repl.RecordsPerSec()/base.RecordsPerSec(), "rf3/single")
+		b.ReportMetric(float64(repl.P99.Microseconds())/1000, "rf3-p99-ms")
+		b.ReportMetric(float64(base.P99.Microseconds())/1000, "single-p99-ms")
+	}
+}
+
+// BenchmarkIdleCluster measures the CPU that three brokers spend on 100
+// idle partitions each (one topic, 100 partitions, replication factor 3),
+// as a share of one core per broker.
+func BenchmarkIdleCluster(b *testing.B) {
+	bin := buildBinary(b, b.TempDir())
+	for i := 0; i < b.N; i++ {
+		procs := startCluster(b, bin, 3)
+		cfg := DefaultConfig()
+		cfg.Brokers, cfg.Topic, cfg.Partitions, cfg.Records = []string{procs[0].Addr}, "idle", 100, 1
+		if err := EnsureTopic(context.Background(), cfg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Produce(context.Background(), cfg); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // let elections and leader reports settle
+		before := cpuTimes(b, procs)
+		const window = 20 * time.Second
+		time.Sleep(window)
+		after := cpuTimes(b, procs)
+		var worst float64
+		for j := range procs {
+			share := (after[j] - before[j]).Seconds() / window.Seconds() * 100
+			b.Logf("broker %d: %.1f%% of a core", j+1, share)
+			worst = max(worst, share)
+		}
+		b.ReportMetric(worst, "max-%core")
+	}
+}
+
+// cpuTimes reads each process's user+system CPU time from /proc.
+func cpuTimes(tb testing.TB, procs []*Proc) []time.Duration {
+	tb.Helper()
+	out := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// Fields after the ")" that ends the command name; utime and
+		// stime are the 14th and 15th of the whole line.
+		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+		var utime, stime int64
+		fmt.Sscan(fields[11], &utime)
+		fmt.Sscan(fields[12], &stime)
+		out[i] = time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return out
 }
