@@ -8,16 +8,26 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages of the stock clients the compatibility tests drive.
 debs=()
 command -v kcat >/dev/null 2>&1 || debs+=(kcat)
+/usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || debs+=(python3-kafka)
+/usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || debs+=(python3-confluent-kafka)
+command -v node >/dev/null 2>&1 || debs+=(nodejs)
+command -v npm >/dev/null 2>&1 || debs+=(npm)
 if [ ${#debs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${debs[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
 
+# kafkajs, pinned by compat-tests/js/package-lock.json.
+if [ ! -d compat-tests/js/node_modules ]; then
+  echo "installing kafkajs (npm ci)"
+  npm ci --prefix compat-tests/js --no-audit --no-fund >/dev/null
+fi
+
 export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 echo "== go vet"
 go vet ./...
 echo "== unit tests (race detector)"
-go test -count=1 -race ./kproto/... ./broker/...
+go test -count=1 -race ./kproto/... ./coordinator/... ./broker/...
 echo "== compatibility tests (broker processes and stock clients)"
 go test -count=1 -timeout 20m ./compat-tests/...

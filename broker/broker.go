@@ -19,6 +19,7 @@ import (
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/raftmux"
 	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/coordinator"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,6 +48,8 @@ type Broker struct {
 	advPort      int32
 
 	createMu sync.Mutex // serialises topic creation, deletion and config changes
+
+	groups *coordinator.Coordinator // consumer groups (groups.go)
 
 	// Cluster mode (see clustered.go); nil on a single broker.
 	ctrl          *cluster.Controller
@@ -123,6 +126,10 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		cancel()
 		return nil, err
 	}
+	if err := b.initGroups(); err != nil {
+		cancel()
+		return nil, err
+	}
 	b.registry = kproto.NewRegistry()
 	for _, api := range b.apis() {
 		b.registry.Register(api)
@@ -148,6 +155,17 @@ func (b *Broker) apis() []kproto.API {
 		b.describeClusterAPI(),
 		b.initProducerIDAPI(),
 		b.offsetForLeaderEpochAPI(),
+		b.findCoordinatorAPI(),
+		b.joinGroupAPI(),
+		b.syncGroupAPI(),
+		b.heartbeatAPI(),
+		b.leaveGroupAPI(),
+		b.offsetCommitAPI(),
+		b.offsetFetchAPI(),
+		b.offsetDeleteAPI(),
+		b.describeGroupsAPI(),
+		b.listGroupsAPI(),
+		b.deleteGroupsAPI(),
 	}
 }
 
@@ -226,6 +244,7 @@ func (b *Broker) Start() error {
 		host = "127.0.0.1"
 	}
 	b.advHost, b.advPort = host, int32(p)
+	b.startGroups()
 	b.goFunc(b.acceptLoop)
 	b.goFunc(b.retentionLoop)
 	if b.clustered() {
@@ -369,6 +388,7 @@ func (b *Broker) Close() error {
 			b.ln.Close()
 		}
 		b.wg.Wait()
+		b.groups.Close()
 		for _, t := range b.topics.list() {
 			for _, p := range t.parts {
 				p.Close()

@@ -31,6 +31,17 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
 	LogAppendTime bool
+
+	// Consumer groups, as Kafka's settings of the same names (see
+	// coordinator.Config): offsets.topic.num.partitions,
+	// group.min/max.session.timeout.ms, group.initial.rebalance.delay.ms,
+	// offsets.retention.minutes, offsets.retention.check.interval.ms.
+	OffsetsTopicPartitions        int32
+	GroupMinSessionTimeout        time.Duration
+	GroupMaxSessionTimeout        time.Duration
+	GroupInitialRebalanceDelay    time.Duration
+	OffsetsRetention              time.Duration
+	OffsetsRetentionCheckInterval time.Duration
 	// Peers maps every broker's ID to its address, this broker included,
 	// for a cluster; empty runs a single broker. Raft traffic between
 	// brokers shares these (Kafka) addresses.
@@ -52,6 +63,13 @@ func DefaultConfig() Config {
 		LogRetention:             7 * 24 * time.Hour,
 		LogRetentionBytes:        -1,
 		RetentionCheckInterval:   5 * time.Minute,
+
+		OffsetsTopicPartitions:        50,
+		GroupMinSessionTimeout:        6 * time.Second,
+		GroupMaxSessionTimeout:        30 * time.Minute,
+		GroupInitialRebalanceDelay:    3 * time.Second,
+		OffsetsRetention:              7 * 24 * time.Hour,
+		OffsetsRetentionCheckInterval: 10 * time.Minute,
 	}
 }
 
@@ -98,6 +116,10 @@ func (c *Config) Validate() error {
 	}
 	if c.RetentionCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("retention check interval %v must be positive", c.RetentionCheckInterval))
+	}
+	gc := c.groupConfig()
+	if err := gc.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/coordinator"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -73,6 +74,37 @@ func errorCode(err error) int16 {
 		return kerr.UnknownLeaderEpoch.Code
 	case errors.Is(err, partition.ErrStorage):
 		return kerr.KafkaStorageError.Code
+	// Consumer groups.
+	case errors.Is(err, coordinator.ErrNotCoordinator):
+		return kerr.NotCoordinator.Code
+	case errors.Is(err, coordinator.ErrLoadInProgress):
+		return kerr.CoordinatorLoadInProgress.Code
+	case errors.Is(err, coordinator.ErrCoordinatorNotAvailable):
+		return kerr.CoordinatorNotAvailable.Code
+	case errors.Is(err, coordinator.ErrInvalidGroupID):
+		return kerr.InvalidGroupID.Code
+	case errors.Is(err, coordinator.ErrUnknownMemberID):
+		return kerr.UnknownMemberID.Code
+	case errors.Is(err, coordinator.ErrMemberIDRequired):
+		return kerr.MemberIDRequired.Code
+	case errors.Is(err, coordinator.ErrIllegalGeneration):
+		return kerr.IllegalGeneration.Code
+	case errors.Is(err, coordinator.ErrRebalanceInProgress):
+		return kerr.RebalanceInProgress.Code
+	case errors.Is(err, coordinator.ErrFencedInstanceID):
+		return kerr.FencedInstanceID.Code
+	case errors.Is(err, coordinator.ErrInvalidSessionTimeout):
+		return kerr.InvalidSessionTimeout.Code
+	case errors.Is(err, coordinator.ErrInconsistentProtocol):
+		return kerr.InconsistentGroupProtocol.Code
+	case errors.Is(err, coordinator.ErrNonEmptyGroup):
+		return kerr.NonEmptyGroup.Code
+	case errors.Is(err, coordinator.ErrGroupIDNotFound):
+		return kerr.GroupIDNotFound.Code
+	case errors.Is(err, coordinator.ErrGroupSubscribedToTopic):
+		return kerr.GroupSubscribedToTopic.Code
+	case errors.Is(err, coordinator.ErrOffsetMetadataTooLarge):
+		return kerr.OffsetMetadataTooLarge.Code
 	default:
 		return kerr.UnknownServerError.Code
 	}

@@ -385,11 +385,20 @@ func metadataFor(t testing.TB, c *kconn, allowAuto bool, names ...string) *kmsg.
 	return c.do(req).(*kmsg.MetadataResponse)
 }
 
-// topicNames lists the topic names of a Metadata response.
+// isInternal reports whether a Metadata topic is internal; Metadata v0 has
+// no flag for it.
+func isInternal(t kmsg.MetadataResponseTopic) bool {
+	return t.IsInternal || strings.HasPrefix(deref(t.Topic), "__")
+}
+
+// topicNames lists the names of the topics of a Metadata response that are
+// not internal (every broker has __consumer_offsets).
 func topicNames(resp *kmsg.MetadataResponse) []string {
 	var out []string
 	for _, t := range resp.Topics {
-		out = append(out, deref(t.Topic))
+		if !isInternal(t) {
+			out = append(out, deref(t.Topic))
+		}
 	}
 	return out
 }

@@ -122,6 +122,10 @@ func (b *Broker) deleteTopics(_ context.Context, _ *kproto.Request, r *kmsg.Dele
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id
 			err = b.deleteTopic(t)
+			if err == nil {
+				// Kafka drops the groups' offsets of a deleted topic.
+				b.groups.TopicDeleted(name)
+			}
 		}
 		st.ErrorCode = errorCode(err)
 		st.ErrorMessage = errorMessage(err)

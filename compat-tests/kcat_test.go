@@ -27,10 +27,9 @@ func TestKcat(t *testing.T) {
 		codec string // "" produces without -z
 		bits  uint8
 	}{{"", 0}, {"snappy", 2}, {"gzip", 1},
-		// librdkafka turns lz4 on only for brokers that list FindCoordinator
-		// (consumer groups), which PubG1 does not serve yet: until then it
-		// sends these records uncompressed.
-		{"lz4", 0},
+		// librdkafka turns lz4 on only for brokers that list
+		// FindCoordinator.
+		{"lz4", 3},
 		{"zstd", 4}}
 	var want strings.Builder
 	var wantBits []uint8 // the codec of each offset

@@ -23,6 +23,8 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run a broker."`
 	Cluster clusterCmd `cmd:"" help:"Run a local cluster."`
 	Bench   benchCmd   `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
+	Topic   topicCmd   `cmd:"" help:"Create, list, describe and delete topics of any Kafka-compatible cluster."`
+	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster."`
 }
 
 type serveCmd struct {
@@ -40,6 +42,13 @@ type serveCmd struct {
 	RetentionCheck    time.Duration `name:"retention-check-interval" default:"5m" env:"PUBG1_RETENTION_CHECK_INTERVAL" help:"How often retention is applied."`
 	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
 	DebugListen       string        `name:"debug-listen" env:"PUBG1_DEBUG_LISTEN" help:"Serve Go pprof profiles over HTTP on this address (off when empty)."`
+
+	OffsetsTopicPartitions     int32         `name:"offsets-topic-partitions" default:"50" env:"PUBG1_OFFSETS_TOPIC_PARTITIONS" help:"Partitions of __consumer_offsets when it is created (offsets.topic.num.partitions)."`
+	GroupMinSessionTimeout     time.Duration `name:"group-min-session-timeout" default:"6s" env:"PUBG1_GROUP_MIN_SESSION_TIMEOUT" help:"Shortest session timeout a group member may ask for."`
+	GroupMaxSessionTimeout     time.Duration `name:"group-max-session-timeout" default:"30m" env:"PUBG1_GROUP_MAX_SESSION_TIMEOUT" help:"Longest session timeout a group member may ask for."`
+	GroupInitialRebalanceDelay time.Duration `name:"group-initial-rebalance-delay" default:"3s" env:"PUBG1_GROUP_INITIAL_REBALANCE_DELAY" help:"How long the first rebalance of an empty group waits for more members."`
+	OffsetsRetention           time.Duration `name:"offsets-retention" default:"168h" env:"PUBG1_OFFSETS_RETENTION" help:"How long the committed offsets of an empty group are kept (offsets.retention.minutes)."`
+	OffsetsRetentionCheck      time.Duration `name:"offsets-retention-check-interval" default:"10m" env:"PUBG1_OFFSETS_RETENTION_CHECK_INTERVAL" help:"How often expired offsets are removed."`
 }
 
 func (s *serveCmd) Run(log zerolog.Logger) error {
@@ -49,6 +58,10 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.MessageMaxBytes, cfg.MaxFrameBytes = s.MessageMaxBytes, s.MaxRequestBytes
 	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
 	cfg.LogAppendTime = s.LogAppendTime
+	cfg.OffsetsTopicPartitions = s.OffsetsTopicPartitions
+	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout
+	cfg.GroupInitialRebalanceDelay = s.GroupInitialRebalanceDelay
+	cfg.OffsetsRetention, cfg.OffsetsRetentionCheckInterval = s.OffsetsRetention, s.OffsetsRetentionCheck
 	peers, err := parsePeers(s.Peers)
 	if err != nil {
 		return err

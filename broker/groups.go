@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/pubg1/pubg1/coordinator"
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Consumer groups: the coordinator keeps them in the internal topic
+// __consumer_offsets, which the broker creates at startup. The handlers of
+// the group APIs are in group_*.go.
+
+// groupConfig is the coordinator's part of the broker configuration.
+func (c *Config) groupConfig() coordinator.Config {
+	gc := coordinator.DefaultConfig()
+	gc.Partitions = c.OffsetsTopicPartitions
+	gc.MinSessionTimeout, gc.MaxSessionTimeout = c.GroupMinSessionTimeout, c.GroupMaxSessionTimeout
+	gc.InitialRebalanceDelay = c.GroupInitialRebalanceDelay
+	gc.OffsetsRetention, gc.RetentionCheckInterval = c.OffsetsRetention, c.OffsetsRetentionCheckInterval
+	return gc
+}
+
+// initGroups creates the coordinator and, on a single broker,
+// __consumer_offsets if it is missing. A topic that exists keeps its
+// partition count whatever the configuration says now, as in Kafka: groups
+// must not move. In a cluster the topic is created and its partitions'
+// leadership handed to the coordinator (Elect, Resign) by the cluster layer.
+func (b *Broker) initGroups() error {
+	gc := b.cfg.groupConfig()
+	gc.Decompressor = b.decompressor
+	if !b.clustered() {
+		t := b.topics.get(coordinator.OffsetsTopic)
+		if t == nil {
+			var err error
+			t, err = b.createTopic(coordinator.OffsetsTopic, b.cfg.OffsetsTopicPartitions, 1, map[string]string{"cleanup.policy": "compact"}, false)
+			if err != nil {
+				return fmt.Errorf("creating %s: %w", coordinator.OffsetsTopic, err)
+			}
+		}
+		gc.Partitions = int32(len(t.parts))
+	}
+	c, err := coordinator.New(gc, b.log.With().Str("component", "coordinator").Logger())
+	if err != nil {
+		return err
+	}
+	b.groups = c
+	return nil
+}
+
+// startGroups starts the coordinator; on a single broker it makes this
+// broker the coordinator of every offsets partition (loading runs in the
+// background).
+func (b *Broker) startGroups() {
+	b.groups.Start()
+	if b.clustered() {
+		return
+	}
+	if t := b.topics.get(coordinator.OffsetsTopic); t != nil {
+		for i, p := range t.parts {
+			b.groups.Elect(int32(i), p)
+		}
+	}
+}
+
+func (b *Broker) findCoordinatorAPI() kproto.API {
+	return kproto.API{Key: kmsg.FindCoordinator.Int16(), MinVersion: 0, MaxVersion: 6, Handle: handle(b.findCoordinator)}
+}
+
+// Coordinator key types of FindCoordinator.
+const (
+	coordinatorGroup       = 0
+	coordinatorTransaction = 1
+	coordinatorShare       = 2
+)
+
+// findCoordinator answers with the leader of each group's offsets partition.
+func (b *Broker) findCoordinator(_ context.Context, _ *kproto.Request, r *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	if r.Version < 4 {
+		resp.NodeID, resp.Host, resp.Port, resp.ErrorCode, resp.ErrorMessage = b.coordinatorFor(r.CoordinatorType, r.CoordinatorKey)
+		return resp
+	}
+	for _, key := range r.CoordinatorKeys {
+		c := kmsg.NewFindCoordinatorResponseCoordinator()
+		c.Key = key
+		c.NodeID, c.Host, c.Port, c.ErrorCode, c.ErrorMessage = b.coordinatorFor(r.CoordinatorType, key)
+		resp.Coordinators = append(resp.Coordinators, c)
+	}
+	return resp
+}
+
+// coordinatorFor is the broker coordinating key, or the error saying why
+// there is none.
+func (b *Broker) coordinatorFor(keyType int8, key string) (node int32, host string, port int32, code int16, msg *string) {
+	var err error
+	switch keyType {
+	case coordinatorGroup:
+		mb, err := b.groupCoordinator(key)
+		if err == nil {
+			return mb.NodeID, mb.Host, mb.Port, 0, nil
+		}
+		return -1, "", -1, errorCode(err), errorMessage(err)
+	case coordinatorTransaction:
+		// No transaction coordinator: fail fast, as InitProducerId does.
+		err = fmt.Errorf("%w: transactions are not supported", kerr.TransactionalIDAuthorizationFailed)
+	case coordinatorShare:
+		err = fmt.Errorf("%w: share groups are not supported", kerr.CoordinatorNotAvailable)
+	default:
+		err = fmt.Errorf("%w: unknown coordinator key type %d", ErrInvalidRequest, keyType)
+	}
+	return -1, "", -1, errorCode(err), errorMessage(err)
+}
+
+// groupCoordinator is the broker leading the offsets partition of group:
+// this one on a single broker.
+func (b *Broker) groupCoordinator(group string) (kmsg.MetadataResponseBroker, error) {
+	if !b.clustered() {
+		return b.brokerEntry(), nil
+	}
+	t := b.topics.get(coordinator.OffsetsTopic)
+	if t == nil || len(t.leaders) != len(t.parts) || len(t.parts) == 0 {
+		return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s is not ready", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic)
+	}
+	p := coordinator.PartitionFor(group, int32(len(t.parts)))
+	leader := t.leaders[p].Leader
+	for _, mb := range b.metadataBrokers() {
+		if leader >= 0 && mb.NodeID == leader {
+			return mb, nil
+		}
+	}
+	return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s-%d has no leader", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic, p)
+}
+
+// clientHost is a client's address as Kafka shows it in groups: "/" and
+// the IP address.
+func clientHost(req *kproto.Request) string {
+	if req.Conn == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(req.Conn.RemoteAddr)
+	if err != nil {
+		host = req.Conn.RemoteAddr
+	}
+	return "/" + host
+}
+
+// clientID is the request header's client ID, "" when null.
+func clientID(req *kproto.Request) string {
+	if req.ClientID == nil {
+		return ""
+	}
+	return *req.ClientID
+}

@@ -1,0 +1,133 @@
+package coordinator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// loadedGroup is what replaying an offsets partition found for one group:
+// its latest metadata (nil if none or deleted) and its offsets.
+type loadedGroup struct {
+	id      string
+	meta    *kmsg.GroupMetadataValue
+	offsets map[topicPartition]offset
+}
+
+// replayReadBytes is how much of the partition one read returns.
+const replayReadBytes = 1 << 20
+
+// replay reads an offsets partition from its log start to its high
+// watermark and returns the groups it holds, sorted by ID: those with
+// metadata, and those with offsets only (groups that only commit).
+func replay(p partition.Partition, dec kgo.Decompressor) ([]*loadedGroup, error) {
+	groups := make(map[string]*loadedGroup)
+	get := func(id string) *loadedGroup {
+		lg := groups[id]
+		if lg == nil {
+			lg = &loadedGroup{id: id, offsets: make(map[topicPartition]offset)}
+			groups[id] = lg
+		}
+		return lg
+	}
+	var bad error
+	apply := func(key, value []byte) {
+		if err := applyRecord(key, value, get); err != nil && bad == nil {
+			bad = err
+		}
+	}
+	var buf []byte
+	at := p.Offsets().LogStart
+	for {
+		o := p.Offsets()
+		at = max(at, o.LogStart)
+		if at >= o.HighWatermark {
+			break
+		}
+		res, err := p.Read(at, replayReadBytes, true, buf[:0])
+		if errors.Is(err, partition.ErrOffsetOutOfRange) && at < res.LogStart {
+			continue // retention moved the start meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading offsets partition at %d: %w", at, err)
+		}
+		if len(res.Records) == 0 {
+			break
+		}
+		buf = res.Records
+		next, err := eachRecord(res.Records, dec, apply)
+		if err != nil {
+			return nil, fmt.Errorf("offsets partition at %d: %w", at, err)
+		}
+		if next <= at {
+			return nil, fmt.Errorf("offsets partition: no progress reading at %d", at)
+		}
+		at = next
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	out := make([]*loadedGroup, 0, len(groups))
+	for _, lg := range groups {
+		if lg.meta != nil || len(lg.offsets) > 0 {
+			out = append(out, lg)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
+}
+
+// applyRecord applies one record of the offsets topic. Record kinds other
+// than offset commits and group metadata (those of newer group protocols)
+// are skipped.
+func applyRecord(key, value []byte, get func(string) *loadedGroup) error {
+	if len(key) < 2 {
+		return fmt.Errorf("offsets topic record with a %d byte key", len(key))
+	}
+	switch version := int16(binary.BigEndian.Uint16(key)); version {
+	case 0, 1:
+		var k kmsg.OffsetCommitKey
+		if err := k.ReadFrom(key); err != nil {
+			return fmt.Errorf("reading offset commit key: %w", err)
+		}
+		lg := get(k.Group)
+		tp := topicPartition{k.Topic, k.Partition}
+		if value == nil {
+			delete(lg.offsets, tp)
+			return nil
+		}
+		var v kmsg.OffsetCommitValue
+		if err := v.ReadFrom(value); err != nil {
+			return fmt.Errorf("reading offset commit of group %q: %w", k.Group, err)
+		}
+		o := offset{offset: v.Offset, leaderEpoch: -1, metadata: v.Metadata, commitTime: v.CommitTimestamp, expireTime: -1}
+		if v.Version >= 3 {
+			o.leaderEpoch = v.LeaderEpoch
+		}
+		if v.Version == 1 {
+			o.expireTime = v.ExpireTimestamp
+		}
+		lg.offsets[tp] = o
+	case 2:
+		var k kmsg.GroupMetadataKey
+		if err := k.ReadFrom(key); err != nil {
+			return fmt.Errorf("reading group metadata key: %w", err)
+		}
+		lg := get(k.Group)
+		if value == nil {
+			lg.meta = nil
+			return nil
+		}
+		v := new(kmsg.GroupMetadataValue)
+		if err := v.ReadFrom(value); err != nil {
+			return fmt.Errorf("reading metadata of group %q: %w", k.Group, err)
+		}
+		lg.meta = v
+	}
+	return nil
+}
