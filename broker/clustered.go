@@ -22,6 +22,7 @@ import (
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/raftmux"
+	"github.com/pubg1/pubg1/coordinator"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -95,6 +96,31 @@ func (b *Broker) initCluster() {
 		}
 	}
 	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
+	b.ensureOffsetsTopic()
+}
+
+// ensureOffsetsTopic creates __consumer_offsets through the metadata group
+// if no broker has yet; every broker tries, the first one wins.
+func (b *Broker) ensureOffsetsTopic() {
+	for b.ctx.Err() == nil {
+
+		if mt := b.ctrl.State().Topics[coordinator.OffsetsTopic]; mt != nil {
+			if n := int32(len(mt.Replicas)); n != b.groups.Partitions() {
+				b.log.Error().Int32("topic_partitions", n).Int32("configured", b.groups.Partitions()).
+					Msg("__consumer_offsets has another partition count than --offsets-topic-partitions; groups map to partitions by the configured count")
+			}
+			return
+		}
+		_, err := b.createTopic(coordinator.OffsetsTopic, b.groups.Partitions(), -1, map[string]string{"cleanup.policy": "compact"}, false)
+		if err == nil || errors.Is(err, ErrTopicExists) {
+			continue
+		}
+		b.log.Warn().Err(err).Msg("creating __consumer_offsets")
+		select {
+		case <-b.ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // reconcileLoop keeps the local topics and partition replicas in line with
@@ -145,6 +171,9 @@ func (b *Broker) reconcile(st *cluster.State) {
 	}
 	for _, gone := range current {
 		b.topics.remove(gone)
+		if b.groups != nil {
+			b.groups.TopicDeleted(gone.name)
+		}
 		for i, p := range gone.parts {
 			if err := p.Delete(); err != nil {
 				b.log.Error().Err(err).Str("topic", gone.name).Int("partition", i).Msg("deleting replica")
@@ -172,6 +201,11 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
 	}
 	topicID := mt.ID
+	// The coordinator serves the groups of an offsets partition this broker
+	// leads. Leadership is only reported once the new leader has applied
+	// every committed entry, so replaying the partition sees them all.
+	offsets := mt.Name == coordinator.OffsetsTopic && b.groups != nil
+	ref := make(chan *partition.Replicated, 1)
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tuneRaft, Logger: b.log,
@@ -180,12 +214,30 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
 			}
+			if !offsets {
+				return
+			}
+			if !leader {
+				b.groups.Resign(n)
+				return
+			}
+			b.goFunc(func() {
+				select {
+				case p := <-ref:
+					ref <- p
+					if p.IsLeader() {
+						b.groups.Elect(n, p)
+					}
+				case <-b.ctx.Done():
+				}
+			})
 		},
 	})
 	if err != nil {
 		trans.Close()
 		return nil, err
 	}
+	ref <- p
 	return p, nil
 }
 

@@ -122,8 +122,10 @@ func (b *Broker) deleteTopics(_ context.Context, _ *kproto.Request, r *kmsg.Dele
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id
 			err = b.deleteTopic(t)
-			if err == nil {
-				// Kafka drops the groups' offsets of a deleted topic.
+			if err == nil && !b.clustered() {
+				// Kafka drops the groups' offsets of a deleted topic. (In
+				// a cluster every broker does it when the deletion
+				// reaches its catalog.)
 				b.groups.TopicDeleted(name)
 			}
 		}
