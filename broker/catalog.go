@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -271,7 +272,8 @@ func (b *Broker) deleteTopic(t *topic) error {
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
 	if b.clustered() {
-		if _, err := b.propose(cluster.DeleteTopicCommand(t.name, t.id)); err != nil {
+		// An unknown topic here means a retried proposal already deleted it.
+		if _, err := b.propose(cluster.DeleteTopicCommand(t.name, t.id)); err != nil && !errors.Is(err, ErrUnknownTopic) {
 			return err
 		}
 		return b.awaitCatalog(func() bool { return b.topics.getID(t.id) == nil })

@@ -186,7 +186,7 @@ func (b *Broker) addPartitions(name string, count int32, assignment []kmsg.Creat
 		for i, a := range assignment {
 			assign[i] = a.Replicas
 		}
-		if _, err := b.propose(cluster.AddPartitionsCommand(name, assign)); err != nil {
+		if _, err := b.propose(cluster.AddPartitionsCommand(name, have, assign)); err != nil {
 			return err
 		}
 		return b.awaitCatalog(func() bool { t := b.topics.get(name); return t != nil && len(t.parts) == int(count) })

@@ -28,6 +28,8 @@ const (
 	metadataGroup = "__cluster_metadata"
 	rpcGroup      = "__cluster_rpc"
 	maxRPCBytes   = 16 << 20
+	// forwardAttempt bounds one forwarded proposal.
+	forwardAttempt = 3 * time.Second
 )
 
 // Peer is one broker of the cluster.
@@ -89,6 +91,10 @@ func Start(cfg Config) (*Controller, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
+	// One small group: followers should learn of commits at once rather
+	// than at the next idle append, so that every broker's metadata is
+	// current.
+	rc.CommitTimeout = 20 * time.Millisecond
 	has, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -164,7 +170,13 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	if addr == "" {
 		return Result{}, ErrNotLeader
 	}
-	res, err := c.forward(ctx, addr, cmd)
+	// A leader that is gone but not yet replaced (a paused process keeps
+	// its connections) must not hold the proposal for its whole deadline:
+	// each attempt gets a few seconds, then the leader is looked up again.
+	// Commands are safe to repeat (see apply).
+	actx, cancel := context.WithTimeout(ctx, forwardAttempt)
+	res, err := c.forward(actx, addr, cmd)
+	cancel()
 	if err != nil {
 		return Result{}, err
 	}

@@ -129,8 +129,27 @@ func TestControllerReplicatesMetadata(t *testing.T) {
 	if follower.c.State().Topics["orders"] == nil {
 		t.Fatal("proposer does not see its own change")
 	}
-	if res, err := follower.c.Propose(ctx, cmd); err != nil || !errors.Is(res.Error(), ErrTopicExists) {
+	// A retried proposal (same topic ID) is a success; another topic of the
+	// same name is not.
+	if res, err := follower.c.Propose(ctx, cmd); err != nil || res.Error() != nil {
+		t.Fatalf("create retried: %v %v", err, res.Error())
+	}
+	other := *cmd
+	other.TopicID = [16]byte{10}
+	if res, err := follower.c.Propose(ctx, &other); err != nil || !errors.Is(res.Error(), ErrTopicExists) {
 		t.Fatalf("create again: %v %v", err, res.Error())
+	}
+	grow := AddPartitionsCommand("orders", 2, [][]int32{{3, 1, 2}})
+	for i := 0; i < 2; i++ { // the retry changes nothing
+		if res, err := follower.c.Propose(ctx, grow); err != nil || res.Error() != nil {
+			t.Fatalf("add partitions, try %d: %v %v", i, err, res.Error())
+		}
+	}
+	if n := len(follower.c.State().Topics["orders"].Replicas); n != 3 {
+		t.Fatalf("%d partitions after a retried add", n)
+	}
+	if res, _ := follower.c.Propose(ctx, AddPartitionsCommand("orders", 1, [][]int32{{1}})); !errors.Is(res.Error(), ErrBadCommand) {
+		t.Fatalf("add from a stale count: %v", res.Error())
 	}
 	collide := &Command{Kind: cmdCreateTopic, Topic: "a.b", TopicID: [16]byte{1}, Replicas: [][]int32{{1}}}
 	follower.c.Propose(ctx, collide)

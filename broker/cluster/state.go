@@ -178,6 +178,15 @@ func apply(s *State, cmd *Command) (*State, Result) {
 			err = fmt.Errorf("%w: %s", ErrUnknownTopic, cmd.Topic)
 			break
 		}
+		switch have := int32(len(t.Replicas)); {
+		case have == cmd.Partition+int32(len(cmd.Replicas)):
+			return s, Result{} // a retried proposal that was applied already
+		case have != cmd.Partition:
+			err = fmt.Errorf("%w: topic has %d partitions, not %d", ErrBadCommand, have, cmd.Partition)
+		}
+		if err != nil {
+			break
+		}
 		nt := *t
 		nt.Replicas = append(slices.Clone(t.Replicas), cmd.Replicas...)
 		nt.Leaders = slices.Clone(t.Leaders)
@@ -216,7 +225,10 @@ func apply(s *State, cmd *Command) (*State, Result) {
 }
 
 func createTopic(s *State, cmd *Command) error {
-	if _, ok := s.Topics[cmd.Topic]; ok {
+	if t, ok := s.Topics[cmd.Topic]; ok {
+		if t.ID == cmd.TopicID {
+			return nil // a retried proposal that was applied already
+		}
 		return fmt.Errorf("%w: topic '%s' already exists", ErrTopicExists, cmd.Topic)
 	}
 	if strings.ContainsAny(cmd.Topic, "._") {
@@ -275,9 +287,10 @@ func SetConfigsCommand(name string, configs map[string]string) *Command {
 	return &Command{Kind: cmdSetConfigs, Topic: name, Configs: configs}
 }
 
-// AddPartitionsCommand adds partitions with the given replica sets.
-func AddPartitionsCommand(name string, replicas [][]int32) *Command {
-	return &Command{Kind: cmdAddPartitions, Topic: name, Replicas: replicas}
+// AddPartitionsCommand grows a topic from partitions to partitions plus
+// len(replicas), with the given replica sets.
+func AddPartitionsCommand(name string, partitions int32, replicas [][]int32) *Command {
+	return &Command{Kind: cmdAddPartitions, Topic: name, Partition: partitions, Replicas: replicas}
 }
 
 // SetLeaderCommand reports a partition's leader and epoch.

@@ -384,22 +384,8 @@ func (p *Local) Size() int64 {
 // EnforceRetention implements Partition.
 func (p *Local) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
 	idx := p.committedIndex()
-	var total int64
-	for _, m := range idx {
-		total += int64(m.Size)
-	}
-	excess := total - retentionBytes
-	cutoff := now.Add(-retention).UnixMilli()
-	drop := 0
-	for _, m := range idx {
-		byTime := retention >= 0 && m.MaxTimestamp < cutoff
-		bySize := retentionBytes >= 0 && excess >= int64(m.Size)
-		if !byTime && !bySize {
-			break
-		}
-		excess -= int64(m.Size)
-		drop++
-	}
+	drop := retentionDrop(len(idx), func(i int) int64 { return int64(idx[i].Size) }, func(i int) int64 { return idx[i].MaxTimestamp },
+		now, retention, retentionBytes)
 	if drop == 0 {
 		return p.Offsets().LogStart, nil
 	}

@@ -8,44 +8,13 @@ import (
 	"time"
 
 	"github.com/pubg1/pubg1/broker/storage"
-	"github.com/rs/zerolog"
+	"github.com/pubg1/pubg1/broker/storage/storagetest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
 		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
-}
-
-// stores runs a test over each Store implementation. reopen returns a
-// store over the same data (the same Memory, or the Badger directory
-// reopened after closing the previous one).
-func stores(t *testing.T, fn func(t *testing.T, open func() storage.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		m := storage.NewMemory()
-		t.Cleanup(func() { m.Close() })
-		fn(t, func() storage.Store { return m })
-	})
-	t.Run("badger", func(t *testing.T) {
-		dir := t.TempDir()
-		var cur storage.Store
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Close()
-			}
-		})
-		fn(t, func() storage.Store {
-			if cur != nil {
-				cur.Close()
-			}
-			s, err := storage.OpenBadger(storage.DefaultBadgerOptions(dir, zerolog.Nop()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = s
-			return s
-		})
-	})
 }
 
 var testLog = storage.LogID{Topic: [16]byte{1, 2, 3}, Partition: 7}
@@ -78,7 +47,7 @@ func appendSync(t *testing.T, p Partition, b []byte, opts AppendOptions) AppendR
 }
 
 func TestAppendReadRoundTrip(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		var sent [][]byte
 		for i := 0; i < 5; i++ {
@@ -131,7 +100,7 @@ func TestAppendReadRoundTrip(t *testing.T) {
 }
 
 func TestIdempotentProducer(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		const pid = 77
 		b0 := makeBatch(t, batchSpec{n: 2, producerID: pid, epoch: 0, seq: 0})
@@ -181,7 +150,7 @@ func TestIdempotentProducer(t *testing.T) {
 }
 
 func TestPipelinedAppendsKeepOrder(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		const n = 200
 		var wg sync.WaitGroup
@@ -202,7 +171,7 @@ func TestPipelinedAppendsKeepOrder(t *testing.T) {
 }
 
 func TestLogAppendTime(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		now := time.UnixMilli(1_700_000_000_000)
 		p := openLocal(t, open(), func() time.Time { return now })
 		r := appendSync(t, p, makeBatch(t, batchSpec{n: 2, firstTS: 5}), AppendOptions{LogAppendTime: true})
@@ -221,7 +190,7 @@ func TestLogAppendTime(t *testing.T) {
 }
 
 func TestOffsetForTimeAndMaxTimestamp(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		appendSync(t, p, makeBatch(t, batchSpec{n: 3, firstTS: 100, tsStep: 10}), AppendOptions{}) // 0..2: 100,110,120
 		appendSync(t, p, makeBatch(t, batchSpec{n: 3, firstTS: 500, tsStep: 1}), AppendOptions{})  // 3..5: 500..502
@@ -241,7 +210,7 @@ func TestOffsetForTimeAndMaxTimestamp(t *testing.T) {
 }
 
 func TestRetention(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		now := time.Now()
 		old := now.Add(-time.Hour).UnixMilli()
@@ -289,7 +258,7 @@ func TestRetention(t *testing.T) {
 }
 
 func TestWatchWakesOnCommit(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		p := openLocal(t, open(), nil)
 		ch := make(chan struct{}, 1)
 		p.Watch(ch)
@@ -308,7 +277,7 @@ func TestWatchWakesOnCommit(t *testing.T) {
 }
 
 func TestDeleteRemovesData(t *testing.T) {
-	stores(t, func(t *testing.T, open func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
 		s := open()
 		p := openLocal(t, s, nil)
 		appendSync(t, p, makeBatch(t, batchSpec{n: 1, producerID: 9, epoch: 0, seq: 0}), AppendOptions{})

@@ -102,3 +102,26 @@ type Partition interface {
 	// Delete closes the partition and removes its data.
 	Delete() error
 }
+
+// retentionDrop counts the leading batches (or entries) to delete: while
+// they are older than retention by their newest timestamp, or while the
+// rest is larger than retentionBytes; a negative limit disables its rule.
+// Kafka applies the same two rules to whole segments.
+func retentionDrop(n int, size func(i int) int64, maxTS func(i int) int64, now time.Time, retention time.Duration, retentionBytes int64) int {
+	var total int64
+	for i := 0; i < n; i++ {
+		total += size(i)
+	}
+	excess := total - retentionBytes
+	cutoff := now.Add(-retention).UnixMilli()
+	drop := 0
+	for ; drop < n; drop++ {
+		byTime := retention >= 0 && maxTS(drop) < cutoff
+		bySize := retentionBytes >= 0 && excess >= size(drop)
+		if !byTime && !bySize {
+			break
+		}
+		excess -= size(drop)
+	}
+	return drop
+}

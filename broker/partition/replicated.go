@@ -509,25 +509,12 @@ func (p *Replicated) EnforceRetention(now time.Time, retention time.Duration, re
 		return p.fsm.view().logStart, nil
 	}
 	entries := p.fsm.entriesFrom(p.fsm.view().logStart)
-	var total int64
-	for _, m := range entries {
-		total += int64(m.Size)
-	}
-	excess := total - retentionBytes
-	cutoff := now.Add(-retention).UnixMilli()
-	newStart := int64(-1)
-	for _, m := range entries {
-		byTime := retention >= 0 && m.MaxTS < cutoff
-		bySize := retentionBytes >= 0 && excess >= int64(m.Size)
-		if !byTime && !bySize {
-			break
-		}
-		excess -= int64(m.Size)
-		newStart = m.Last + 1
-	}
-	if newStart < 0 {
+	drop := retentionDrop(len(entries), func(i int) int64 { return int64(entries[i].Size) }, func(i int) int64 { return entries[i].MaxTS },
+		now, retention, retentionBytes)
+	if drop == 0 {
 		return p.fsm.view().logStart, nil
 	}
+	newStart := entries[drop-1].Last + 1
 	if err := p.SetLogStart(newStart); err != nil {
 		return 0, err
 	}

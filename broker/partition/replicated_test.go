@@ -249,4 +249,22 @@ func TestReplicatedLogStartAndTime(t *testing.T) {
 	if err := leader.SetLogStart(99); !errors.Is(err, ErrOffsetOutOfRange) {
 		t.Fatalf("log start past the end: %v", err)
 	}
+	// Retention by size keeps only the newest entry, on every replica.
+	appendAll(t, leader, [][]byte{makeBatch(t, batchSpec{n: 2, firstTS: 900})})
+	appendAll(t, leader, [][]byte{makeBatch(t, batchSpec{n: 2, firstTS: 901})})
+	rs.waitApplied(10)
+	last := leader.fsm.entriesFrom(8)
+	start, err := leader.EnforceRetention(time.Now(), -1, int64(last[len(last)-1].Size))
+	if err != nil || start != 8 {
+		t.Fatalf("retention by size: start %d, %v", start, err)
+	}
+	for _, p := range rs.parts {
+		deadline := time.Now().Add(10 * time.Second)
+		for p.fsm.view().logStart != 8 {
+			if time.Now().After(deadline) {
+				t.Fatal("retention not replicated")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }

@@ -11,41 +11,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/broker/storage/storagetest"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// stores runs fn over a memory store and a Badger store; reopen returns a
-// store over the same data.
-func stores(t *testing.T, fn func(t *testing.T, reopen func() storage.Store)) {
-	t.Run("memory", func(t *testing.T) {
-		m := storage.NewMemory()
-		t.Cleanup(func() { m.Close() })
-		fn(t, func() storage.Store { return m })
-	})
-	t.Run("badger", func(t *testing.T) {
-		dir := t.TempDir()
-		var cur storage.Store
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Close()
-			}
-		})
-		fn(t, func() storage.Store {
-			if cur != nil {
-				cur.Close()
-			}
-			s, err := storage.OpenBadger(storage.DefaultBadgerOptions(dir, zerolog.Nop()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = s
-			return s
-		})
-	})
-}
 
 func entry(i uint64) *raft.Log {
 	return &raft.Log{
@@ -57,7 +28,7 @@ func entry(i uint64) *raft.Log {
 }
 
 func TestLogStore(t *testing.T) {
-	stores(t, func(t *testing.T, reopen func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, reopen func() storage.Store) {
 		s := reopen()
 		st, err := Open(s, "topic/0")
 		if err != nil {
@@ -138,7 +109,7 @@ func TestLogStore(t *testing.T) {
 }
 
 func TestStableStore(t *testing.T) {
-	stores(t, func(t *testing.T, reopen func() storage.Store) {
+	storagetest.ForEach(t, func(t *testing.T, reopen func() storage.Store) {
 		st, _ := Open(reopen(), "g")
 		if _, err := st.Get([]byte("CurrentTerm")); err == nil || err.Error() != "not found" {
 			t.Fatalf("missing key: %v (hashicorp/raft needs the text \"not found\")", err)

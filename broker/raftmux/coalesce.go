@@ -134,7 +134,8 @@ func (w *coalescer) fail(err error) {
 	_ = w.Conn.Close()
 }
 
-// Close stops the flusher and closes the connection.
+// Close sends what is buffered, stops the flusher and closes the
+// connection.
 func (w *coalescer) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -146,5 +147,8 @@ func (w *coalescer) Close() error {
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.stopped
+	w.wmu.Lock()
+	_ = w.flush()
+	w.wmu.Unlock()
 	return w.Conn.Close()
 }
