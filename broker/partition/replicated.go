@@ -114,7 +114,9 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	cfg.LocalID = opts.ID
 	cfg.Logger = hclog.NewNullLogger()
 	cfg.NotifyCh = p.notify
-	cfg.BatchApplyCh = true
+	// BatchApplyCh stays off: futures still buffered in Raft's apply
+	// channel at shutdown are never answered, which would leave Close
+	// waiting forever. Proposals are already packed into large entries.
 	cfg.MaxAppendEntries = 256
 	// Raft must never drop entries on its own: they are the partition log,
 	// which only Kafka retention shortens.
