@@ -647,6 +647,9 @@ func (c *cluster) waitTopicsEverywhere(ctx context.Context, want map[string]int,
 			got := make(map[string]bool)
 			for _, mt := range m.Topics {
 				name := *mt.Topic
+				if mt.IsInternal { // __consumer_offsets, created by the brokers
+					continue
+				}
 				got[name] = true
 				n, ok := want[name]
 				switch {
