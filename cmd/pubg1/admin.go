@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -153,7 +154,7 @@ func (c *topicDescribeCmd) Run() error {
 			failed = true
 			continue
 		}
-		fmt.Fprintf(stdout, "topic %s  id %s  partitions %d  replication factor %d  internal %v\n", name, t.ID, len(t.Partitions), t.Partitions.NumReplicas(), t.IsInternal)
+		fmt.Fprintf(stdout, "topic %s  id %s  partitions %d  replication factor %d  internal %v\n", name, base64.RawURLEncoding.EncodeToString(t.ID[:]), len(t.Partitions), t.Partitions.NumReplicas(), t.IsInternal)
 		if rc, err := configs.On(name, nil); err == nil && rc.Err == nil {
 			var set []string
 			for _, cfg := range rc.Configs {
