@@ -55,6 +55,7 @@ type Broker struct {
 	ctrl          *cluster.Controller
 	mux           *raftmux.Mux
 	reconcileWake chan struct{}
+	registered    chan struct{} // closed once this broker's start is recorded
 
 	pidMu      sync.Mutex
 	nextPID    int64
@@ -284,7 +285,10 @@ func (b *Broker) acceptLoop() {
 	for {
 		nc, err := b.ln.Accept()
 		if err != nil {
-			if b.ctx.Err() != nil {
+			b.mu.Lock()
+			closing := b.closing
+			b.mu.Unlock()
+			if closing || b.ctx.Err() != nil {
 				return
 			}
 			// Temporary failures such as running out of file descriptors:
@@ -379,14 +383,22 @@ func (b *Broker) Close() error {
 	b.once.Do(func() {
 		b.mu.Lock()
 		b.closing = true
+		b.mu.Unlock()
+		if b.ln != nil {
+			b.ln.Close() // stop accepting
+		}
+		if b.clustered() {
+			// While the Raft sessions are still up, so that other
+			// brokers take over at once instead of after an election
+			// timeout.
+			b.handOffLeadership()
+		}
+		b.mu.Lock()
 		for nc := range b.conns {
 			nc.Close()
 		}
 		b.mu.Unlock()
 		b.cancel()
-		if b.ln != nil {
-			b.ln.Close()
-		}
 		b.wg.Wait()
 		b.groups.Close()
 		for _, t := range b.topics.list() {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -61,6 +62,7 @@ func (b *Broker) startCluster() error {
 	}
 	b.ctrl = ctrl
 	b.reconcileWake = make(chan struct{}, 1)
+	b.registered = make(chan struct{})
 	ctrl.Watch(func(*cluster.State) {
 		select {
 		case b.reconcileWake <- struct{}{}:
@@ -93,6 +95,15 @@ func (b *Broker) initCluster() {
 		}
 		if err != nil {
 			b.log.Debug().Err(err).Msg("cluster init pending")
+		}
+	}
+	for b.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		_, err := b.ctrl.Propose(ctx, cluster.BrokerStartedCommand(b.cfg.NodeID))
+		cancel()
+		if err == nil {
+			close(b.registered)
+			break
 		}
 	}
 	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
@@ -243,6 +254,13 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 
 // reportLeader records in the metadata that this broker leads a partition.
 func (b *Broker) reportLeader(topicID [16]byte, n, epoch int32) {
+	// Only after this broker's start is recorded, which clears what it led
+	// before; a report committed earlier would be cleared with them.
+	select {
+	case <-b.registered:
+	case <-b.ctx.Done():
+		return
+	}
 	cmd := cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch)
 	for b.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
@@ -373,4 +391,28 @@ func (b *Broker) currentClusterID() string {
 		return b.clusterID
 	}
 	return b.ctrl.State().ClusterID
+}
+
+// handOffLeadership moves every Raft leadership this broker holds to
+// another replica before it shuts down. Each transfer is bounded by Raft's
+// election timeout.
+func (b *Broker) handOffLeadership() {
+	var wg sync.WaitGroup
+	for _, t := range b.topics.list() {
+		for _, p := range t.parts {
+			if rp, ok := p.(*partition.Replicated); ok && rp.IsLeader() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rp.HandOff()
+				}()
+			}
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.ctrl.HandOff()
+	}()
+	wg.Wait()
 }

@@ -137,6 +137,14 @@ func (c *Controller) Watch(fn func(*State)) {
 	fn(c.State())
 }
 
+// HandOff moves the metadata leadership to another broker, if this one
+// leads; it returns when the transfer is done or has failed.
+func (c *Controller) HandOff() {
+	if c.IsLeader() {
+		_ = c.r.LeadershipTransfer().Error()
+	}
+}
+
 // IsLeader reports whether this broker leads the metadata group.
 func (c *Controller) IsLeader() bool { return c.r.State() == raft.Leader }
 

@@ -82,6 +82,7 @@ const (
 	cmdAddPartitions    = "add_partitions"
 	cmdSetLeader        = "set_leader"
 	cmdAllocProducerIDs = "alloc_producer_ids"
+	cmdBrokerStarted    = "broker_started"
 )
 
 // Command is one change to the metadata.
@@ -208,6 +209,27 @@ func apply(s *State, cmd *Command) (*State, Result) {
 		nt.Leaders = slices.Clone(t.Leaders)
 		nt.Leaders[cmd.Partition] = Leader{Leader: cmd.Leader, Epoch: cmd.Epoch}
 		next.Topics[t.Name] = &nt
+	case cmdBrokerStarted:
+		// A broker that has just started leads nothing yet: whatever it
+		// led before it stopped shows as unavailable until a new leader
+		// reports.
+		for name, t := range next.Topics {
+			var nt *Topic
+			for i, l := range t.Leaders {
+				if l.Leader != cmd.Leader {
+					continue
+				}
+				if nt == nil {
+					c := *t
+					c.Leaders = slices.Clone(t.Leaders)
+					nt = &c
+				}
+				nt.Leaders[i].Leader = -1
+			}
+			if nt != nil {
+				next.Topics[name] = nt
+			}
+		}
 	case cmdAllocProducerIDs:
 		if cmd.Count <= 0 {
 			err = fmt.Errorf("%w: allocating %d producer IDs", ErrBadCommand, cmd.Count)
@@ -296,6 +318,12 @@ func AddPartitionsCommand(name string, partitions int32, replicas [][]int32) *Co
 // SetLeaderCommand reports a partition's leader and epoch.
 func SetLeaderCommand(topicID [16]byte, partition, leader, epoch int32) *Command {
 	return &Command{Kind: cmdSetLeader, TopicID: topicID, Partition: partition, Leader: leader, Epoch: epoch}
+}
+
+// BrokerStartedCommand records that a broker has (re)started and so leads
+// no partition until its Raft groups elect it again.
+func BrokerStartedCommand(id int32) *Command {
+	return &Command{Kind: cmdBrokerStarted, Leader: id}
 }
 
 // AllocProducerIDsCommand reserves count producer IDs; the result's Value

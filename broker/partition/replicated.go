@@ -369,6 +369,14 @@ func (p *Replicated) Leader() raft.ServerID {
 	return id
 }
 
+// HandOff moves the leadership to another replica, if this one leads; it
+// returns when the transfer is done or has failed.
+func (p *Replicated) HandOff() {
+	if p.r.State() == raft.Leader {
+		_ = p.r.LeadershipTransfer().Error()
+	}
+}
+
 // Offsets implements Partition.
 func (p *Replicated) Offsets() Offsets {
 	v := p.fsm.view()
