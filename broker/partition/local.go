@@ -242,11 +242,8 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 	if closed {
 		return res, ErrClosed
 	}
-	if offset < off.LogStart || offset > off.LogEnd {
-		return res, fmt.Errorf("%w: %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, off.LogStart, off.LogEnd)
-	}
-	if offset >= off.HighWatermark {
-		return res, nil
+	if empty, err := readRange(offset, off); empty || err != nil {
+		return res, err
 	}
 	start := len(dst)
 	if want := p.readSize(offset, off.HighWatermark, maxBytes, minOne); cap(dst)-len(dst) < want {

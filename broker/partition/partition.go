@@ -3,7 +3,10 @@
 // interface, so a single-node log and a replicated one are interchangeable.
 package partition
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Acks is the acknowledgement level of a Produce request.
 type Acks int16
@@ -124,4 +127,14 @@ func retentionDrop(n int, size func(i int) int64, maxTS func(i int) int64, now t
 		excess -= size(drop)
 	}
 	return drop
+}
+
+// readRange checks a read from offset against a partition's offsets: an
+// offset outside the log is out of range; at or past the high watermark
+// there is nothing to read yet.
+func readRange(offset int64, off Offsets) (empty bool, err error) {
+	if offset < off.LogStart || offset > off.LogEnd {
+		return false, fmt.Errorf("%w: %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, off.LogStart, off.LogEnd)
+	}
+	return offset >= off.HighWatermark, nil
 }

@@ -396,11 +396,8 @@ func (p *Replicated) Read(offset int64, maxBytes int, minOne bool, dst []byte) (
 	if !p.IsLeader() {
 		return res, ErrNotLeader
 	}
-	if offset < off.LogStart || offset > off.LogEnd {
-		return res, fmt.Errorf("%w: %d is outside [%d, %d]", ErrOffsetOutOfRange, offset, off.LogStart, off.LogEnd)
-	}
-	if offset >= off.HighWatermark {
-		return res, nil
+	if empty, err := readRange(offset, off); empty || err != nil {
+		return res, err
 	}
 	start := len(dst)
 	err := p.eachBatch(offset, func(b []byte, _ BatchHeader) bool {
