@@ -398,17 +398,23 @@ func (b *Broker) Close() error {
 			nc.Close()
 		}
 		b.mu.Unlock()
+		if b.mux != nil {
+			// Every Raft RPC still waiting on a peer (a frozen one keeps
+			// its connections open) fails now instead of at its timeout.
+			b.mux.Close()
+		}
 		b.cancel()
 		b.wg.Wait()
-		b.groups.Close()
 		for _, t := range b.topics.list() {
 			for _, p := range t.parts {
 				p.Close()
 			}
 		}
+		// After the partitions: appends the coordinator still waits for
+		// have failed by now.
+		b.groups.Close()
 		if b.ctrl != nil {
 			b.ctrl.Close()
-			b.mux.Close()
 		}
 		b.err = b.store.Close()
 		close(b.closed)
