@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		crashChild(dir) // TestBadgerCrash's child; it never returns
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
