@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -404,23 +405,48 @@ func (b *Broker) Close() error {
 			b.mux.Close()
 		}
 		b.cancel()
-		b.wg.Wait()
-		for _, t := range b.topics.list() {
-			for _, p := range t.parts {
-				p.Close()
+		b.closeStep("connections and background work", b.wg.Wait)
+		b.closeStep("partitions", func() {
+			for _, t := range b.topics.list() {
+				for _, p := range t.parts {
+					p.Close()
+				}
 			}
-		}
+		})
 		// After the partitions: appends the coordinator still waits for
 		// have failed by now.
-		b.groups.Close()
+		b.closeStep("consumer groups", func() { b.groups.Close() })
 		if b.ctrl != nil {
-			b.ctrl.Close()
+			b.closeStep("cluster metadata", func() { b.ctrl.Close() })
 		}
 		b.err = b.store.Close()
 		close(b.closed)
 	})
 	<-b.closed
 	return b.err
+}
+
+// closeStepTimeout bounds each step of Close.
+const closeStepTimeout = 10 * time.Second
+
+// closeStep runs one step of Close. A step that does not finish in time is
+// logged with every goroutine's stack and left behind, so that a stuck
+// component cannot keep the process from exiting; the store refuses
+// writes once closed, so nothing it might still do can corrupt the data.
+func (b *Broker) closeStep(name string, fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeStepTimeout):
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		b.log.Error().Str("step", name).Dur("waited", closeStepTimeout).Str("goroutines", string(buf)).
+			Msg("shutdown step did not finish; continuing without it")
+	}
 }
 
 // handle adapts a synchronous handler of one request type to kproto.

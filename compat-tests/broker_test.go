@@ -248,7 +248,14 @@ func (b *brokerProc) Stop() {
 		}
 	case <-time.After(stopTimeout):
 		b.t.Errorf("broker still running %v after SIGTERM; killing it", stopTimeout)
-		b.Kill()
+		// SIGQUIT makes the Go runtime print every goroutine into the
+		// broker's output (shown with the failure) before it exits.
+		b.signal(syscall.SIGQUIT)
+		select {
+		case <-b.done:
+		case <-time.After(5 * time.Second):
+			b.Kill()
+		}
 	}
 }
 
