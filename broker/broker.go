@@ -179,7 +179,7 @@ func (b *Broker) loadClusterState() error {
 			return fmt.Errorf("generating cluster ID: %w", err)
 		}
 		id = []byte(base64.RawURLEncoding.EncodeToString(u[:]))
-		if err := syncWrite(b.store, storage.KV{Key: []byte(keyClusterID), Value: id}); err != nil {
+		if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyClusterID), Value: id}); err != nil {
 			return fmt.Errorf("saving cluster ID: %w", err)
 		}
 	} else if err != nil {
@@ -211,7 +211,7 @@ func (b *Broker) allocateProducerID() (int64, error) {
 	}
 	if b.nextPID >= b.pidReserve {
 		reserve := b.nextPID + producerIDBlock
-		if err := syncWrite(b.store, storage.KV{Key: []byte(keyProducerID), Value: binary.BigEndian.AppendUint64(nil, uint64(reserve))}); err != nil {
+		if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyProducerID), Value: binary.BigEndian.AppendUint64(nil, uint64(reserve))}); err != nil {
 			return 0, fmt.Errorf("reserving producer IDs: %w", err)
 		}
 		b.pidReserve = reserve

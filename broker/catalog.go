@@ -108,6 +108,21 @@ func (c *catalog) remove(t *topic) bool {
 	return true
 }
 
+// topicByRequest finds a request's topic by ID (requests that name topics
+// by ID, such as Produce v13+ and Fetch v13+) or by name.
+func (b *Broker) topicByRequest(byID bool, name string, id [16]byte) (*topic, error) {
+	if byID {
+		if t := b.topics.getID(id); t != nil {
+			return t, nil
+		}
+		return nil, ErrUnknownTopicID
+	}
+	if t := b.topics.get(name); t != nil {
+		return t, nil
+	}
+	return nil, ErrUnknownTopic
+}
+
 func newTopicID() ([16]byte, error) {
 	var id [16]byte
 	for id == ([16]byte{}) {
@@ -118,13 +133,6 @@ func newTopicID() ([16]byte, error) {
 		id[8] = id[8]&0x3f | 0x80
 	}
 	return id, nil
-}
-
-// syncWrite submits w to the store and waits until it is durable.
-func syncWrite(s storage.Store, kvs ...storage.KV) error {
-	errc := make(chan error, 1)
-	s.Submit(&storage.Write{KVs: kvs, Done: func(err error) { errc <- err }})
-	return <-errc
 }
 
 // loadTopics opens every stored topic.
@@ -261,7 +269,7 @@ func (b *Broker) saveTopic(name string, st storedTopic) error {
 	if err != nil {
 		return fmt.Errorf("encoding topic %s: %w", name, err)
 	}
-	if err := syncWrite(b.store, storage.KV{Key: []byte(keyTopic + name), Value: v}); err != nil {
+	if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyTopic + name), Value: v}); err != nil {
 		return fmt.Errorf("saving topic %s: %w", name, err)
 	}
 	return nil
@@ -281,7 +289,7 @@ func (b *Broker) deleteTopic(t *topic) error {
 	if !b.topics.remove(t) {
 		return fmt.Errorf("%w: %s", ErrUnknownTopic, t.name)
 	}
-	if err := syncWrite(b.store, storage.KV{Key: []byte(keyTopic + t.name)}); err != nil {
+	if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyTopic + t.name)}); err != nil {
 		return fmt.Errorf("deleting topic %s: %w", t.name, err)
 	}
 	for i, p := range t.parts {

@@ -86,26 +86,13 @@ func (b *Broker) initCluster() {
 	var u [16]byte
 	_, _ = rand.Read(u[:])
 	cmd := cluster.InitCommand(base64.RawURLEncoding.EncodeToString(u[:]), b.cfg.Peers)
-	for b.ctrl.State().ClusterID == "" {
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		_, err := b.ctrl.Propose(ctx, cmd)
-		cancel()
-		if b.ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			b.log.Debug().Err(err).Msg("cluster init pending")
-		}
+	if b.ctrl.State().ClusterID == "" && !b.proposeUntilApplied(cmd) {
+		return
 	}
-	for b.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		_, err := b.ctrl.Propose(ctx, cluster.BrokerStartedCommand(b.cfg.NodeID))
-		cancel()
-		if err == nil {
-			close(b.registered)
-			break
-		}
+	if !b.proposeUntilApplied(cluster.BrokerStartedCommand(b.cfg.NodeID)) {
+		return
 	}
+	close(b.registered)
 	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
 	b.ensureOffsetsTopic()
 }
@@ -261,15 +248,22 @@ func (b *Broker) reportLeader(topicID [16]byte, n, epoch int32) {
 	case <-b.ctx.Done():
 		return
 	}
-	cmd := cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch)
+	b.proposeUntilApplied(cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch))
+}
+
+// proposeUntilApplied proposes cmd again until the metadata group has
+// applied it; it gives up, returning false, when the broker closes.
+func (b *Broker) proposeUntilApplied(cmd *cluster.Command) bool {
 	for b.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		_, err := b.ctrl.Propose(ctx, cmd)
 		cancel()
 		if err == nil {
-			return
+			return true
 		}
+		b.log.Debug().Err(err).Str("command", cmd.Kind).Msg("metadata proposal pending")
 	}
+	return false
 }
 
 // propose applies a metadata command and turns its error into the broker's.

@@ -45,15 +45,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 		st := &resp.Topics[i]
 		st.Default()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		var t *topic
-		var terr error
-		if r.Version >= 13 {
-			if t = b.topics.getID(rt.TopicID); t == nil {
-				terr = ErrUnknownTopicID
-			}
-		} else if t = b.topics.get(rt.Topic); t == nil {
-			terr = ErrUnknownTopic
-		}
+		t, terr := b.topicByRequest(r.Version >= 13, rt.Topic, rt.TopicID)
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]

@@ -408,12 +408,7 @@ func (p *Local) SetLogStart(offset int64) error {
 		return fmt.Errorf("%w: %d is past the high watermark %d", ErrOffsetOutOfRange, offset, hwm)
 	}
 	p.mu.Unlock()
-	errc := make(chan error, 1)
-	p.store.Submit(&storage.Write{
-		KVs:  []storage.KV{{Key: p.key(keyLogStart), Value: binary.BigEndian.AppendUint64(nil, uint64(offset))}},
-		Done: func(err error) { errc <- err },
-	})
-	if err := <-errc; err != nil {
+	if err := storage.WriteKVs(p.store, storage.KV{Key: p.key(keyLogStart), Value: binary.BigEndian.AppendUint64(nil, uint64(offset))}); err != nil {
 		return fmt.Errorf("partition: saving log start: %w", err)
 	}
 	p.mu.Lock()
@@ -452,9 +447,7 @@ func (p *Local) Delete() error {
 		kvs = append(kvs, storage.KV{Key: p.producerKey(id)})
 	}
 	p.mu.Unlock()
-	errc := make(chan error, 1)
-	p.store.Submit(&storage.Write{KVs: kvs, Done: func(err error) { errc <- err }})
-	if err := <-errc; err != nil {
+	if err := storage.WriteKVs(p.store, kvs...); err != nil {
 		return fmt.Errorf("partition: deleting metadata: %w", err)
 	}
 	return nil

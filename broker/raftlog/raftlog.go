@@ -114,7 +114,7 @@ func (st *Store) StoreLogs(logs []*raft.Log) error {
 	for i, l := range logs {
 		kvs[i] = storage.KV{Key: st.logKey(l.Index), Value: encodeLog(l)}
 	}
-	if err := st.write(kvs); err != nil {
+	if err := storage.WriteKVs(st.s, kvs...); err != nil {
 		return fmt.Errorf("raftlog: storing entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 	}
 	st.mu.Lock()
@@ -139,7 +139,7 @@ func (st *Store) DeleteRange(from, to uint64) error {
 		for i := from; i <= to; i++ {
 			kvs = append(kvs, storage.KV{Key: st.logKey(i)})
 		}
-		if err := st.write(kvs); err != nil {
+		if err := storage.WriteKVs(st.s, kvs...); err != nil {
 			return fmt.Errorf("raftlog: deleting entries %d-%d: %w", from, to, err)
 		}
 		if to == ^uint64(0) {
@@ -162,7 +162,7 @@ func (st *Store) DeleteRange(from, to uint64) error {
 
 // Set implements raft.StableStore.
 func (st *Store) Set(key, val []byte) error {
-	if err := st.write([]storage.KV{{Key: st.kvKey(key), Value: append([]byte{}, val...)}}); err != nil {
+	if err := storage.WriteKVs(st.s, storage.KV{Key: st.kvKey(key), Value: append([]byte{}, val...)}); err != nil {
 		return fmt.Errorf("raftlog: setting %q: %w", key, err)
 	}
 	return nil
@@ -199,13 +199,6 @@ func (st *Store) GetUint64(key []byte) (uint64, error) {
 
 func (st *Store) kvKey(key []byte) []byte {
 	return append(append([]byte(nil), st.kvPrefix...), key...)
-}
-
-// write submits kvs and waits until they are durable.
-func (st *Store) write(kvs []storage.KV) error {
-	errc := make(chan error, 1)
-	st.s.Submit(&storage.Write{KVs: kvs, Done: func(err error) { errc <- err }})
-	return <-errc
 }
 
 // Entry encoding: index, term, type, appended-at (unix nanoseconds), then
@@ -276,7 +269,7 @@ func (st *Store) Drop() error {
 		return fmt.Errorf("raftlog: listing stable keys: %w", err)
 	}
 	if len(kvs) > 0 {
-		if err := st.write(kvs); err != nil {
+		if err := storage.WriteKVs(st.s, kvs...); err != nil {
 			return fmt.Errorf("raftlog: dropping stable keys: %w", err)
 		}
 	}

@@ -94,3 +94,10 @@ func AppendLogID(dst []byte, id LogID) []byte {
 	dst = append(dst, id.Topic[:]...)
 	return binary.BigEndian.AppendUint32(dst, uint32(id.Partition))
 }
+
+// WriteKVs submits metadata records to s and waits until they are durable.
+func WriteKVs(s Store, kvs ...KV) error {
+	errc := make(chan error, 1)
+	s.Submit(&Write{KVs: kvs, Done: func(err error) { errc <- err }})
+	return <-errc
+}
