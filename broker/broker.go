@@ -249,6 +249,7 @@ func (b *Broker) Start() error {
 	b.startGroups()
 	b.goFunc(b.acceptLoop)
 	b.goFunc(b.retentionLoop)
+	b.goFunc(b.cleanerLoop)
 	if b.clustered() {
 		b.goFunc(b.reconcileLoop)
 		b.goFunc(b.initCluster)
@@ -372,6 +373,41 @@ func (b *Broker) enforceRetention(now time.Time) {
 			}
 			if _, err := p.EnforceRetention(now, ec.retention, ec.retentionBytes); err != nil {
 				b.log.Warn().Err(err).Str("topic", t.name).Int("partition", i).Msg("retention failed")
+			}
+		}
+	}
+}
+
+// cleanerLoop compacts the topics whose cleanup.policy includes compact.
+func (b *Broker) cleanerLoop() {
+	t := time.NewTicker(b.cfg.CleanerBackoff)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.compact(time.Now())
+		}
+	}
+}
+
+func (b *Broker) compact(now time.Time) {
+	for _, t := range b.topics.list() {
+		if !t.effective.compactPolicy {
+			continue
+		}
+		for i, p := range t.parts {
+			if b.ctx.Err() != nil {
+				return
+			}
+			res, err := p.Compact(now, t.effective.compact)
+			switch {
+			case err != nil:
+				b.log.Warn().Err(err).Str("topic", t.name).Int("partition", i).Msg("compaction failed")
+			case res.Ran:
+				b.log.Debug().Str("topic", t.name).Int("partition", i).Int64("bytes_before", res.BytesBefore).
+					Int64("bytes_after", res.BytesAfter).Int("records_removed", res.RecordsRemoved).Msg("compacted")
 			}
 		}
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	LogRetention           time.Duration
 	LogRetentionBytes      int64
 	RetentionCheckInterval time.Duration
+	// CleanerBackoff is how often compacted topics are checked for
+	// compaction (log.cleaner.backoff.ms).
+	CleanerBackoff time.Duration
 	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
 	LogAppendTime bool
 
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		LogRetention:             7 * 24 * time.Hour,
 		LogRetentionBytes:        -1,
 		RetentionCheckInterval:   5 * time.Minute,
+		CleanerBackoff:           15 * time.Second,
 
 		OffsetsTopicPartitions:        50,
 		GroupMinSessionTimeout:        6 * time.Second,
@@ -113,6 +117,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("peer %d address %q: %w", id, addr, err))
 			}
 		}
+	}
+	if c.CleanerBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("log cleaner backoff %v must be positive", c.CleanerBackoff))
 	}
 	if c.RetentionCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("retention check interval %v must be positive", c.RetentionCheckInterval))

@@ -124,6 +124,7 @@ func (b *Broker) brokerConfigs() map[string]struct {
 		"log.retention.ms":                {strconv.FormatInt(durationMillis(c.LogRetention), 10), typeLong},
 		"log.retention.bytes":             {strconv.FormatInt(c.LogRetentionBytes, 10), typeLong},
 		"log.retention.check.interval.ms": {strconv.FormatInt(c.RetentionCheckInterval.Milliseconds(), 10), typeLong},
+		"log.cleaner.backoff.ms":          {strconv.FormatInt(c.CleanerBackoff.Milliseconds(), 10), typeLong},
 		"log.message.timestamp.type":      {ts, typeString},
 		"log.cleanup.policy":              {"delete", typeList},
 		"compression.type":                {"producer", typeString},

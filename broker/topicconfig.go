@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pubg1/pubg1/broker/partition"
 )
 
 // Config types as DescribeConfigs v3+ reports them.
@@ -174,6 +176,8 @@ type effectiveConfig struct {
 	logAppendTime  bool
 	maxMessage     int32
 	deletePolicy   bool
+	compactPolicy  bool
+	compact        partition.CompactOptions
 }
 
 func (b *Broker) effective(overrides map[string]string) effectiveConfig {
@@ -184,7 +188,13 @@ func (b *Broker) effective(overrides map[string]string) effectiveConfig {
 		return topicConfigs[name].def(&b.cfg)
 	}
 	ms, _ := strconv.ParseInt(get("retention.ms"), 10, 64)
-	ec := effectiveConfig{retention: -1, deletePolicy: strings.Contains(get("cleanup.policy"), "delete")}
+	ec := effectiveConfig{retention: -1, deletePolicy: strings.Contains(get("cleanup.policy"), "delete"),
+		compactPolicy: strings.Contains(get("cleanup.policy"), "compact")}
+	deleteRetention, _ := strconv.ParseInt(get("delete.retention.ms"), 10, 64)
+	minLag, _ := strconv.ParseInt(get("min.compaction.lag.ms"), 10, 64)
+	ec.compact.DeleteRetention = time.Duration(deleteRetention) * time.Millisecond
+	ec.compact.MinLag = time.Duration(minLag) * time.Millisecond
+	ec.compact.DirtyRatio, _ = strconv.ParseFloat(get("min.cleanable.dirty.ratio"), 64)
 	if ms >= 0 {
 		ec.retention = time.Duration(ms) * time.Millisecond
 	}

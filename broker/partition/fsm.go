@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 
@@ -91,8 +92,10 @@ func (f *replicaFSM) applyBatches(l *raft.Log) any {
 		if err != nil {
 			return fmt.Errorf("%w: entry %d: %w", ErrStorage, l.Index, err)
 		}
+		// Compaction may have removed batches inside an entry, but keeps
+		// its first one, so only that one must continue the log.
 		base := int64(binary.BigEndian.Uint64(data))
-		if base != next {
+		if base != next && (len(batches) == 0 || base < next) {
 			return fmt.Errorf("%w: entry %d has offset %d where %d follows", ErrStorage, l.Index, base, next)
 		}
 		batches = append(batches, parsedBatch{h, base})
@@ -161,6 +164,23 @@ func (f *replicaFSM) view() fsmView {
 		v.epoch = f.epochs[n-1].Epoch
 	}
 	return v
+}
+
+// resize records the sizes of entries that compaction rewrote. Readers
+// keep the slice they had.
+func (f *replicaFSM) resize(sizes map[uint64]int32) {
+	if len(sizes) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	entries := slices.Clone(f.entries)
+	for i := range entries {
+		if s, ok := sizes[entries[i].Index]; ok {
+			entries[i].Size = s
+		}
+	}
+	f.entries = entries
 }
 
 // entriesFrom returns the metadata of the entries holding offset and after.

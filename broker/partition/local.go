@@ -47,6 +47,8 @@ type Local struct {
 	logStart  int64
 	index     []storage.BatchMeta // every batch kept, pending ones included
 	producers map[int64]*producer
+	cleanedTo int64 // compaction has run below this offset
+	compactor *compactor
 
 	hwm      atomic.Int64
 	watchers watchSet
@@ -70,6 +72,7 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	p.compactor = newCompactor(p.dec)
 	v, err := p.store.Get(p.key(keyLogStart))
 	switch {
 	case err == nil && len(v) == 8:
@@ -79,22 +82,32 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("partition: reading log start: %w", err)
 	}
+	var twins []storage.BatchRef
 	err = p.store.Index(p.id, func(m storage.BatchMeta) bool {
-		if m.LastOffset >= p.logStart {
-			p.index = append(p.index, m)
+		if m.LastOffset < p.logStart {
+			return true
 		}
+		if n := len(p.index); n > 0 && p.index[n-1].LastOffset == m.LastOffset {
+			// A crash between the parts of a compaction write that Badger
+			// split left a batch and its compacted form; keep the smaller.
+			if m.Size < p.index[n-1].Size {
+				p.index[n-1], m = m, p.index[n-1]
+			}
+			twins = append(twins, storage.BatchRef{Log: p.id, Meta: m})
+			return true
+		}
+		p.index = append(p.index, m)
 		return true
 	})
+	if err == nil && len(twins) > 0 {
+		err = storage.Commit(p.store, &storage.Write{Remove: twins})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("partition: reading index: %w", err)
 	}
 	p.logEnd = p.logStart
 	if n := len(p.index); n > 0 {
 		p.logEnd = p.index[n-1].LastOffset + 1
-		if p.index[0].BaseOffset > p.logStart {
-			// Retention deleted batches before it recorded the new start.
-			p.logStart = p.index[0].BaseOffset
-		}
 	}
 	p.hwm.Store(p.logEnd)
 	prefix := p.key(keyProducer)
@@ -451,4 +464,118 @@ func (p *Local) Delete() error {
 		return fmt.Errorf("partition: deleting metadata: %w", err)
 	}
 	return nil
+}
+
+// Compact implements Partition.
+func (p *Local) Compact(now time.Time, o CompactOptions) (CompactResult, error) {
+	var res CompactResult
+	idx := p.committedIndex()
+	end := cleanableEnd(len(idx), func(i int) int64 { return idx[i].MaxTimestamp }, now, o.MinLag)
+	if end == 0 {
+		return res, nil
+	}
+	clean := idx[:end]
+	p.mu.Lock()
+	cleanedTo := p.cleanedTo
+	p.mu.Unlock()
+	var dirty, total int64
+	for _, m := range clean {
+		total += int64(m.Size)
+		if m.LastOffset >= cleanedTo {
+			dirty += int64(m.Size)
+		}
+	}
+	if !dirtyEnough(dirty, total, o.DirtyRatio) {
+		return res, nil
+	}
+	res.Ran, res.BytesBefore = true, total
+	last := clean[len(clean)-1].LastOffset
+	keys := make(keyMap)
+	var scanErr error
+	err := p.store.Scan(p.id, clean[0].BaseOffset, func(m storage.BatchMeta, data []byte) bool {
+		if m.LastOffset > last {
+			return false
+		}
+		scanErr = p.compactor.scanUnit(keys, data)
+		return scanErr == nil
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err != nil {
+		return res, fmt.Errorf("partition: compaction scan: %w", err)
+	}
+
+	cutoff := now.Add(-o.DeleteRetention).UnixMilli()
+	replaced := make(map[int64]*storage.BatchMeta) // by base offset; nil: removed
+	w := &storage.Write{}
+	pending := 0
+	flush := func() error {
+		if len(w.Remove) == 0 {
+			return nil
+		}
+		err := storage.Commit(p.store, w)
+		w, pending = &storage.Write{}, 0
+		return err
+	}
+	err = p.store.Scan(p.id, clean[0].BaseOffset, func(m storage.BatchMeta, data []byte) bool {
+		if m.LastOffset > last {
+			return false
+		}
+		out, changed, err := p.compactor.compactUnit(keys, data, cutoff, false, &res)
+		if err != nil {
+			scanErr = err
+			return false
+		}
+		if !changed {
+			return true
+		}
+		w.Remove = append(w.Remove, storage.BatchRef{Log: p.id, Meta: m})
+		if len(out) == 0 {
+			replaced[m.BaseOffset] = nil
+			return true
+		}
+		h, _ := ParseHeader(out)
+		nm := storage.BatchMeta{BaseOffset: m.BaseOffset, LastOffset: m.LastOffset, MaxTimestamp: h.MaxTimestamp, Size: int32(len(out))}
+		replaced[m.BaseOffset] = &nm
+		w.Batches = append(w.Batches, storage.Batch{Log: p.id, Meta: nm, Data: out})
+		if pending += len(out); pending >= compactWriteBytes {
+			// Scan holds a read transaction; the write waits for its own
+			// sync only, not for the scan.
+			scanErr = flush()
+		}
+		return scanErr == nil
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return res, fmt.Errorf("partition: compaction: %w", err)
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idx = make([]storage.BatchMeta, 0, len(p.index))
+	for _, m := range p.index {
+		nm, ok := replaced[m.BaseOffset]
+		switch {
+		case !ok:
+			idx = append(idx, m)
+		case nm != nil:
+			idx = append(idx, *nm)
+		}
+	}
+	p.index = idx
+	p.cleanedTo = max(p.cleanedTo, last+1)
+	for _, m := range clean {
+		if nm, ok := replaced[m.BaseOffset]; !ok {
+			res.BytesAfter += int64(m.Size)
+		} else if nm != nil {
+			res.BytesAfter += int64(nm.Size)
+		}
+	}
+	return res, nil
 }

@@ -92,6 +92,10 @@ type Partition interface {
 	// the new log start offset.
 	EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error)
 
+	// Compact applies log compaction (cleanup.policy=compact) to the
+	// committed log of this replica when enough of it is dirty.
+	Compact(now time.Time, o CompactOptions) (CompactResult, error)
+
 	// SetLogStart advances the log start offset (DeleteRecords); an offset
 	// past the high watermark fails with ErrOffsetOutOfRange.
 	SetLogStart(offset int64) error

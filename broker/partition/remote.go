@@ -42,6 +42,9 @@ func (Remote) Watch(chan<- struct{}) {}
 // Unwatch implements Partition.
 func (Remote) Unwatch(chan<- struct{}) {}
 
+// Compact implements Partition.
+func (Remote) Compact(time.Time, CompactOptions) (CompactResult, error) { return CompactResult{}, nil }
+
 // EnforceRetention implements Partition.
 func (Remote) EnforceRetention(time.Time, time.Duration, int64) (int64, error) { return -1, nil }
 

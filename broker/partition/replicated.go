@@ -77,6 +77,8 @@ type Replicated struct {
 	producers map[int64]*producer
 	queue     []queued
 	wake      chan struct{}
+	cleanedTo int64 // compaction has run below this offset
+	compactor *compactor
 
 	inflight chan *inflight
 	notify   chan bool
@@ -109,6 +111,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		stop:     make(chan struct{}),
 	}
 	p.fsm = newReplicaFSM(p.watchers.notify)
+	p.compactor = newCompactor(opts.Decompressor)
 
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = opts.ID
@@ -566,4 +569,66 @@ func (p *Replicated) Delete() error {
 		return err
 	}
 	return p.logs.Drop()
+}
+
+// Compact implements Partition. Every replica compacts its own copy of the
+// committed entries, as every Kafka replica cleans its own log; an entry
+// keeps its first and last batch, so the offsets it covers stay known.
+func (p *Replicated) Compact(now time.Time, o CompactOptions) (CompactResult, error) {
+	var res CompactResult
+	entries := p.fsm.entriesFrom(p.fsm.view().logStart)
+	end := cleanableEnd(len(entries), func(i int) int64 { return entries[i].MaxTS }, now, o.MinLag)
+	if end == 0 {
+		return res, nil
+	}
+	clean := entries[:end]
+	p.mu.Lock()
+	cleanedTo := p.cleanedTo
+	p.mu.Unlock()
+	var dirty, total int64
+	for _, m := range clean {
+		total += int64(m.Size)
+		if m.Last >= cleanedTo {
+			dirty += int64(m.Size)
+		}
+	}
+	if !dirtyEnough(dirty, total, o.DirtyRatio) {
+		return res, nil
+	}
+	res.Ran, res.BytesBefore = true, total
+	keys := make(keyMap)
+	var l raft.Log
+	for _, m := range clean {
+		if err := p.logs.GetLog(m.Index, &l); err != nil {
+			return res, fmt.Errorf("%w: reading entry %d: %w", ErrStorage, m.Index, err)
+		}
+		if err := p.compactor.scanUnit(keys, l.Data); err != nil {
+			return res, fmt.Errorf("partition: compaction scan of entry %d: %w", m.Index, err)
+		}
+	}
+	cutoff := now.Add(-o.DeleteRetention).UnixMilli()
+	sizes := make(map[uint64]int32)
+	for _, m := range clean {
+		if err := p.logs.GetLog(m.Index, &l); err != nil {
+			return res, fmt.Errorf("%w: reading entry %d: %w", ErrStorage, m.Index, err)
+		}
+		out, changed, err := p.compactor.compactUnit(keys, l.Data, cutoff, true, &res)
+		if err != nil {
+			return res, fmt.Errorf("partition: compacting entry %d: %w", m.Index, err)
+		}
+		size := m.Size
+		if changed {
+			if err := p.logs.Rewrite(m.Index, out); err != nil {
+				return res, err
+			}
+			size = int32(len(out))
+			sizes[m.Index] = size
+		}
+		res.BytesAfter += int64(size)
+	}
+	p.fsm.resize(sizes)
+	p.mu.Lock()
+	p.cleanedTo = max(p.cleanedTo, clean[len(clean)-1].Last+1)
+	p.mu.Unlock()
+	return res, nil
 }

@@ -275,3 +275,18 @@ func (st *Store) Drop() error {
 	}
 	return nil
 }
+
+// Rewrite replaces the data of a stored entry, keeping its index, term and
+// type: log compaction of a partition rewrites its committed entries in
+// place. It must not be used on entries that Raft may still truncate.
+func (st *Store) Rewrite(index uint64, data []byte) error {
+	var l raft.Log
+	if err := st.GetLog(index, &l); err != nil {
+		return err
+	}
+	l.Data = data
+	if err := storage.WriteKVs(st.s, storage.KV{Key: st.logKey(index), Value: encodeLog(&l)}); err != nil {
+		return fmt.Errorf("raftlog: rewriting entry %d: %w", index, err)
+	}
+	return nil
+}

@@ -206,7 +206,7 @@ func (b *Badger) check(w *Write) error {
 func (b *Badger) commit(ws []*Write) error {
 	n := 0
 	for _, w := range ws {
-		n += len(w.Batches) * batchKeyLen
+		n += (len(w.Remove) + len(w.Batches)) * batchKeyLen
 		for i := range w.KVs {
 			n += 1 + len(w.KVs[i].Key)
 		}
@@ -246,6 +246,13 @@ func (b *Badger) commit(ws []*Write) error {
 	}
 
 	for _, w := range ws {
+		for _, r := range w.Remove {
+			start := len(buf)
+			buf = appendBatchKey(buf, r.Log, r.Meta)
+			if err := put(buf[start:], nil, true); err != nil {
+				return fmt.Errorf("storage: commit: %w", err)
+			}
+		}
 		for i := range w.Batches {
 			bt := &w.Batches[i]
 			start := len(buf)

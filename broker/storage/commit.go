@@ -141,7 +141,7 @@ func writeSize(w *Write) (bytes, entries int) {
 	for i := range w.KVs {
 		bytes += len(w.KVs[i].Key) + len(w.KVs[i].Value)
 	}
-	return bytes, len(w.Batches) + len(w.KVs)
+	return bytes, len(w.Remove) + len(w.Batches) + len(w.KVs)
 }
 
 func done(w *Write, err error) {

@@ -63,6 +63,9 @@ func (m *Memory) commit(ws []*Write) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, w := range ws {
+		for _, r := range w.Remove {
+			m.remove(r)
+		}
 		for i := range w.Batches {
 			m.insert(&w.Batches[i])
 		}
@@ -96,6 +99,19 @@ func (m *Memory) insert(b *Batch) {
 		ns := make([]memBatch, 0, len(s)+1)
 		ns = append(append(append(ns, s[:i]...), nb), s[i:]...)
 		m.logs[b.Log] = ns
+	}
+}
+
+// remove deletes one batch; readers keep the slice they had.
+func (m *Memory) remove(r BatchRef) {
+	var key [metaLen]byte
+	appendMeta(key[:0], r.Meta)
+	s := m.logs[r.Log]
+	i, found := slices.BinarySearchFunc(s, key, func(e memBatch, k [metaLen]byte) int {
+		return bytes.Compare(e.key[:], k[:])
+	})
+	if found {
+		m.logs[r.Log] = slices.Delete(slices.Clone(s), i, i+1)
 	}
 }
 

@@ -38,9 +38,18 @@ type KV struct {
 	Value []byte // nil deletes the key
 }
 
+// BatchRef names one stored batch by its log and exact meta.
+type BatchRef struct {
+	Log  LogID
+	Meta BatchMeta
+}
+
 // Write is one unit of group commit. The store never modifies Data or KV
 // slices, and the caller must not modify them until Done is called.
 type Write struct {
+	// Remove deletes batches, before Batches are written: compaction
+	// replaces a batch by removing it and writing its rewritten form.
+	Remove  []BatchRef
 	Batches []Batch
 	KVs     []KV
 	// Done is called exactly once, after the sync that covers this write (or
@@ -97,7 +106,13 @@ func AppendLogID(dst []byte, id LogID) []byte {
 
 // WriteKVs submits metadata records to s and waits until they are durable.
 func WriteKVs(s Store, kvs ...KV) error {
+	return Commit(s, &Write{KVs: kvs})
+}
+
+// Commit submits w and waits until it is durable; w's Done is replaced.
+func Commit(s Store, w *Write) error {
 	errc := make(chan error, 1)
-	s.Submit(&Write{KVs: kvs, Done: func(err error) { errc <- err }})
+	w.Done = func(err error) { errc <- err }
+	s.Submit(w)
 	return <-errc
 }

@@ -1,0 +1,292 @@
+package partition
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Log compaction (cleanup.policy=compact), as Kafka defines it: of the
+// records with the same key, only the latest is kept; a record with a null
+// value (a tombstone) is kept for delete.retention.ms and then removed too.
+// Offsets never change: a compacted batch keeps its base offset and last
+// offset delta, and holds fewer records, so the log has gaps. Records
+// without a key are kept.
+//
+// Compaction works on the committed log below the dirty end, which excludes
+// the newest stored unit (batch or Raft entry), like Kafka excludes the
+// active segment. It runs when the part written since the last compaction
+// is at least min.cleanable.dirty.ratio of the log.
+
+// compactWriteBytes bounds the rewritten bytes of one compaction write.
+const compactWriteBytes = 4 << 20
+
+// CompactOptions are a compacted topic's settings.
+type CompactOptions struct {
+	// DeleteRetention is how long tombstones are kept (delete.retention.ms),
+	// counted from the newest timestamp of their batch.
+	DeleteRetention time.Duration
+	// MinLag keeps records newer than this uncompacted
+	// (min.compaction.lag.ms).
+	MinLag time.Duration
+	// DirtyRatio is min.cleanable.dirty.ratio: compaction runs once the
+	// bytes written since the last run are at least this share of the log.
+	// Zero compacts whenever anything is dirty.
+	DirtyRatio float64
+}
+
+// CompactResult says what a compaction did.
+type CompactResult struct {
+	Ran                       bool
+	BytesBefore, BytesAfter   int64
+	RecordsRemoved            int
+	BatchesRewritten, Emptied int
+}
+
+// compactRecord is one record of a batch with the fields compaction needs.
+type compactRecord struct {
+	offset    int64
+	key       []byte // nil for a record without a key
+	tombstone bool
+	raw       []byte // the record, without its length prefix
+}
+
+// eachRecord decodes the records of one batch (decompressing it) and calls
+// fn for each. Control batches have no keys to compact and are skipped by
+// the callers.
+func eachRecord(b []byte, h BatchHeader, dec kgo.Decompressor, fn func(r compactRecord)) error {
+	base := int64(binary.BigEndian.Uint64(b[offBaseOffset:]))
+	recs := b[batchHeaderSize:h.Size()]
+	if h.Codec() != kgo.CodecNone {
+		var err error
+		if recs, err = dec.Decompress(recs, h.Codec()); err != nil {
+			return fmt.Errorf("%w: %w", ErrCorruptBatch, err)
+		}
+	}
+	for n := int32(0); n < h.NumRecords; n++ {
+		length, k := binary.Varint(recs)
+		if k <= 0 || length < 1 || int64(len(recs)-k) < length {
+			return fmt.Errorf("%w: bad record length", ErrCorruptBatch)
+		}
+		rec := recs[k : k+int(length)]
+		recs = recs[k+int(length):]
+		// attributes, timestamp delta, offset delta, key length, key,
+		// value length, ...
+		pos := 1
+		varint := func() (int64, error) {
+			if pos > len(rec) {
+				return 0, fmt.Errorf("%w: record fields overrun the record", ErrCorruptBatch)
+			}
+			v, k := binary.Varint(rec[pos:])
+			if k <= 0 {
+				return 0, fmt.Errorf("%w: bad record field", ErrCorruptBatch)
+			}
+			pos += k
+			return v, nil
+		}
+		var tsDelta, offDelta, keyLen, valueLen int64
+		var err error
+		for _, f := range []*int64{&tsDelta, &offDelta, &keyLen} {
+			if *f, err = varint(); err != nil {
+				return err
+			}
+		}
+		r := compactRecord{offset: base + offDelta, raw: rec}
+		if keyLen >= 0 {
+			if int64(len(rec)-pos) < keyLen {
+				return fmt.Errorf("%w: record key overruns the record", ErrCorruptBatch)
+			}
+			r.key = rec[pos : pos+int(keyLen)]
+			pos += int(keyLen)
+		}
+		if valueLen, err = varint(); err != nil {
+			return err
+		}
+		r.tombstone = valueLen < 0
+		fn(r)
+	}
+	return nil
+}
+
+// compactor holds the codecs and buffers of compaction runs.
+type compactor struct {
+	dec kgo.Decompressor
+
+	mu   sync.Mutex
+	comp map[kgo.CompressionCodecType]kgo.Compressor
+	buf  bytes.Buffer
+}
+
+var codecOf = map[kgo.CompressionCodecType]kgo.CompressionCodec{
+	kgo.CodecGzip: kgo.GzipCompression(), kgo.CodecSnappy: kgo.SnappyCompression(),
+	kgo.CodecLz4: kgo.Lz4Compression(), kgo.CodecZstd: kgo.ZstdCompression(),
+}
+
+func newCompactor(dec kgo.Decompressor) *compactor {
+	return &compactor{dec: dec, comp: make(map[kgo.CompressionCodecType]kgo.Compressor)}
+}
+
+// keyMap is the offset of the latest record of every key.
+type keyMap map[string]int64
+
+// scan adds the records of batch b to m.
+func (c *compactor) scan(m keyMap, b []byte) error {
+	h, err := ParseHeader(b)
+	if err != nil || h.Attributes&attrControl != 0 {
+		return err
+	}
+	return eachRecord(b, h, c.dec, func(r compactRecord) {
+		if r.key != nil {
+			m[string(r.key)] = r.offset
+		}
+	})
+}
+
+// compactBatch returns batch b without the records that m supersedes and
+// without tombstones older than tombstoneCutoff. keepEmpty keeps a batch
+// that loses every record as a batch without records (its offsets and
+// producer fields intact); otherwise such a batch comes back nil. changed
+// is false, and out is b, when nothing is removed.
+func (c *compactor) compactBatch(m keyMap, b []byte, tombstoneCutoff int64, keepEmpty bool) (out []byte, removed int, err error) {
+	h, err := ParseHeader(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	b = b[:h.Size()]
+	if h.Attributes&attrControl != 0 {
+		return b, 0, nil
+	}
+	var kept [][]byte
+	err = eachRecord(b, h, c.dec, func(r compactRecord) {
+		switch {
+		case r.key == nil:
+		case m[string(r.key)] != r.offset:
+			removed++
+			return
+		case r.tombstone && h.MaxTimestamp < tombstoneCutoff:
+			removed++
+			return
+		}
+		kept = append(kept, r.raw)
+	})
+	if err != nil || removed == 0 {
+		return b, 0, err
+	}
+	if len(kept) == 0 && !keepEmpty {
+		return nil, removed, nil
+	}
+	var body []byte
+	for _, r := range kept {
+		body = binary.AppendVarint(body, int64(len(r)))
+		body = append(body, r...)
+	}
+	codec := h.Codec()
+	if len(body) == 0 {
+		codec = kgo.CodecNone // nothing to decompress
+	} else if codec != kgo.CodecNone {
+		body, codec, err = c.compress(body, codec)
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	out = make([]byte, batchHeaderSize, batchHeaderSize+len(body))
+	copy(out, b[:batchHeaderSize])
+	out = append(out, body...)
+	binary.BigEndian.PutUint32(out[offLength:], uint32(len(out)-12))
+	attrs := (h.Attributes &^ attrCompression) | int16(codec)
+	binary.BigEndian.PutUint16(out[offAttributes:], uint16(attrs))
+	binary.BigEndian.PutUint32(out[offNumRecords:], uint32(len(kept)))
+	binary.BigEndian.PutUint32(out[offCRC:], crc32.Checksum(out[offAttributes:], castagnoli))
+	return out, removed, nil
+}
+
+// compress compresses body with codec; a codec that fails to shrink it may
+// leave it uncompressed, which the returned codec says.
+func (c *compactor) compress(body []byte, codec kgo.CompressionCodecType) ([]byte, kgo.CompressionCodecType, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	comp := c.comp[codec]
+	if comp == nil {
+		var err error
+		if comp, err = kgo.DefaultCompressor(codecOf[codec]); err != nil {
+			return nil, 0, fmt.Errorf("partition: compressor for codec %d: %w", codec, err)
+		}
+		c.comp[codec] = comp
+	}
+	c.buf.Reset()
+	out, used := comp.Compress(&c.buf, body)
+	return bytes.Clone(out), used, nil
+}
+
+// scanUnit adds the records of every batch of one stored unit (a batch
+// of a Local partition, a Raft entry of a Replicated one) to m.
+func (c *compactor) scanUnit(m keyMap, data []byte) error {
+	for len(data) > 0 {
+		h, err := ParseHeader(data)
+		if err != nil {
+			return err
+		}
+		if err := c.scan(m, data[:h.Size()]); err != nil {
+			return err
+		}
+		data = data[h.Size():]
+	}
+	return nil
+}
+
+// compactUnit compacts the batches of one stored unit against m. With
+// keepEnds the unit's first and last batch are kept even without records,
+// so that the offsets it covers stay visible. changed is false when
+// nothing was removed; out is then nil.
+func (c *compactor) compactUnit(m keyMap, data []byte, tombstoneCutoff int64, keepEnds bool, res *CompactResult) (out []byte, changed bool, err error) {
+	for n := 0; len(data) > 0; n++ {
+		h, err := ParseHeader(data)
+		if err != nil {
+			return nil, false, err
+		}
+		b := data[:h.Size()]
+		data = data[h.Size():]
+		keepEmpty := keepEnds && (n == 0 || len(data) == 0)
+		nb, removed, err := c.compactBatch(m, b, tombstoneCutoff, keepEmpty)
+		if err != nil {
+			return nil, false, err
+		}
+		if removed > 0 {
+			changed = true
+			res.RecordsRemoved += removed
+			res.BatchesRewritten++
+			if nb == nil || len(nb) == batchHeaderSize {
+				res.Emptied++
+			}
+		}
+		out = append(out, nb...)
+	}
+	if !changed {
+		return nil, false, nil
+	}
+	return out, true, nil
+}
+
+// cleanableEnd returns how many of the units, oldest first, compaction may
+// touch: all but the newest, and none newer than minLag.
+func cleanableEnd(n int, maxTS func(i int) int64, now time.Time, minLag time.Duration) int {
+	end := n - 1
+	if minLag > 0 {
+		cutoff := now.Add(-minLag).UnixMilli()
+		for end > 0 && maxTS(end-1) > cutoff {
+			end--
+		}
+	}
+	return max(end, 0)
+}
+
+// dirtyEnough applies min.cleanable.dirty.ratio: dirty bytes written since
+// the last compaction against the bytes of the cleanable log.
+func dirtyEnough(dirty, total int64, ratio float64) bool {
+	return dirty > 0 && float64(dirty) >= ratio*float64(total)
+}

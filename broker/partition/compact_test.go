@@ -1,0 +1,263 @@
+package partition
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/broker/storage/storagetest"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// keyed is one record of a keyed batch; a nil value is a tombstone.
+type keyed struct {
+	key   string
+	value *string
+}
+
+func val(s string) *string { return &s }
+
+// keyedBatch encodes a batch of keyed records with one timestamp.
+func keyedBatch(t testing.TB, codec kgo.CompressionCodec, ts int64, recs ...keyed) []byte {
+	t.Helper()
+	var raw []byte
+	for i, r := range recs {
+		body := kmsg.Record{OffsetDelta: int32(i), Key: []byte(r.key), Headers: []kmsg.Header{{Key: "h", Value: []byte(r.key)}}}
+		if r.value != nil {
+			body.Value = []byte(*r.value)
+		}
+		enc := body.AppendTo(nil)
+		raw = binary.AppendVarint(raw, int64(len(enc)-1))
+		raw = append(raw, enc[1:]...)
+	}
+	var attrs int16
+	if codec != (kgo.CompressionCodec{}) {
+		c, err := kgo.DefaultCompressor(codec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		out, typ := c.Compress(&buf, raw)
+		raw, attrs = append([]byte(nil), out...), int16(typ)
+	}
+	rb := kmsg.RecordBatch{Magic: 2, Attributes: attrs, LastOffsetDelta: int32(len(recs) - 1),
+		FirstTimestamp: ts, MaxTimestamp: ts, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(recs)), Records: raw}
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[offLength:], uint32(len(b)-12))
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	return b
+}
+
+// readRecord is a record as read back: offset, key and value (nil for a
+// tombstone).
+type readRecord struct {
+	offset int64
+	key    string
+	value  *string
+}
+
+// readAll reads a partition from its log start and decodes every record,
+// checking every batch's CRC and that batch offsets only grow.
+func readAll(t *testing.T, p Partition) []readRecord {
+	t.Helper()
+	res, err := p.Read(p.Offsets().LogStart, 64<<20, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []readRecord
+	dec := kgo.DefaultDecompressor()
+	next := int64(-1)
+	for data := res.Records; len(data) > 0; {
+		h, err := ParseHeader(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := data[:h.Size()]
+		data = data[h.Size():]
+		if want, got := binary.BigEndian.Uint32(b[offCRC:]), crc32.Checksum(b[offAttributes:], castagnoli); want != got {
+			t.Fatalf("batch at %d: CRC %08x, computed %08x", binary.BigEndian.Uint64(b), want, got)
+		}
+		base := int64(binary.BigEndian.Uint64(b))
+		if base < next {
+			t.Fatalf("batch at %d after a batch ending at %d", base, next-1)
+		}
+		next = base + int64(h.LastOffsetDelta) + 1
+		err = eachRecord(b, h, dec, func(r compactRecord) {
+			var rec kmsg.Record
+			if err := rec.ReadFrom(append(binary.AppendVarint(nil, int64(len(r.raw))), r.raw...)); err != nil {
+				t.Fatal(err)
+			}
+			rr := readRecord{offset: r.offset, key: string(r.key)}
+			if !r.tombstone {
+				rr.value = val(string(rec.Value))
+			}
+			if string(rec.Headers[0].Value) != rr.key {
+				t.Fatalf("offset %d: header %q, want the key %q", r.offset, rec.Headers[0].Value, rr.key)
+			}
+			out = append(out, rr)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+var codecCycle = []kgo.CompressionCodec{{}, kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+
+// compactWorkload appends 10 batches of 4 records over keys k0..k5 (every
+// codec), a tombstone for k1 with an old timestamp, one for k2 with a
+// fresh one, and a last batch that compaction must not touch. It returns
+// every appended record by offset.
+func compactWorkload(t *testing.T, p Partition, now time.Time) map[int64]readRecord {
+	t.Helper()
+	all := make(map[int64]readRecord)
+	off := int64(0)
+	add := func(b []byte, recs []keyed) {
+		if r := appendSync(t, p, b, AppendOptions{Acks: AcksAll}); r.Err != nil || r.BaseOffset != off {
+			t.Fatalf("append at %d: %+v", off, r)
+		}
+		for _, r := range recs {
+			all[off] = readRecord{offset: off, key: r.key, value: r.value}
+			off++
+		}
+	}
+	old, fresh := now.Add(-48*time.Hour).UnixMilli(), now.Add(-time.Minute).UnixMilli()
+	for i := range 10 {
+		var recs []keyed
+		for j := range 4 {
+			n := i*4 + j
+			recs = append(recs, keyed{fmt.Sprintf("k%d", n%6), val(fmt.Sprintf("v%d", n))})
+		}
+		add(keyedBatch(t, codecCycle[i%len(codecCycle)], old, recs...), recs)
+	}
+	tomb := []keyed{{"k1", nil}}
+	add(keyedBatch(t, kgo.CompressionCodec{}, old, tomb...), tomb)
+	tomb = []keyed{{"k2", nil}}
+	add(keyedBatch(t, kgo.GzipCompression(), fresh, tomb...), tomb)
+	last := []keyed{{"k0", val("last")}}
+	add(keyedBatch(t, kgo.CompressionCodec{}, fresh, last...), last)
+	return all
+}
+
+// checkCompacted checks that exactly the records at want remain, as they
+// were appended.
+func checkCompacted(t *testing.T, p Partition, all map[int64]readRecord, want []int64) {
+	t.Helper()
+	got := readAll(t, p)
+	if len(got) != len(want) {
+		t.Fatalf("%d records left %+v, want offsets %v", len(got), got, want)
+	}
+	for i, r := range got {
+		w := all[want[i]]
+		if r.offset != w.offset || r.key != w.key || (r.value == nil) != (w.value == nil) || (r.value != nil && *r.value != *w.value) {
+			t.Fatalf("record %d: %+v (value %v), want %+v (value %v)", i, r, r.value, w, w.value)
+		}
+	}
+}
+
+var testCompaction = CompactOptions{DeleteRetention: 24 * time.Hour, DirtyRatio: 0.5}
+
+func TestCompactLocal(t *testing.T) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
+		now := time.Now()
+		p := openLocal(t, open(), nil)
+		all := compactWorkload(t, p, now)
+		before := p.Offsets()
+		res, err := p.Compact(now, testCompaction)
+		if err != nil || !res.Ran || res.RecordsRemoved != 37 || res.BytesAfter >= res.BytesBefore {
+			t.Fatalf("compaction: %+v, %v", res, err)
+		}
+		// Latest of k4, k5, k0, k3 below the last batch; the old k1
+		// tombstone is gone (with every k1), the fresh k2 tombstone stays;
+		// the last batch is untouched.
+		want := []int64{34, 35, 36, 39, 41, 42}
+		checkCompacted(t, p, all, want)
+		if after := p.Offsets(); after != before {
+			t.Fatalf("offsets changed: %+v, were %+v", after, before)
+		}
+		if size := p.Size(); size != res.BytesAfter+int64(len(keyedBatch(t, kgo.CompressionCodec{}, now.UnixMilli(), keyed{"k0", val("last")}))) {
+			t.Fatalf("size %d after compaction to %d bytes", size, res.BytesAfter)
+		}
+		if res, err := p.Compact(now, testCompaction); err != nil || res.Ran {
+			t.Fatalf("a second compaction with nothing dirty: %+v, %v", res, err)
+		}
+		// Offsets inside removed ranges read from the next batch kept.
+		if r, err := p.Read(5, 1<<20, true, nil); err != nil || len(r.Records) == 0 || int64(binary.BigEndian.Uint64(r.Records)) < 5 {
+			t.Fatalf("read at a compacted offset: %v", err)
+		}
+
+		p.Close()
+		p = openLocal(t, open(), nil)
+		checkCompacted(t, p, all, want)
+		if after := p.Offsets(); after != before {
+			t.Fatalf("offsets after reopen: %+v, were %+v", after, before)
+		}
+		recs := []keyed{{"k3", val("new")}}
+		if r := appendSync(t, p, keyedBatch(t, kgo.CompressionCodec{}, now.UnixMilli(), recs...), AppendOptions{Acks: AcksAll}); r.BaseOffset != 43 {
+			t.Fatalf("append after compaction: %+v", r)
+		}
+		all[43] = readRecord{offset: 43, key: "k3", value: recs[0].value}
+		if res, err := p.Compact(now, testCompaction); err != nil || !res.Ran {
+			t.Fatalf("compaction after reopen: %+v, %v", res, err)
+		}
+		// k0's last record is in the clean part now; k3's newest is in
+		// the new last batch.
+		checkCompacted(t, p, all, []int64{34, 35, 39, 41, 42, 43})
+	})
+}
+
+func TestCompactReplicated(t *testing.T) {
+	rs := newReplicaSet(t)
+	_, p := rs.leader()
+	now := time.Now()
+	all := compactWorkload(t, p, now)
+	rs.waitApplied(43)
+	sizeBefore := p.Size()
+	for i, r := range rs.parts {
+		res, err := r.Compact(now, testCompaction)
+		if err != nil || !res.Ran || res.RecordsRemoved != 37 {
+			t.Fatalf("replica %d compaction: %+v, %v", i, res, err)
+		}
+	}
+	checkCompacted(t, p, all, []int64{34, 35, 36, 39, 41, 42})
+	if p.Size() >= sizeBefore {
+		t.Fatalf("size %d after compaction, %d before", p.Size(), sizeBefore)
+	}
+	// A replica restarted after compaction replays the rewritten entries
+	// into its state and keeps following.
+	li, _ := rs.leader()
+	f := (li + 1) % len(rs.parts)
+	rs.stop(f)
+	rs.start(f)
+	_, p = rs.leader()
+	recs := []keyed{{"k3", val("new")}}
+	if r := appendAll(t, p, [][]byte{keyedBatch(t, kgo.CompressionCodec{}, now.UnixMilli(), recs...)}); r[0].Err != nil || r[0].BaseOffset != 43 {
+		t.Fatalf("append after compaction: %+v", r)
+	}
+	all[43] = readRecord{offset: 43, key: "k3", value: recs[0].value}
+	rs.waitApplied(44)
+	// Every replica serves the same log when it leads.
+	for i := range rs.parts {
+		if err := rs.parts[i].r.LeadershipTransferToServer(rs.servers[i].ID, rs.servers[i].Address).Error(); err != nil && !rs.parts[i].IsLeader() {
+			_, cur := rs.leader()
+			if err := cur.r.LeadershipTransferToServer(rs.servers[i].ID, rs.servers[i].Address).Error(); err != nil {
+				t.Fatalf("moving leadership to replica %d: %v", i, err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !rs.parts[i].IsLeader() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !rs.parts[i].IsLeader() {
+			t.Fatalf("replica %d never led", i)
+		}
+		checkCompacted(t, rs.parts[i], all, []int64{34, 35, 36, 39, 41, 42, 43})
+	}
+}
