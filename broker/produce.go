@@ -99,6 +99,11 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, ac
 	if h.Attributes&0x10 != 0 {
 		return fmt.Errorf("%w: transactions are not supported", kerr.TransactionalIDAuthorizationFailed)
 	}
+	if ec.compactPolicy {
+		if err := partition.CheckKeyed(rp.Records, h, b.decompressor); err != nil {
+			return err
+		}
+	}
 	pending.Add(1)
 	t.parts[rp.Partition].Append(rp.Records, h, partition.AppendOptions{Acks: acks, LogAppendTime: ec.logAppendTime}, func(res partition.AppendResult) {
 		sp.BaseOffset = res.BaseOffset

@@ -2,11 +2,13 @@ package compattests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -56,6 +58,10 @@ func TestCompaction(t *testing.T) {
 		if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Kafka refuses records without a key on a compacted topic.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("no key")}).FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("producing a record without a key to a compacted topic: %v, want INVALID_RECORD", err)
 	}
 	want := map[string]string{} // key -> value of its latest record
 	for r := range rounds {

@@ -113,6 +113,24 @@ func eachRecord(b []byte, h BatchHeader, dec kgo.Decompressor, fn func(r compact
 	return nil
 }
 
+// CheckKeyed fails with ErrInvalidRecord when a produced batch for a
+// compacted topic holds a record without a key, as Kafka does.
+func CheckKeyed(b []byte, h BatchHeader, dec kgo.Decompressor) error {
+	var missing int64 = -1
+	err := eachRecord(b, h, dec, func(r compactRecord) {
+		if r.key == nil && missing < 0 {
+			missing = r.offset - int64(binary.BigEndian.Uint64(b[offBaseOffset:]))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if missing >= 0 {
+		return fmt.Errorf("%w: compacted topic cannot accept a record without a key (record %d of the batch)", ErrInvalidRecord, missing)
+	}
+	return nil
+}
+
 // compactor holds the codecs and buffers of compaction runs.
 type compactor struct {
 	dec kgo.Decompressor
