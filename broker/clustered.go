@@ -352,13 +352,18 @@ func (b *Broker) defaultReplication() int16 {
 	return int16(min(3, len(b.cfg.Peers)))
 }
 
-// metadataBrokers lists the brokers for Metadata and DescribeCluster.
+// metadataBrokers lists the brokers for Metadata and DescribeCluster,
+// without the fenced ones.
 func (b *Broker) metadataBrokers() []kmsg.MetadataResponseBroker {
 	if !b.clustered() {
 		return []kmsg.MetadataResponseBroker{b.brokerEntry()}
 	}
 	var out []kmsg.MetadataResponseBroker
+	fenced := b.ctrl.State().Fenced
 	for _, p := range b.peers() {
+		if fenced[p.ID] && p.ID != b.cfg.NodeID {
+			continue // unreachable: clients would only time out on it
+		}
 		host, port, err := net.SplitHostPort(p.Addr)
 		if err != nil {
 			continue

@@ -30,6 +30,9 @@ const (
 	maxRPCBytes   = 16 << 20
 	// forwardAttempt bounds one forwarded proposal.
 	forwardAttempt = 3 * time.Second
+	// fenceAfter is how long the metadata leader goes without reaching a
+	// broker before it fences it (Kafka's broker.session.timeout.ms).
+	fenceAfter = 2 * time.Second
 )
 
 // Peer is one broker of the cluster.
@@ -110,9 +113,71 @@ func Start(cfg Config) (*Controller, error) {
 	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
 		return nil, err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.serveRPC()
+	go c.watchPeers()
 	return c, nil
+}
+
+// watchPeers fences the brokers the metadata leader cannot reach and
+// unfences them when they answer again. Only the leader heartbeats, so
+// only the leader observes and proposes.
+func (c *Controller) watchPeers() {
+	defer c.wg.Done()
+	ch := make(chan raft.Observation, 64)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	c.r.RegisterObserver(obs)
+	defer c.r.DeregisterObserver(obs)
+	life, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		select {
+		case <-c.stop:
+		case <-life.Done():
+		}
+		stop()
+	}()
+	for {
+		var o raft.Observation
+		select {
+		case <-c.stop:
+			return
+		case o = <-ch:
+		}
+		var cmd *Command
+		switch d := o.Data.(type) {
+		case raft.FailedHeartbeatObservation:
+			id, err := strconv.Atoi(string(d.PeerID))
+			if err == nil && time.Since(d.LastContact) >= fenceAfter && !c.State().Fenced[int32(id)] {
+				cmd = FenceBrokerCommand(int32(id))
+			}
+		case raft.ResumedHeartbeatObservation:
+			id, err := strconv.Atoi(string(d.PeerID))
+			if err == nil && c.State().Fenced[int32(id)] {
+				cmd = UnfenceBrokerCommand(int32(id))
+			}
+		}
+		if cmd == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(life, forwardAttempt)
+		res, err := c.applyLocal(ctx, cmd)
+		cancel()
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			c.cfg.Logger.Debug().Err(err).Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing not applied")
+		} else {
+			c.cfg.Logger.Info().Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing changed")
+		}
+	}
 }
 
 // Servers turns peers into a Raft configuration, ordered by ID.

@@ -49,6 +49,10 @@ type State struct {
 	Brokers        map[int32]string  `json:"brokers"`
 	Topics         map[string]*Topic `json:"topics"`
 	NextProducerID int64             `json:"next_producer_id"`
+	// Fenced are the brokers the metadata leader cannot reach: they are
+	// left out of the broker list clients get, as Kafka leaves out fenced
+	// brokers, until they answer again or restart.
+	Fenced map[int32]bool `json:"fenced,omitempty"`
 }
 
 func emptyState() *State {
@@ -70,6 +74,7 @@ func (s *State) clone() *State {
 	c := *s
 	c.Brokers = maps.Clone(s.Brokers)
 	c.Topics = maps.Clone(s.Topics)
+	c.Fenced = maps.Clone(s.Fenced)
 	return &c
 }
 
@@ -83,6 +88,8 @@ const (
 	cmdSetLeader        = "set_leader"
 	cmdAllocProducerIDs = "alloc_producer_ids"
 	cmdBrokerStarted    = "broker_started"
+	cmdFenceBroker      = "fence_broker"
+	cmdUnfenceBroker    = "unfence_broker"
 )
 
 // Command is one change to the metadata.
@@ -209,7 +216,21 @@ func apply(s *State, cmd *Command) (*State, Result) {
 		nt.Leaders = slices.Clone(t.Leaders)
 		nt.Leaders[cmd.Partition] = Leader{Leader: cmd.Leader, Epoch: cmd.Epoch}
 		next.Topics[t.Name] = &nt
+	case cmdFenceBroker:
+		if next.Fenced[cmd.Leader] {
+			return s, Result{}
+		}
+		if next.Fenced == nil {
+			next.Fenced = map[int32]bool{}
+		}
+		next.Fenced[cmd.Leader] = true
+	case cmdUnfenceBroker:
+		if !next.Fenced[cmd.Leader] {
+			return s, Result{}
+		}
+		delete(next.Fenced, cmd.Leader)
 	case cmdBrokerStarted:
+		delete(next.Fenced, cmd.Leader)
 		// A broker that has just started leads nothing yet: whatever it
 		// led before it stopped shows as unavailable until a new leader
 		// reports.
@@ -325,6 +346,13 @@ func SetLeaderCommand(topicID [16]byte, partition, leader, epoch int32) *Command
 func BrokerStartedCommand(id int32) *Command {
 	return &Command{Kind: cmdBrokerStarted, Leader: id}
 }
+
+// FenceBrokerCommand marks a broker unreachable; UnfenceBrokerCommand
+// clears the mark.
+func FenceBrokerCommand(id int32) *Command { return &Command{Kind: cmdFenceBroker, Leader: id} }
+
+// UnfenceBrokerCommand clears a broker's fence.
+func UnfenceBrokerCommand(id int32) *Command { return &Command{Kind: cmdUnfenceBroker, Leader: id} }
 
 // AllocProducerIDsCommand reserves count producer IDs; the result's Value
 // is the first.
