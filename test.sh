@@ -10,6 +10,10 @@ debs=()
 command -v kcat >/dev/null 2>&1 || debs+=(kcat)
 /usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || debs+=(python3-kafka)
 /usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || debs+=(python3-confluent-kafka)
+# kafka-python's snappy, lz4 and zstd codecs.
+/usr/bin/python3 -c 'import snappy' >/dev/null 2>&1 || debs+=(python3-snappy)
+/usr/bin/python3 -c 'import lz4' >/dev/null 2>&1 || debs+=(python3-lz4)
+/usr/bin/python3 -c 'import zstandard' >/dev/null 2>&1 || debs+=(python3-zstandard)
 command -v node >/dev/null 2>&1 || debs+=(nodejs)
 command -v npm >/dev/null 2>&1 || debs+=(npm)
 if [ ${#debs[@]} -gt 0 ]; then
@@ -19,7 +23,7 @@ if [ ${#debs[@]} -gt 0 ]; then
 fi
 
 # kafkajs, pinned by compat-tests/js/package-lock.json.
-if [ ! -d compat-tests/js/node_modules ]; then
+if ! (cd compat-tests/js && npm ls --depth=0 >/dev/null 2>&1); then
   echo "installing kafkajs (npm ci)"
   npm ci --prefix compat-tests/js --no-audit --no-fund >/dev/null
 fi

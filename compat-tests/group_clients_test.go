@@ -15,52 +15,47 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Every client of issue 4 through the same consumer group scenario.
-
-func TestGroupFranzCooperativeSticky(t *testing.T) {
-	runGroupScenario(t, 3, kgoLauncher(kgo.CooperativeStickyBalancer()))
+// groupScenarios run each client's consumer group through the same
+// scenario; they are the matrix's group-rebalance row.
+var groupScenarios = map[string]func(t testing.TB){
+	"franz-go": func(t testing.TB) { runGroupScenario(t, 3, kgoLauncher(kgo.CooperativeStickyBalancer())) },
+	"sarama":   func(t testing.TB) { runGroupScenario(t, 2, saramaLauncher(sarama.V3_6_0_0)) },
+	"kafka-go": kafkaGoGroupScenario,
+	"kcat":     kcatGroupScenario,
+	// confluent-kafka runs librdkafka with the cooperative-sticky assignor.
+	"kafka-python": func(t testing.TB) { runGroupScenario(t, 2, pythonLauncher(t, "kafka-python", "kafka")) },
+	"confluent":    func(t testing.TB) { runGroupScenario(t, 2, pythonLauncher(t, "confluent", "confluent_kafka")) },
+	"kafkajs":      kafkajsGroupScenario,
 }
 
+// TestGroupFranzRange runs franz-go with the eager range balancer (the
+// matrix runs its cooperative-sticky default).
 func TestGroupFranzRange(t *testing.T) {
 	runGroupScenario(t, 2, kgoLauncher(kgo.RangeBalancer()))
 }
 
-// TestGroupSarama runs sarama's ConsumerGroup at a recent protocol version
-// and at Kafka 0.11's, whose group requests are the oldest versions sarama
-// sends.
-func TestGroupSarama(t *testing.T) {
-	for _, v := range []sarama.KafkaVersion{sarama.V3_6_0_0, sarama.V0_11_0_0} {
-		t.Run(v.String(), func(t *testing.T) {
-			runGroupScenario(t, 2, saramaLauncher(v))
-		})
-	}
+// TestGroupSaramaOldVersions runs sarama's ConsumerGroup at Kafka 0.11's
+// protocol versions, whose group requests are the oldest sarama sends (the
+// matrix runs a recent version).
+func TestGroupSaramaOldVersions(t *testing.T) {
+	runGroupScenario(t, 2, saramaLauncher(sarama.V0_11_0_0))
 }
 
-// TestGroupKcat runs kcat's balanced consumer (-G, librdkafka with its
+// kcatGroupScenario runs kcat's balanced consumer (-G, librdkafka with its
 // default range assignor).
-func TestGroupKcat(t *testing.T) {
+func kcatGroupScenario(t testing.TB) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		t.Fatalf("kcat is not installed (%v); install the Debian package kcat", err)
 	}
-	runGroupScenario(t, 2, func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
+	runGroupScenario(t, 2, func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
 		return startProcMember(t, ctx, "kcat", id, recs, kcat, "-b", b.Addr(), "-G", group, topic, "-q", "-u",
 			"-f", `{"p":%p,"o":%o}\n`, "-X", fmt.Sprintf("client.id=kcat-%d", id), "-X", "auto.offset.reset=earliest",
 			"-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", "-X", "auto.commit.interval.ms=200")
 	})
 }
 
-func TestGroupKafkaPython(t *testing.T) {
-	runGroupScenario(t, 2, pythonLauncher(t, "kafka-python", "kafka"))
-}
-
-// TestGroupConfluentKafka runs confluent-kafka (librdkafka) with the
-// cooperative-sticky assignor.
-func TestGroupConfluentKafka(t *testing.T) {
-	runGroupScenario(t, 2, pythonLauncher(t, "confluent", "confluent_kafka"))
-}
-
-func TestGroupKafkaJS(t *testing.T) {
+func kafkajsGroupScenario(t testing.TB) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is not installed (%v); install the Debian package nodejs", err)
@@ -72,7 +67,7 @@ func TestGroupKafkaJS(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("js", "node_modules", "kafkajs")); err != nil {
 		t.Fatalf("kafkajs is not installed (%v); run npm ci --prefix compat-tests/js", err)
 	}
-	runGroupScenario(t, 2, func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
+	runGroupScenario(t, 2, func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
 		return startProcMember(t, ctx, "kafkajs", id, recs, node, script, b.Addr(), group, topic, fmt.Sprintf("kafkajs-%d", id))
 	})
 }
@@ -81,7 +76,7 @@ func TestGroupKafkaJS(t *testing.T) {
 // python3-confluent-kafka packages.
 const systemPython = "/usr/bin/python3"
 
-func pythonLauncher(t *testing.T, client, module string) memberLauncher {
+func pythonLauncher(t testing.TB, client, module string) memberLauncher {
 	t.Helper()
 	if out, err := exec.Command(systemPython, "-c", "import "+module).CombinedOutput(); err != nil {
 		t.Fatalf("%s cannot import %s (%v: %s); install the Debian packages python3-kafka and python3-confluent-kafka", systemPython, module, err, out)
@@ -90,7 +85,7 @@ func pythonLauncher(t *testing.T, client, module string) memberLauncher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
+	return func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
 		return startProcMember(t, ctx, client, id, recs, systemPython, script, client, b.Addr(), group, topic, fmt.Sprintf("%s-%d", client, id))
 	}
 }
@@ -115,7 +110,7 @@ func (m *loopMember) fail(err error) {
 	}
 }
 
-func (m *loopMember) Stop(t *testing.T) {
+func (m *loopMember) Stop(t testing.TB) {
 	t.Helper()
 	m.cancel()
 	select {
@@ -141,7 +136,7 @@ func (m *loopMember) Stop(t *testing.T) {
 }
 
 func kgoLauncher(balancer kgo.GroupBalancer) memberLauncher {
-	return func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
+	return func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
 		cl, err := kgo.NewClient(
 			kgo.SeedBrokers(b.Addr()),
 			kgo.ClientID(fmt.Sprintf("franz-%d", id)),
@@ -190,7 +185,7 @@ func kgoLauncher(balancer kgo.GroupBalancer) memberLauncher {
 }
 
 func saramaLauncher(version sarama.KafkaVersion) memberLauncher {
-	return func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
+	return func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember {
 		cfg := sarama.NewConfig()
 		cfg.Version = version
 		cfg.ClientID = fmt.Sprintf("sarama-%d", id)

@@ -33,7 +33,7 @@ const (
 
 // startGroupBroker starts a broker whose groups form without the initial
 // rebalance delay and that accepts the short sessions the tests' clients use.
-func startGroupBroker(t *testing.T, extraFlags ...string) *brokerProc {
+func startGroupBroker(t testing.TB, extraFlags ...string) *brokerProc {
 	t.Helper()
 	return startBroker(t, append([]string{"--group-initial-rebalance-delay", "0s", "--group-min-session-timeout", "1s", "--offsets-topic-partitions", "8"}, extraFlags...)...)
 }
@@ -50,16 +50,16 @@ type consumed struct {
 type groupMember interface {
 	// Stop shuts the member down cleanly: it commits what it consumed and
 	// leaves the group.
-	Stop(t *testing.T)
+	Stop(t testing.TB)
 }
 
 // memberLauncher starts member id of group, consuming topic from the
 // earliest offset when the group has no commit, sending what it gets to
 // recs.
-type memberLauncher func(t *testing.T, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember
+type memberLauncher func(t testing.TB, ctx context.Context, b *brokerProc, group, topic string, id int, recs chan<- consumed) groupMember
 
 // groupNames derives a topic and group name from the test's name.
-func groupNames(t *testing.T) (topic, group string) {
+func groupNames(t testing.TB) (topic, group string) {
 	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
 			return r
@@ -71,7 +71,7 @@ func groupNames(t *testing.T) (topic, group string) {
 
 // produceGroupRecords produces n records to every partition of topic and
 // returns the end offsets.
-func produceGroupRecords(ctx context.Context, t *testing.T, b *brokerProc, topic string, n int) map[int32]int64 {
+func produceGroupRecords(ctx context.Context, t testing.TB, b *brokerProc, topic string, n int) map[int32]int64 {
 	t.Helper()
 	// Uncompressed: not every client has every codec (kafka-python lacks snappy
 	// without python3-snappy).
@@ -89,7 +89,7 @@ func produceGroupRecords(ctx context.Context, t *testing.T, b *brokerProc, topic
 	return endOffsets(ctx, t, newAdmin(t, b), topic)
 }
 
-func endOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, topic string) map[int32]int64 {
+func endOffsets(ctx context.Context, t testing.TB, adm *kadm.Client, topic string) map[int32]int64 {
 	t.Helper()
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
@@ -107,7 +107,7 @@ func endOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, topic strin
 
 // committedOffsets fetches a group's committed offsets of topic; -1 where
 // none.
-func committedOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, group, topic string) map[int32]int64 {
+func committedOffsets(ctx context.Context, t testing.TB, adm *kadm.Client, group, topic string) map[int32]int64 {
 	t.Helper()
 	resp, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
@@ -130,7 +130,7 @@ func committedOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, group
 // n members, none of them in gone, whose assignments cover every partition
 // of topic once. Any stable state that gives a partition to two members
 // fails the test. It returns each member's partitions.
-func waitAssigned(ctx context.Context, t *testing.T, adm *kadm.Client, group, topic string, n int, gone ...string) map[string][]int32 {
+func waitAssigned(ctx context.Context, t testing.TB, adm *kadm.Client, group, topic string, n int, gone ...string) map[string][]int32 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, groupWait)
 	defer cancel()
@@ -221,7 +221,7 @@ func (l *consumedLog) missing(from, to map[int32]int64) []string {
 }
 
 // waitConsumed reads recs until every offset of [from, to) was consumed.
-func (l *consumedLog) waitConsumed(ctx context.Context, t *testing.T, recs <-chan consumed, from, to map[int32]int64, what string) {
+func (l *consumedLog) waitConsumed(ctx context.Context, t testing.TB, recs <-chan consumed, from, to map[int32]int64, what string) {
 	t.Helper()
 	timeout := time.NewTimer(groupWait)
 	defer timeout.Stop()
@@ -257,7 +257,7 @@ func (l *consumedLog) drain(recs <-chan consumed) {
 //   - all stop; a restarted member resumes exactly at the committed offsets
 //     (re-delivering only what was not committed, skipping nothing);
 //   - kadm lists and describes the group.
-func runGroupScenario(t *testing.T, members int, launch memberLauncher, brokerFlags ...string) {
+func runGroupScenario(t testing.TB, members int, launch memberLauncher, brokerFlags ...string) {
 	b := startGroupBroker(t, brokerFlags...)
 	ctx := testContext(t, 5*time.Minute)
 	topic, group := groupNames(t)
@@ -316,7 +316,7 @@ func runGroupScenario(t *testing.T, members int, launch memberLauncher, brokerFl
 	// A member killed without closing leaves offsets uncommitted; its
 	// successor gets them again once the dead member's session expires, and
 	// nothing else.
-	if k, ok := m.(interface{ Kill(t *testing.T) }); ok {
+	if k, ok := m.(interface{ Kill(t testing.TB) }); ok {
 		ends = produceGroupRecords(ctx, t, b, topic, 10)
 		restarted.waitConsumed(ctx, t, recs, committed, ends, "before the kill")
 		k.Kill(t)
@@ -347,7 +347,7 @@ func runGroupScenario(t *testing.T, members int, launch memberLauncher, brokerFl
 
 // checkResumed checks that a member that joined alone began every
 // partition at the committed offset.
-func checkResumed(t *testing.T, l *consumedLog, committed map[int32]int64) {
+func checkResumed(t testing.TB, l *consumedLog, committed map[int32]int64) {
 	t.Helper()
 	for p := range int32(groupPartitions) {
 		if first, ok := l.first[p]; !ok || first != committed[p] {
@@ -376,7 +376,7 @@ type procMember struct {
 }
 
 // startProcMember runs argv as member id.
-func startProcMember(t *testing.T, ctx context.Context, name string, id int, recs chan<- consumed, argv ...string) *procMember {
+func startProcMember(t testing.TB, ctx context.Context, name string, id int, recs chan<- consumed, argv ...string) *procMember {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.WaitDelay = 5 * time.Second
@@ -430,7 +430,7 @@ func startProcMember(t *testing.T, ctx context.Context, name string, id int, rec
 
 // Kill ends the process with SIGKILL, as a crash would: it neither
 // commits nor leaves.
-func (m *procMember) Kill(t *testing.T) {
+func (m *procMember) Kill(t testing.TB) {
 	t.Helper()
 	_ = m.cmd.Process.Kill()
 	select {
@@ -441,7 +441,7 @@ func (m *procMember) Kill(t *testing.T) {
 }
 
 // Stop sends SIGTERM, on which every client script closes its consumer.
-func (m *procMember) Stop(t *testing.T) {
+func (m *procMember) Stop(t testing.TB) {
 	t.Helper()
 	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {

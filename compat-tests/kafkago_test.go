@@ -29,7 +29,7 @@ const kafkaGoWait = 60 * time.Second
 
 // kafkaGoController dials the controller the way kafka-go's docs say topics
 // are administered: any broker, then Controller(), then that broker.
-func kafkaGoController(ctx context.Context, t *testing.T, b *brokerProc) *kafka.Conn {
+func kafkaGoController(ctx context.Context, t testing.TB, b *brokerProc) *kafka.Conn {
 	t.Helper()
 	conn, err := kafka.DialContext(ctx, "tcp", b.Addr())
 	if err != nil {
@@ -55,7 +55,7 @@ func kafkaGoController(ctx context.Context, t *testing.T, b *brokerProc) *kafka.
 	return cc
 }
 
-func kafkaGoCreateTopic(ctx context.Context, t *testing.T, b *brokerProc, topic string, partitions int) {
+func kafkaGoCreateTopic(ctx context.Context, t testing.TB, b *brokerProc, topic string, partitions int) {
 	t.Helper()
 	cc := kafkaGoController(ctx, t, b)
 	if err := cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
@@ -145,7 +145,7 @@ var kafkaGoByPartition = kafka.BalancerFunc(func(m kafka.Message, partitions ...
 
 // kafkaGoWrite writes recs with one synchronous WriteMessages and returns the
 // offsets the writer's Completion reported, by key (none with acks=0).
-func kafkaGoWrite(ctx context.Context, t *testing.T, b *brokerProc, topic string, acks kafka.RequiredAcks, codec kafka.Compression, recs []testRecord) map[string]int64 {
+func kafkaGoWrite(ctx context.Context, t testing.TB, b *brokerProc, topic string, acks kafka.RequiredAcks, codec kafka.Compression, recs []testRecord) map[string]int64 {
 	t.Helper()
 	var mu sync.Mutex
 	offsets := make(map[string]int64)
@@ -186,7 +186,7 @@ func kafkaGoWrite(ctx context.Context, t *testing.T, b *brokerProc, topic string
 
 // kafkaGoPartitionReader returns a Reader of one partition, without a group,
 // closed when the test ends.
-func kafkaGoPartitionReader(t *testing.T, b *brokerProc, topic string, partition int) *kafka.Reader {
+func kafkaGoPartitionReader(t testing.TB, b *brokerProc, topic string, partition int) *kafka.Reader {
 	t.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   []string{b.Addr()},
@@ -201,7 +201,7 @@ func kafkaGoPartitionReader(t *testing.T, b *brokerProc, topic string, partition
 }
 
 // kafkaGoRead reads n messages from r.
-func kafkaGoRead(ctx context.Context, t *testing.T, r *kafka.Reader, n int) []gotRecord {
+func kafkaGoRead(ctx context.Context, t testing.TB, r *kafka.Reader, n int) []gotRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, kafkaGoWait)
 	defer cancel()
@@ -217,7 +217,7 @@ func kafkaGoRead(ctx context.Context, t *testing.T, r *kafka.Reader, n int) []go
 }
 
 // kafkaGoReadNothing checks that r has no further message within wait.
-func kafkaGoReadNothing(ctx context.Context, t *testing.T, r *kafka.Reader, wait time.Duration) {
+func kafkaGoReadNothing(ctx context.Context, t testing.TB, r *kafka.Reader, wait time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -290,7 +290,7 @@ var kafkaGoCodecIDs = map[kafka.Compression]int16{kafka.Gzip: 1, kafka.Snappy: 2
 // storedCodecs fetches a partition from offset 0 with a raw Fetch and returns
 // the codec of each record batch, to show the writer really compressed and
 // the broker kept the batches as written.
-func storedCodecs(t *testing.T, b *brokerProc, topic string, partition int32) []int16 {
+func storedCodecs(t testing.TB, b *brokerProc, topic string, partition int32) []int16 {
 	t.Helper()
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(4)
@@ -444,7 +444,7 @@ type kafkaGoMember struct {
 	errs []error
 }
 
-func startKafkaGoMember(t *testing.T, ctx context.Context, b *brokerProc, group, topic, name string, out chan<- kafkaGoConsumed) *kafkaGoMember {
+func startKafkaGoMember(t testing.TB, ctx context.Context, b *brokerProc, group, topic, name string, out chan<- kafkaGoConsumed) *kafkaGoMember {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           []string{b.Addr()},
 		GroupID:           group,
@@ -498,12 +498,12 @@ func (m *kafkaGoMember) fail(err error) {
 }
 
 // stop ends the fetch loop and closes the reader, which leaves the group.
-func (m *kafkaGoMember) stop(t *testing.T) {
+func (m *kafkaGoMember) stop(t testing.TB) {
 	t.Helper()
 	m.stopped.Do(func() { m.close(t) })
 }
 
-func (m *kafkaGoMember) close(t *testing.T) {
+func (m *kafkaGoMember) close(t testing.TB) {
 	t.Helper()
 	m.cancel()
 	select {
@@ -532,7 +532,7 @@ func (m *kafkaGoMember) close(t *testing.T) {
 // waitKafkaGoGroup polls DescribeGroups until group is stable with exactly
 // the named clients, which share all partitions of topic with none owned
 // twice; it returns the owner's client ID of each partition.
-func waitKafkaGoGroup(ctx context.Context, t *testing.T, adm *kadm.Client, group, topic string, partitions int32, clients ...string) map[int32]string {
+func waitKafkaGoGroup(ctx context.Context, t testing.TB, adm *kadm.Client, group, topic string, partitions int32, clients ...string) map[int32]string {
 	t.Helper()
 	var last string
 	var owner map[int32]string
@@ -573,7 +573,7 @@ func waitKafkaGoGroup(ctx context.Context, t *testing.T, adm *kadm.Client, group
 
 // kafkaGoProduceGroup writes n messages to every partition, the last hold of
 // them with values beginning "hold", and returns the new end offsets.
-func kafkaGoProduceGroup(ctx context.Context, t *testing.T, b *brokerProc, topic string, partitions int32, from map[int32]int64, n, hold int) map[int32]int64 {
+func kafkaGoProduceGroup(ctx context.Context, t testing.TB, b *brokerProc, topic string, partitions int32, from map[int32]int64, n, hold int) map[int32]int64 {
 	t.Helper()
 	var recs []testRecord
 	ends := make(map[int32]int64)
@@ -594,7 +594,7 @@ func kafkaGoProduceGroup(ctx context.Context, t *testing.T, b *brokerProc, topic
 // collectKafkaGo reads out until every offset in [from, to) of every
 // partition arrived, and fails on any message outside that range, any
 // repeat, and any message read by a client other than the partition's owner.
-func collectKafkaGo(ctx context.Context, t *testing.T, out <-chan kafkaGoConsumed, from, to map[int32]int64, owner map[int32]string, what string) {
+func collectKafkaGo(ctx context.Context, t testing.TB, out <-chan kafkaGoConsumed, from, to map[int32]int64, owner map[int32]string, what string) {
 	t.Helper()
 	seen := make(map[int32]map[int64]bool)
 	want := 0
@@ -628,7 +628,7 @@ func collectKafkaGo(ctx context.Context, t *testing.T, out <-chan kafkaGoConsume
 }
 
 // waitCommitted polls the group's committed offsets until they equal want.
-func waitCommitted(ctx context.Context, t *testing.T, adm *kadm.Client, group, topic string, want map[int32]int64) {
+func waitCommitted(ctx context.Context, t testing.TB, adm *kadm.Client, group, topic string, want map[int32]int64) {
 	t.Helper()
 	got := make(map[int32]int64)
 	if !pollUntil(ctx, func() bool {
@@ -648,10 +648,10 @@ func waitCommitted(ctx context.Context, t *testing.T, adm *kadm.Client, group, t
 	}
 }
 
-// TestKafkaGoGroup runs two group Readers over four partitions, closes one
-// so that the other takes its partitions over, and restarts a reader that
-// must resume at the committed offsets.
-func TestKafkaGoGroup(t *testing.T) {
+// kafkaGoGroupScenario runs two group Readers over four partitions, closes
+// one so that the other takes its partitions over, and restarts a reader
+// that must resume at the committed offsets.
+func kafkaGoGroupScenario(t testing.TB) {
 	b := startGroupBroker(t)
 	ctx := testContext(t, 4*time.Minute)
 	topic, group := groupNames(t)
