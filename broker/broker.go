@@ -342,6 +342,17 @@ func (b *Broker) serveConn(nc net.Conn) {
 			return
 		}
 		nc = c
+		// Like a Kafka broker that has not caught up with the cluster
+		// metadata, serve clients only once this broker's start is
+		// recorded: before, it would answer Metadata from an empty
+		// state (unknown topics, no cluster ID), which some clients
+		// treat as final.
+		select {
+		case <-b.registered:
+		case <-b.ctx.Done():
+			nc.Close()
+			return
+		}
 	}
 	// Serve logs why a connection ended.
 	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
