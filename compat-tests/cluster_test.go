@@ -121,7 +121,7 @@ func TestClusterFollowerKill(t *testing.T) {
 
 	load := startLoad(c.client(nil, producerOpts()...), topic, loadSpec{
 		prefix: "follower-kill", partitions: partitions,
-		maxRecords: 15000, maxTime: 15 * time.Second, perTick: 10, tick: 5 * time.Millisecond,
+		maxRecords: 40000, maxTime: 40 * time.Second, perTick: 10, tick: 5 * time.Millisecond,
 	})
 	load.waitAcks(ctx, t, "1,000 acknowledgements before the kill", func(total int, _ map[int32]int) bool { return total >= 1000 })
 	leaders = c.newestLeaders(topic)

@@ -526,7 +526,7 @@ class Confluent:
                 "message.timeout.ms": max(120000 if paced else 30000, self.deadline.left_ms()),
                 "retries": 2147483647,
                 "retry.backoff.ms": 100,
-                "linger.ms": 0 if paced else 5,
+                "linger.ms": 0 if paced else 50,
                 "topic.metadata.refresh.interval.ms": 10000,
             }
         )
