@@ -248,8 +248,8 @@ func (b *Broker) Start() error {
 	b.advHost, b.advPort = host, int32(p)
 	b.startGroups()
 	b.goFunc(b.acceptLoop)
-	b.goFunc(b.retentionLoop)
-	b.goFunc(b.cleanerLoop)
+	b.goFunc(func() { b.every(b.cfg.RetentionCheckInterval, b.enforceRetention) })
+	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
 	if b.clustered() {
 		b.goFunc(b.reconcileLoop)
 		b.goFunc(b.initCluster)
@@ -358,20 +358,21 @@ func (b *Broker) serveConn(nc net.Conn) {
 	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
 }
 
-// retentionLoop applies retention.ms and retention.bytes periodically.
-func (b *Broker) retentionLoop() {
-	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+// every calls fn with the time every interval until the broker stops.
+func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-t.C:
-			b.enforceRetention(time.Now())
+		case now := <-t.C:
+			fn(now)
 		}
 	}
 }
 
+// enforceRetention applies retention.ms and retention.bytes.
 func (b *Broker) enforceRetention(now time.Time) {
 	for _, t := range b.topics.list() {
 		ec := t.effective
@@ -389,20 +390,7 @@ func (b *Broker) enforceRetention(now time.Time) {
 	}
 }
 
-// cleanerLoop compacts the topics whose cleanup.policy includes compact.
-func (b *Broker) cleanerLoop() {
-	t := time.NewTicker(b.cfg.CleanerBackoff)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-			b.compact(time.Now())
-		}
-	}
-}
-
+// compact compacts the topics whose cleanup.policy includes compact.
 func (b *Broker) compact(now time.Time) {
 	for _, t := range b.topics.list() {
 		if !t.effective.compactPolicy {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // segmentio/kafka-go through the features it has: topic admin on the
@@ -287,46 +286,14 @@ func TestKafkaGoRoundTrip(t *testing.T) {
 // kafkaGoCodecIDs are the codec numbers of a record batch's attributes.
 var kafkaGoCodecIDs = map[kafka.Compression]int16{kafka.Gzip: 1, kafka.Snappy: 2, kafka.Lz4: 3, kafka.Zstd: 4}
 
-// storedCodecs fetches a partition from offset 0 with a raw Fetch and returns
-// the codec of each record batch, to show the writer really compressed and
-// the broker kept the batches as written.
+// storedCodecs returns the codec of each stored record batch of a
+// partition, to show the writer really compressed and the broker kept the
+// batches as written.
 func storedCodecs(t testing.TB, b *brokerProc, topic string, partition int32) []int16 {
 	t.Helper()
-	req := kmsg.NewPtrFetchRequest()
-	req.SetVersion(4)
-	req.ReplicaID = -1
-	req.MaxBytes = 1 << 20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition = partition
-	rp.PartitionMaxBytes = 1 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := requestTo(b.Addr(), req)
-	if err != nil {
-		t.Fatalf("raw fetch of %s/%d: %v", topic, partition, err)
-	}
-	fr := resp.(*kmsg.FetchResponse)
-	if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 || fr.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("raw fetch of %s/%d: %+v", topic, partition, fr.Topics)
-	}
-	data := fr.Topics[0].Partitions[0].RecordBatches
 	var codecs []int16
-	for len(data) >= 12 {
-		size := 12 + int(int32(data[8])<<24|int32(data[9])<<16|int32(data[10])<<8|int32(data[11]))
-		if size > len(data) {
-			break // a partial batch at the end of the answer
-		}
-		var batch kmsg.RecordBatch
-		if err := batch.ReadFrom(data[:size]); err != nil {
-			t.Fatalf("decoding a stored batch of %s/%d: %v", topic, partition, err)
-		}
+	for _, batch := range storedBatches(t, b, topic, partition) {
 		codecs = append(codecs, batch.Attributes&7)
-		data = data[size:]
-	}
-	if len(codecs) == 0 {
-		t.Fatalf("raw fetch of %s/%d returned no batch", topic, partition)
 	}
 	return codecs
 }

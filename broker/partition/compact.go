@@ -290,21 +290,29 @@ func (c *compactor) compactUnit(m keyMap, data []byte, tombstoneCutoff int64, ke
 	return out, true, nil
 }
 
-// cleanableEnd returns how many of the units, oldest first, compaction may
-// touch: all but the newest, and none newer than minLag.
-func cleanableEnd(n int, maxTS func(i int) int64, now time.Time, minLag time.Duration) int {
-	end := n - 1
-	if minLag > 0 {
-		cutoff := now.Add(-minLag).UnixMilli()
+// cleanablePart applies the rules of when and where compaction runs to a
+// log of n stored units (oldest first; size, last offset and newest
+// timestamp of each): the units it may touch are all but the newest and
+// none newer than minLag, and it runs once the bytes written at or after
+// cleanedTo are at least min.cleanable.dirty.ratio of them. It returns how
+// many units to compact (0: none) and their bytes.
+func cleanablePart(n int, size, lastOffset, maxTS func(i int) int64, cleanedTo int64, now time.Time, o CompactOptions) (end int, total int64) {
+	end = n - 1
+	if o.MinLag > 0 {
+		cutoff := now.Add(-o.MinLag).UnixMilli()
 		for end > 0 && maxTS(end-1) > cutoff {
 			end--
 		}
 	}
-	return max(end, 0)
-}
-
-// dirtyEnough applies min.cleanable.dirty.ratio: dirty bytes written since
-// the last compaction against the bytes of the cleanable log.
-func dirtyEnough(dirty, total int64, ratio float64) bool {
-	return dirty > 0 && float64(dirty) >= ratio*float64(total)
+	var dirty int64
+	for i := range max(end, 0) {
+		total += size(i)
+		if lastOffset(i) >= cleanedTo {
+			dirty += size(i)
+		}
+	}
+	if dirty == 0 || float64(dirty) < o.DirtyRatio*float64(total) {
+		return 0, 0
+	}
+	return end, total
 }

@@ -470,24 +470,15 @@ func (p *Local) Delete() error {
 func (p *Local) Compact(now time.Time, o CompactOptions) (CompactResult, error) {
 	var res CompactResult
 	idx := p.committedIndex()
-	end := cleanableEnd(len(idx), func(i int) int64 { return idx[i].MaxTimestamp }, now, o.MinLag)
+	p.mu.Lock()
+	cleanedTo := p.cleanedTo
+	p.mu.Unlock()
+	end, total := cleanablePart(len(idx), func(i int) int64 { return int64(idx[i].Size) },
+		func(i int) int64 { return idx[i].LastOffset }, func(i int) int64 { return idx[i].MaxTimestamp }, cleanedTo, now, o)
 	if end == 0 {
 		return res, nil
 	}
 	clean := idx[:end]
-	p.mu.Lock()
-	cleanedTo := p.cleanedTo
-	p.mu.Unlock()
-	var dirty, total int64
-	for _, m := range clean {
-		total += int64(m.Size)
-		if m.LastOffset >= cleanedTo {
-			dirty += int64(m.Size)
-		}
-	}
-	if !dirtyEnough(dirty, total, o.DirtyRatio) {
-		return res, nil
-	}
 	res.Ran, res.BytesBefore = true, total
 	last := clean[len(clean)-1].LastOffset
 	keys := make(keyMap)

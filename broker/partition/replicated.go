@@ -577,24 +577,15 @@ func (p *Replicated) Delete() error {
 func (p *Replicated) Compact(now time.Time, o CompactOptions) (CompactResult, error) {
 	var res CompactResult
 	entries := p.fsm.entriesFrom(p.fsm.view().logStart)
-	end := cleanableEnd(len(entries), func(i int) int64 { return entries[i].MaxTS }, now, o.MinLag)
+	p.mu.Lock()
+	cleanedTo := p.cleanedTo
+	p.mu.Unlock()
+	end, total := cleanablePart(len(entries), func(i int) int64 { return int64(entries[i].Size) },
+		func(i int) int64 { return entries[i].Last }, func(i int) int64 { return entries[i].MaxTS }, cleanedTo, now, o)
 	if end == 0 {
 		return res, nil
 	}
 	clean := entries[:end]
-	p.mu.Lock()
-	cleanedTo := p.cleanedTo
-	p.mu.Unlock()
-	var dirty, total int64
-	for _, m := range clean {
-		total += int64(m.Size)
-		if m.Last >= cleanedTo {
-			dirty += int64(m.Size)
-		}
-	}
-	if !dirtyEnough(dirty, total, o.DirtyRatio) {
-		return res, nil
-	}
 	res.Ran, res.BytesBefore = true, total
 	keys := make(keyMap)
 	var l raft.Log

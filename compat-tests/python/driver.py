@@ -488,25 +488,23 @@ class Confluent:
 
         topic = self.a.str("topic")
         nt = NewTopic(topic, num_partitions=self.a.int("partitions"), replication_factor=self.a.int("rf"))
-        wait = max(1.0, self.deadline.left() - 1)
-        admin = self.admin()  # the futures fail once the handle is freed
-        futures = admin.create_topics([nt], operation_timeout=wait, request_timeout=wait)
-        try:
-            futures[topic].result(timeout=self.deadline.left())
-        except Exception as e:
-            raise Failed("create %s: %s" % (topic, e))
+        self.admin_wait("create", topic, lambda admin, **t: admin.create_topics([nt], **t))
         emit({"created": topic})
 
     def delete(self):
         topic = self.a.str("topic")
+        self.admin_wait("delete", topic, lambda admin, **t: admin.delete_topics([topic], **t))
+        emit({"deleted": topic})
+
+    def admin_wait(self, what, topic, call):
+        """Runs one topic admin call and waits for its future."""
         wait = max(1.0, self.deadline.left() - 1)
         admin = self.admin()  # the futures fail once the handle is freed
-        futures = admin.delete_topics([topic], operation_timeout=wait, request_timeout=wait)
+        futures = call(admin, operation_timeout=wait, request_timeout=wait)
         try:
             futures[topic].result(timeout=self.deadline.left())
         except Exception as e:
-            raise Failed("delete %s: %s" % (topic, e))
-        emit({"deleted": topic})
+            raise Failed("%s %s: %s" % (what, topic, e))
 
     def produce(self):
         from confluent_kafka import KafkaException, Producer
