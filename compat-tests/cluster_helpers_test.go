@@ -268,6 +268,33 @@ func (c *cluster) waitReady(ctx context.Context) {
 	}
 }
 
+// waitFenced waits until every live broker leaves the dead broker victim
+// out of Metadata, as Kafka leaves out fenced brokers, so that clients stop
+// dialling it.
+func (c *cluster) waitFenced(ctx context.Context, victim int32, killedAt time.Time) {
+	c.t.Helper()
+	var listed []int32
+	if !pollUntil(ctx, func() bool {
+		listed = listed[:0]
+		for _, id := range c.liveIDs() {
+			m, err := metadataOf(c.broker(id).Addr())
+			if err != nil {
+				return false
+			}
+			for _, b := range m.Brokers {
+				listed = append(listed, b.NodeID)
+			}
+			if len(m.Brokers) != clusterSize-1 {
+				return false
+			}
+		}
+		return !slices.Contains(listed, victim)
+	}) {
+		c.t.Fatalf("Metadata still lists brokers %v with broker %d dead", listed, victim)
+	}
+	c.t.Logf("broker %d left Metadata %v after its kill", victim, time.Since(killedAt).Round(10*time.Millisecond))
+}
+
 // partLeader is a partition's leader as Metadata reports it.
 type partLeader struct {
 	Leader   int32
