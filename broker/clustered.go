@@ -353,15 +353,18 @@ func (b *Broker) defaultReplication() int16 {
 }
 
 // metadataBrokers lists the brokers for Metadata and DescribeCluster,
-// without the fenced ones.
-func (b *Broker) metadataBrokers() []kmsg.MetadataResponseBroker {
+// without the fenced ones, except those in leaders: a partition's leader
+// stays named until its Raft group elects another, and clients such as
+// sarama fail a write outright when the leader they are given is not in
+// the broker list, while they retry one they cannot reach.
+func (b *Broker) metadataBrokers(leaders map[int32]bool) []kmsg.MetadataResponseBroker {
 	if !b.clustered() {
 		return []kmsg.MetadataResponseBroker{b.brokerEntry()}
 	}
 	var out []kmsg.MetadataResponseBroker
 	fenced := b.ctrl.State().Fenced
 	for _, p := range b.peers() {
-		if fenced[p.ID] && p.ID != b.cfg.NodeID {
+		if fenced[p.ID] && p.ID != b.cfg.NodeID && !leaders[p.ID] {
 			continue // unreachable: clients would only time out on it
 		}
 		host, port, err := net.SplitHostPort(p.Addr)

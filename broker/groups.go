@@ -127,8 +127,10 @@ func (b *Broker) groupCoordinator(group string) (kmsg.MetadataResponseBroker, er
 		return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s is not ready", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic)
 	}
 	p := coordinator.PartitionFor(group, int32(len(t.parts)))
+	// A fenced coordinator is not offered: COORDINATOR_NOT_AVAILABLE makes
+	// clients retry until its partition has a live leader.
 	leader := t.leaders[p].Leader
-	for _, mb := range b.metadataBrokers() {
+	for _, mb := range b.metadataBrokers(nil) {
 		if leader >= 0 && mb.NodeID == leader {
 			return mb, nil
 		}

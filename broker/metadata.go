@@ -26,7 +26,17 @@ func (b *Broker) metadataAPI() kproto.API {
 
 func (b *Broker) metadata(_ context.Context, req *kproto.Request, r *kmsg.MetadataRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.MetadataResponse)
-	resp.Brokers = b.metadataBrokers()
+	// The broker list goes last: a fenced broker that the answer still
+	// names as a leader must be in it (see metadataBrokers).
+	defer func() {
+		leaders := make(map[int32]bool)
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				leaders[p.Leader] = true
+			}
+		}
+		resp.Brokers = b.metadataBrokers(leaders)
+	}()
 	clusterID := b.currentClusterID()
 	resp.ClusterID = &clusterID
 	resp.ControllerID = b.controllerID()
@@ -140,7 +150,7 @@ func (b *Broker) describeCluster(_ context.Context, _ *kproto.Request, r *kmsg.D
 	if r.IncludeClusterAuthorizedOperations {
 		resp.ClusterAuthorizedOperations = allClusterOperations
 	}
-	for _, mb := range b.metadataBrokers() {
+	for _, mb := range b.metadataBrokers(nil) {
 		db := kmsg.NewDescribeClusterResponseBroker()
 		db.NodeID, db.Host, db.Port = mb.NodeID, mb.Host, mb.Port
 		resp.Brokers = append(resp.Brokers, db)
