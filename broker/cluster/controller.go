@@ -94,10 +94,6 @@ func Start(cfg Config) (*Controller, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
-	// One small group: followers should learn of commits at once rather
-	// than at the next idle append, so that every broker's metadata is
-	// current.
-	rc.CommitTimeout = 20 * time.Millisecond
 	has, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -286,6 +282,11 @@ func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, erro
 		}
 		return Result{}, fmt.Errorf("cluster: applying %s: %w", cmd.Kind, err)
 	}
+	// Followers learn of a commit with the next append; an idle leader
+	// sends one only every CommitTimeout. A barrier is an append right
+	// away that carries the new commit index, so every broker's metadata
+	// is current at once without frequent idle appends.
+	c.r.Barrier(time.Second)
 	res, _ := f.Response().(Result)
 	res.Index = f.Index()
 	return res, nil

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -45,11 +46,33 @@ type Mux struct {
 	self raft.ServerAddress
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
 
+	hb HeartbeatConfig
+
+	// Heartbeat frames received and the heartbeats they carried.
+	hbFrames, hbDelivered atomic.Int64
+
 	mu       sync.Mutex
 	closed   bool
 	layers   map[string]*Layer
 	sessions map[raft.ServerAddress]*yamux.Session // outbound, by peer
 	inbound  map[*yamux.Session]struct{}
+	hbPeers  map[raft.ServerAddress]*hbPeer
+	wg       sync.WaitGroup
+}
+
+// HeartbeatConfig sets how heartbeats of many groups share frames.
+type HeartbeatConfig struct {
+	// Window is how long a heartbeat waits for others to share its
+	// frame. It delays each heartbeat by as much, so it must stay well
+	// below the groups' LeaderLeaseTimeout.
+	Window time.Duration
+	// Timeout fails a heartbeat that got no answer in this time.
+	Timeout time.Duration
+}
+
+// DefaultHeartbeatConfig suits groups with a HeartbeatTimeout of a second.
+func DefaultHeartbeatConfig() HeartbeatConfig {
+	return HeartbeatConfig{Window: 200 * time.Millisecond, Timeout: 2 * time.Second}
 }
 
 // New returns a mux for the broker whose Kafka (and Raft) address is self.
@@ -60,10 +83,37 @@ func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
 		dial: func(addr string, timeout time.Duration) (net.Conn, error) {
 			return net.DialTimeout("tcp", addr, timeout)
 		},
+		hb:       DefaultHeartbeatConfig(),
 		layers:   make(map[string]*Layer),
 		sessions: make(map[raft.ServerAddress]*yamux.Session),
 		inbound:  make(map[*yamux.Session]struct{}),
+		hbPeers:  make(map[raft.ServerAddress]*hbPeer),
 	}
+}
+
+// SetHeartbeatConfig replaces the heartbeat settings; call it before the
+// first group starts.
+func (m *Mux) SetHeartbeatConfig(c HeartbeatConfig) { m.hb = c }
+
+// HeartbeatStats reports the heartbeat frames received so far and the
+// heartbeats they carried.
+func (m *Mux) HeartbeatStats() (frames, heartbeats int64) {
+	return m.hbFrames.Load(), m.hbDelivered.Load()
+}
+
+// goFunc runs f on the mux's wait group unless the mux is closed.
+func (m *Mux) goFunc(f func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
 }
 
 func (m *Mux) yamuxConfig() *yamux.Config {
@@ -82,8 +132,8 @@ func (m *Mux) yamuxConfig() *yamux.Config {
 // Layer returns the StreamLayer of one Raft group, creating it. Streams for
 // a group that has no layer are refused.
 func (m *Mux) Layer(group string) (*Layer, error) {
-	if len(group) == 0 || len(group) > maxGroupName {
-		return nil, fmt.Errorf("%w: group name of %d bytes", ErrBadHeader, len(group))
+	if len(group) == 0 || len(group) > maxGroupName || group == hbGroup {
+		return nil, fmt.Errorf("%w: group name %q", ErrBadHeader, group)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -138,6 +188,12 @@ func (m *Mux) dispatch(st net.Conn) {
 	if err != nil {
 		m.log.Debug().Err(err).Msg("raft stream refused")
 		st.Close()
+		return
+	}
+	if group == hbGroup {
+		if !m.goFunc(func() { m.serveHeartbeats(st) }) {
+			st.Close()
+		}
 		return
 	}
 	m.mu.Lock()
@@ -222,7 +278,12 @@ func (m *Mux) Close() error {
 	for _, l := range m.layers {
 		l.shut()
 	}
+	peers := m.hbPeers
 	m.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+	m.wg.Wait()
 	return nil
 }
 
@@ -233,6 +294,9 @@ type Layer struct {
 	accept chan net.Conn
 	once   sync.Once
 	done   chan struct{}
+
+	hbMu sync.Mutex
+	hbFn func(raft.RPC) // the group's heartbeat fast path
 }
 
 var _ raft.StreamLayer = (*Layer)(nil)

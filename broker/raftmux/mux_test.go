@@ -31,6 +31,8 @@ func startNode(t *testing.T) *node {
 		t.Fatal(err)
 	}
 	n := &node{ln: ln, mux: New(raft.ServerAddress(ln.Addr().String()), zerolog.Nop())}
+	// The test groups' leases are 100 ms.
+	n.mux.SetHeartbeatConfig(HeartbeatConfig{Window: 5 * time.Millisecond, Timeout: time.Second})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -107,27 +109,27 @@ func TestKafkaConnectionsPassThrough(t *testing.T) {
 
 // TestGroupsShareSessions runs two Raft groups over three nodes' muxes and
 // checks that both elect leaders and replicate, over one session per pair.
-func TestGroupsShareSessions(t *testing.T) {
-	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+// member is one node's replica of a test group.
+type member struct {
+	r   *raft.Raft
+	fsm *countFSM
+}
+
+// startGroups runs each group on every node, over the nodes' muxes.
+func startGroups(t *testing.T, nodes []*node, names []string) map[string][]member {
+	t.Helper()
 	var servers []raft.Server
 	for i, n := range nodes {
 		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprint(i)), Address: n.addr()})
 	}
-	type member struct {
-		r   *raft.Raft
-		fsm *countFSM
-	}
 	groups := map[string][]member{}
-	for _, group := range []string{"topic-a/0", "topic-b/3"} {
+	for _, group := range names {
 		for i, n := range nodes {
 			layer, err := n.mux.Layer(group)
 			if err != nil {
 				t.Fatal(err)
 			}
-			trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-				Stream: layer, MaxPool: 3, Timeout: 5 * time.Second,
-				Logger: hclog.NewNullLogger(),
-			})
+			trans := layer.NewTransport(3, 5*time.Second)
 			cfg := raft.DefaultConfig()
 			cfg.LocalID = raft.ServerID(fmt.Sprint(i))
 			cfg.Logger = hclog.NewNullLogger()
@@ -148,20 +150,31 @@ func TestGroupsShareSessions(t *testing.T) {
 			groups[group] = append(groups[group], member{r, fsm})
 		}
 	}
-	for group, members := range groups {
-		var leader *raft.Raft
-		deadline := time.Now().Add(20 * time.Second)
-		for leader == nil {
-			for _, m := range members {
-				if m.r.State() == raft.Leader {
-					leader = m.r
-				}
+	return groups
+}
+
+// waitLeader waits for one member of the group to lead.
+func waitLeader(t *testing.T, group string, members []member) *raft.Raft {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, m := range members {
+			if m.r.State() == raft.Leader {
+				return m.r
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no leader", group)
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no leader", group)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestGroupsShareSessions(t *testing.T) {
+	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+	groups := startGroups(t, nodes, []string{"topic-a/0", "topic-b/3"})
+	for group, members := range groups {
+		leader := waitLeader(t, group, members)
 		for i := 0; i < 50; i++ {
 			if err := leader.Apply([]byte(fmt.Sprintf("%s-%d", group, i)), 5*time.Second).Error(); err != nil {
 				t.Fatalf("%s: apply: %v", group, err)
