@@ -27,6 +27,12 @@ type Config struct {
 	Acks int16
 	// MaxBuffered bounds records in flight in the producer.
 	MaxBuffered int
+	// Rate paces the producer at this many records per second; zero
+	// produces as fast as the producer allows. Ack latency is only
+	// comparable between systems at the same offered rate below both
+	// systems' capacity: at full speed it is mostly the producer's own
+	// queue (MaxBuffered records waiting their turn).
+	Rate int
 	// Timeout bounds the whole run.
 	Timeout time.Duration
 }
@@ -85,8 +91,9 @@ func EnsureTopic(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Produce sends cfg.Records records of cfg.RecordSize bytes as fast as the
-// producer allows and measures the rate and each record's ack latency.
+// Produce sends cfg.Records records of cfg.RecordSize bytes, as fast as the
+// producer allows or at cfg.Rate, and measures the rate and each record's
+// ack latency (from the moment the record is handed to the producer).
 func Produce(ctx context.Context, cfg Config) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -141,6 +148,15 @@ func Produce(ctx context.Context, cfg Config) (Result, error) {
 	value := make([]byte, cfg.RecordSize)
 	start := time.Now()
 	for i := 0; i < cfg.Records && ctx.Err() == nil; i++ {
+		if cfg.Rate > 0 && i%pacingStep == 0 {
+			due := start.Add(time.Duration(float64(i) / float64(cfg.Rate) * float64(time.Second)))
+			if wait := time.Until(due); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+			}
+		}
 		cl.Produce(ctx, &kgo.Record{Value: value}, promise)
 	}
 	flushErr := cl.Flush(ctx)
@@ -165,6 +181,9 @@ func Produce(ctx context.Context, cfg Config) (Result, error) {
 		Max:     us(hist.Max()),
 	}, nil
 }
+
+// pacingStep is how many records a paced producer hands over at once.
+const pacingStep = 500
 
 // Consume reads cfg.Records records from the start of every partition and
 // measures the rate.

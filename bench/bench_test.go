@@ -114,21 +114,18 @@ func startCluster(tb testing.TB, bin string, n int, args ...string) []*Proc {
 
 // BenchmarkReplicated measures acks=all produce with 100-byte records
 // against one broker and against three brokers with replication factor 3,
-// in the same run, and reports the ratio. Run it with -benchtime 1x;
-// PUBG1_BENCH_RECORDS overrides the record count.
+// in the same run, and reports the ratio: once as fast as the producer
+// goes (throughput) and once paced at 400,000 records/s (ack latency at a
+// fixed load). Run it with -benchtime 1x; PUBG1_BENCH_RECORDS overrides the
+// record count and PUBG1_BENCH_RATE the paced rate.
 func BenchmarkReplicated(b *testing.B) {
 	bin := buildBinary(b, b.TempDir())
-	records := 1_000_000
-	if v := os.Getenv("PUBG1_BENCH_RECORDS"); v != "" {
-		if _, err := fmt.Sscan(v, &records); err != nil {
-			b.Fatalf("PUBG1_BENCH_RECORDS: %v", err)
-		}
-	}
+	records, rate := envInt(b, "PUBG1_BENCH_RECORDS", 1_000_000), envInt(b, "PUBG1_BENCH_RATE", 400_000)
 	for i := 0; i < b.N; i++ {
-		run := func(addr string) Result {
+		run := func(addr string, rate int) Result {
 			cfg := DefaultConfig()
 			cfg.Brokers = []string{addr}
-			cfg.Records = records
+			cfg.Records, cfg.Rate = records, rate
 			ctx := context.Background()
 			if err := EnsureTopic(ctx, cfg); err != nil {
 				b.Fatal(err)
@@ -140,21 +137,35 @@ func BenchmarkReplicated(b *testing.B) {
 			return res
 		}
 		single := startBroker(b, bin)
-		base := run(single.Addr)
+		base, basePaced := run(single.Addr, 0), run(single.Addr, rate)
 		single.Stop()
 		procs := startCluster(b, bin, 3)
-		repl := run(procs[0].Addr)
+		repl, replPaced := run(procs[0].Addr, 0), run(procs[0].Addr, rate)
 		for _, p := range procs {
 			p.Stop()
 		}
-		b.Logf("single broker:        %v", base)
+		b.Logf("single broker:         %v", base)
 		b.Logf("3 brokers, 3 replicas: %v", repl)
+		b.Logf("single broker at %d/s:         %v", rate, basePaced)
+		b.Logf("3 brokers, 3 replicas at %d/s: %v", rate, replPaced)
 		b.ReportMetric(base.RecordsPerSec(), "single-rec/s")
 		b.ReportMetric(repl.RecordsPerSec(), "rf3-rec/s")
 		b.ReportMetric(repl.RecordsPerSec()/base.RecordsPerSec(), "rf3/single")
-		b.ReportMetric(float64(repl.P99.Microseconds())/1000, "rf3-p99-ms")
-		b.ReportMetric(float64(base.P99.Microseconds())/1000, "single-p99-ms")
+		b.ReportMetric(float64(basePaced.P99.Microseconds())/1000, "single-paced-p99-ms")
+		b.ReportMetric(float64(replPaced.P99.Microseconds())/1000, "rf3-paced-p99-ms")
 	}
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var n int
+	if _, err := fmt.Sscan(v, &n); err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return n
 }
 
 // BenchmarkIdleCluster measures the CPU that three brokers spend on 100
