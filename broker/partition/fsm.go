@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -244,12 +245,13 @@ func (f *replicaFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{st}, nil
 }
 
-// Restore implements raft.FSM.
+// Restore implements raft.FSM. It reads the state and stops: a transfer's
+// entries after it are already in the log.
 func (f *replicaFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var st fsmState
-	if err := json.NewDecoder(rc).Decode(&st); err != nil {
-		return fmt.Errorf("partition: restoring snapshot: %w", err)
+	st, err := decodeState(rc)
+	if err != nil {
+		return err
 	}
 	producers := make(map[int64]*producer, len(st.Producers))
 	for id, b := range st.Producers {
@@ -266,10 +268,45 @@ func (f *replicaFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// decodeState reads the state frame that opens a snapshot (or the bare
+// JSON of snapshots written before frames).
+func decodeState(r io.Reader) (*fsmState, error) {
+	br := bufio.NewReader(r)
+	head, err := br.Peek(1)
+	if err != nil {
+		return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
+	}
+	if head[0] == frameTransfer { // a transfer's state follows its head
+		if _, err := br.Discard(frameHeader + 16); err != nil {
+			return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
+		}
+		if head, err = br.Peek(1); err != nil {
+			return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
+		}
+	}
+	var src io.Reader = br
+	if head[0] == frameState {
+		var h [frameHeader]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
+		}
+		src = io.LimitReader(br, int64(binary.BigEndian.Uint32(h[1:])))
+	}
+	var st fsmState
+	if err := json.NewDecoder(src).Decode(&st); err != nil {
+		return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
+	}
+	return &st, nil
+}
+
 type fsmSnapshot struct{ st fsmState }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(&s.st); err != nil {
+	b, err := json.Marshal(&s.st)
+	if err == nil {
+		_, err = sink.Write(appendFrame(nil, frameState, b))
+	}
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("partition: writing snapshot: %w", err)
 	}

@@ -65,6 +65,7 @@ type Replicated struct {
 	opts  ReplicatedOptions
 	r     *raft.Raft
 	logs  *raftlog.Store
+	snaps *snapshotStore
 	fsm   *replicaFSM
 	trans raft.Transport
 
@@ -127,18 +128,23 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if opts.Tune != nil {
 		opts.Tune(cfg)
 	}
-	has, err := raft.HasExistingState(logs, logs, opts.Snapshots)
+	p.snaps = &snapshotStore{SnapshotStore: opts.Snapshots, logs: logs}
+	if err := recoverStaged(logs, opts.Snapshots); err != nil {
+		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
+	}
+	has, err := raft.HasExistingState(logs, logs, p.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
 	if !has {
-		if err := raft.BootstrapCluster(cfg, logs, logs, opts.Snapshots, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
+		if err := raft.BootstrapCluster(cfg, logs, logs, p.snaps, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
 			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
 		}
 	}
-	if p.r, err = raft.NewRaft(cfg, p.fsm, logs, logs, opts.Snapshots, opts.Transport); err != nil {
+	if p.r, err = raft.NewRaft(cfg, p.fsm, logs, logs, p.snaps, opts.Transport); err != nil {
 		return nil, fmt.Errorf("partition: starting %s: %w", opts.Group, err)
 	}
+	p.snaps.serving.Store(true)
 	p.wg.Add(3)
 	go p.observe()
 	go p.flush()
@@ -512,23 +518,56 @@ func (p *Replicated) SetLogStart(offset int64) error {
 	return nil
 }
 
-// EnforceRetention implements Partition on the leader, which replicates the
-// new log start.
+// EnforceRetention implements Partition. The leader replicates the new log
+// start; every replica then deletes the Raft entries below it.
 func (p *Replicated) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
-	if !p.IsLeader() {
-		return p.fsm.view().logStart, nil
+	if p.IsLeader() {
+		entries := p.fsm.entriesFrom(p.fsm.view().logStart)
+		drop := retentionDrop(len(entries), func(i int) int64 { return int64(entries[i].Size) }, func(i int) int64 { return entries[i].MaxTS },
+			now, retention, retentionBytes)
+		if drop > 0 {
+			if err := p.SetLogStart(entries[drop-1].Last + 1); err != nil {
+				return 0, err
+			}
+		}
 	}
-	entries := p.fsm.entriesFrom(p.fsm.view().logStart)
-	drop := retentionDrop(len(entries), func(i int) int64 { return int64(entries[i].Size) }, func(i int) int64 { return entries[i].MaxTS },
-		now, retention, retentionBytes)
-	if drop == 0 {
-		return p.fsm.view().logStart, nil
-	}
-	newStart := entries[drop-1].Last + 1
-	if err := p.SetLogStart(newStart); err != nil {
+	if err := p.truncate(); err != nil {
 		return 0, err
 	}
-	return newStart, nil
+	return p.fsm.view().logStart, nil
+}
+
+// truncate deletes the Raft entries that hold only offsets below the log
+// start. A snapshot taken first stands in for them: Raft restarts from it,
+// and sends it (with the entries it still refers to) to a replica that
+// needs deleted entries.
+func (p *Replicated) truncate() error {
+	first, err := p.logs.FirstIndex()
+	if err != nil || first == 0 {
+		return err
+	}
+	if entries := p.fsm.entriesFrom(p.fsm.view().logStart); len(entries) > 0 && entries[0].Index <= first {
+		return nil
+	}
+	if err := p.r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("partition: snapshot of %s: %w", p.opts.Group, err)
+	}
+	list, err := p.snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	snap := list[0].Index
+	keep := snap + 1
+	if entries := p.fsm.entriesFrom(p.fsm.view().logStart); len(entries) > 0 {
+		keep = min(keep, entries[0].Index)
+	}
+	if keep <= first {
+		return nil
+	}
+	if err := p.logs.DeleteRange(first, keep-1); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return nil
 }
 
 // Size implements Partition.

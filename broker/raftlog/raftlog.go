@@ -28,8 +28,9 @@ const deleteChunk = 4096
 // Store is the LogStore and StableStore of one Raft group.
 type Store struct {
 	s         storage.Store
-	logPrefix []byte
-	kvPrefix  []byte
+	logPrefix   []byte
+	kvPrefix    []byte
+	stagePrefix []byte
 
 	mu          sync.Mutex
 	first, last uint64 // 0, 0 when empty
@@ -48,6 +49,9 @@ func Open(s storage.Store, group string) (*Store, error) {
 		s:         s,
 		logPrefix: append(append([]byte(nil), base...), 'l'),
 		kvPrefix:  append(append([]byte(nil), base...), 's'),
+		// Entries received with a snapshot wait here until the snapshot
+		// is final.
+		stagePrefix: append(append([]byte(nil), base...), 'x'),
 	}
 	first, last, ok, err := s.KeyBounds(st.logPrefix)
 	if err != nil {
@@ -260,6 +264,9 @@ func (st *Store) Drop() error {
 	if err := st.DeleteRange(0, ^uint64(0)); err != nil {
 		return err
 	}
+	if err := st.DropStaged(); err != nil {
+		return err
+	}
 	var kvs []storage.KV
 	err := st.s.Range(st.kvPrefix, func(k, _ []byte) bool {
 		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
@@ -287,6 +294,121 @@ func (st *Store) Rewrite(index uint64, data []byte) error {
 	l.Data = data
 	if err := storage.WriteKVs(st.s, storage.KV{Key: st.logKey(index), Value: encodeLog(&l)}); err != nil {
 		return fmt.Errorf("raftlog: rewriting entry %d: %w", index, err)
+	}
+	return nil
+}
+
+// Raw returns the stored form of an entry, as PutRaw takes it: snapshot
+// transfers carry entries in it.
+func (st *Store) Raw(index uint64) ([]byte, error) {
+	v, err := st.s.Get(st.logKey(index))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, raft.ErrLogNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: reading entry %d: %w", index, err)
+	}
+	return v, nil
+}
+
+// Stage keeps entries in the form Raw returns apart from the log, until
+// Promote moves them in or DropStaged discards them: a snapshot transfer
+// must not touch the log before the snapshot it belongs to is final.
+func (st *Store) Stage(entries [][]byte) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	kvs := make([]storage.KV, len(entries))
+	var l raft.Log
+	for i, v := range entries {
+		if err := decodeLog(v, &l); err != nil {
+			return err
+		}
+		kvs[i] = storage.KV{Key: binary.BigEndian.AppendUint64(append([]byte(nil), st.stagePrefix...), l.Index), Value: v}
+	}
+	if err := storage.WriteKVs(st.s, kvs...); err != nil {
+		return fmt.Errorf("raftlog: staging entries: %w", err)
+	}
+	return nil
+}
+
+// StagedBounds reports the lowest and highest staged index.
+func (st *Store) StagedBounds() (first, last uint64, ok bool, err error) {
+	lo, hi, ok, err := st.s.KeyBounds(st.stagePrefix)
+	if err != nil || !ok {
+		return 0, 0, false, err
+	}
+	if len(lo) != len(st.stagePrefix)+8 || len(hi) != len(st.stagePrefix)+8 {
+		return 0, 0, false, fmt.Errorf("%w: staged key", ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(lo[len(st.stagePrefix):]), binary.BigEndian.Uint64(hi[len(st.stagePrefix):]), true, nil
+}
+
+// promoteChunk bounds the bytes moved in one write.
+const promoteChunk = 8 << 20
+
+// Promote moves the staged entries into the log, replacing entries at
+// their indexes, and deletes every log entry below keepFrom. Each step is
+// atomic and it may run again after a crash.
+func (st *Store) Promote(keepFrom uint64) error {
+	for {
+		var kvs []storage.KV
+		var size int
+		var lo, hi uint64
+		err := st.s.Range(st.stagePrefix, func(k, v []byte) bool {
+			if len(k) != len(st.stagePrefix)+8 {
+				return true
+			}
+			index := binary.BigEndian.Uint64(k[len(st.stagePrefix):])
+			if len(kvs) == 0 {
+				lo = index
+			}
+			hi = index
+			kvs = append(kvs, storage.KV{Key: st.logKey(index), Value: append([]byte(nil), v...)},
+				storage.KV{Key: append([]byte(nil), k...)})
+			size += len(v)
+			return size < promoteChunk
+		})
+		if err != nil {
+			return fmt.Errorf("raftlog: reading staged entries: %w", err)
+		}
+		if len(kvs) == 0 {
+			break
+		}
+		if err := storage.WriteKVs(st.s, kvs...); err != nil {
+			return fmt.Errorf("raftlog: promoting staged entries: %w", err)
+		}
+		st.mu.Lock()
+		if st.first == 0 || lo < st.first {
+			st.first = lo
+		}
+		st.last = max(st.last, hi)
+		st.mu.Unlock()
+	}
+	st.mu.Lock()
+	first := st.first
+	st.mu.Unlock()
+	if first != 0 && first < keepFrom {
+		return st.DeleteRange(first, keepFrom-1)
+	}
+	return nil
+}
+
+// DropStaged discards staged entries.
+func (st *Store) DropStaged() error {
+	var kvs []storage.KV
+	err := st.s.Range(st.stagePrefix, func(k, _ []byte) bool {
+		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: listing staged entries: %w", err)
+	}
+	if len(kvs) == 0 {
+		return nil
+	}
+	if err := storage.WriteKVs(st.s, kvs...); err != nil {
+		return fmt.Errorf("raftlog: dropping staged entries: %w", err)
 	}
 	return nil
 }
