@@ -27,7 +27,7 @@ const deleteChunk = 4096
 
 // Store is the LogStore and StableStore of one Raft group.
 type Store struct {
-	s         storage.Store
+	s           storage.Store
 	logPrefix   []byte
 	kvPrefix    []byte
 	stagePrefix []byte
