@@ -57,6 +57,7 @@ type cluster struct {
 	base    string        // holds the brokers' data directories
 	brokers []*brokerProc // ID i+1 at index i
 	paused  map[int32]bool
+	flags   []string // given to every broker after --id and --peers
 }
 
 // startCluster starts three brokers on free loopback ports, each knowing
@@ -64,9 +65,15 @@ type cluster struct {
 // cluster ID. The brokers are stopped when the test ends.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t)
+}
+
+// startClusterWith is startCluster with extra flags for every broker.
+func startClusterWith(t *testing.T, flags ...string) *cluster {
+	t.Helper()
 	// TempDir before Cleanup: cleanups run last first, and the brokers
 	// must be stopped before their directories are removed.
-	c := &cluster{t: t, base: t.TempDir(), paused: make(map[int32]bool)}
+	c := &cluster{t: t, base: t.TempDir(), paused: make(map[int32]bool), flags: flags}
 	t.Cleanup(c.cleanup)
 	var err error
 	for range launchAttempts {
@@ -107,7 +114,7 @@ func (c *cluster) launch() error {
 		}
 		c.brokers[i] = &brokerProc{
 			t: c.t, addr: a, dataDir: dir, out: &syncBuffer{},
-			flags: []string{"--id", strconv.Itoa(i + 1), "--peers", strings.Join(peers, ",")},
+			flags: append([]string{"--id", strconv.Itoa(i + 1), "--peers", strings.Join(peers, ",")}, c.flags...),
 		}
 	}
 	for _, b := range c.brokers {
@@ -419,9 +426,15 @@ func newerThan(before map[int32]partLeader) func(int32, partLeader) bool {
 // createClusterTopic creates a topic through adm and checks the answer.
 func createClusterTopic(ctx context.Context, t *testing.T, adm *kadm.Client, name string, partitions int32, rf int16) kadm.CreateTopicResponse {
 	t.Helper()
+	return createClusterTopicWith(ctx, t, adm, name, partitions, rf, nil)
+}
+
+// createClusterTopicWith is createClusterTopic with topic configs.
+func createClusterTopicWith(ctx context.Context, t *testing.T, adm *kadm.Client, name string, partitions int32, rf int16, configs map[string]*string) kadm.CreateTopicResponse {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, rf, nil, name)
+	resp, err := adm.CreateTopic(ctx, partitions, rf, configs, name)
 	if err != nil {
 		t.Fatalf("creating topic %s: %v (%s)", name, err, resp.ErrMessage)
 	}
@@ -565,13 +578,19 @@ func metadataOf(addr string, topics ...string) (*kmsg.MetadataResponse, error) {
 // listOffsetsOf asks one broker for the end offset of one partition and
 // returns the partition's error code and offset.
 func listOffsetsOf(addr, topic string, partition int32) (int16, int64, error) {
+	return listOffsetsAt(addr, topic, partition, -1)
+}
+
+// listOffsetsAt asks one broker for an offset of one partition by
+// timestamp (-1 latest, -2 earliest).
+func listOffsetsAt(addr, topic string, partition int32, timestamp int64) (int16, int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.SetVersion(7)
 	req.ReplicaID = -1
 	rt := kmsg.NewListOffsetsRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewListOffsetsRequestTopicPartition()
-	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = partition, -1, -1
+	rp.Partition, rp.CurrentLeaderEpoch, rp.Timestamp = partition, -1, timestamp
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := requestTo(addr, req)
@@ -954,14 +973,24 @@ type replicaStats struct {
 	entries  int // Raft log entries
 	batches  int // record batches in command entries
 	rejected int // command entries the partition FSM would not apply
+	// logStart is per partition the highest log start a stored entry
+	// sets (none when retention never ran).
+	logStart map[int32]int64
 }
+
+// setLogStartEntry marks (in its Raft log extensions) a partition entry
+// that sets the log start to the big-endian offset it holds.
+const setLogStartEntry = 1
 
 // readReplica reads one broker's copy of a topic straight from its data
 // directory (the broker must be stopped): the Raft log of every partition
 // group, with its command entries applied as the partition FSM applies
-// them (an entry must continue the offsets; others are skipped).
+// them (an entry must continue the offsets; others are skipped). A log
+// that still holds its first entry starts at offset 0; one whose entries
+// below the log start were deleted starts where its first command entry
+// does.
 func readReplica(dir string, topicID [16]byte, partitions int32) (topicLog, replicaStats, error) {
-	var st replicaStats
+	st := replicaStats{logStart: make(map[int32]int64)}
 	store, err := storage.OpenBadger(storage.BadgerOptions{Dir: dir, Logger: zerolog.Nop(), GCInterval: -1})
 	if err != nil {
 		return nil, st, err
@@ -980,15 +1009,26 @@ func readReplica(dir string, topicID [16]byte, partitions int32) (topicLog, repl
 		if first == 0 {
 			return nil, st, fmt.Errorf("group %s has no log", group)
 		}
-		next := int64(0)
+		// Index 1 is the bootstrap configuration, so a log holding it has
+		// lost nothing to retention.
+		next, anchored := int64(0), first == 1
 		for i := first; i <= last; i++ {
 			var l raft.Log
 			if err := rl.GetLog(i, &l); err != nil {
 				return nil, st, fmt.Errorf("group %s entry %d of [%d, %d]: %w", group, i, first, last, err)
 			}
 			st.entries++
-			if l.Type != raft.LogCommand || len(l.Extensions) > 0 {
+			if l.Type != raft.LogCommand {
 				continue
+			}
+			if len(l.Extensions) > 0 {
+				if l.Extensions[0] == setLogStartEntry && len(l.Data) == 8 {
+					st.logStart[p] = max(st.logStart[p], int64(binary.BigEndian.Uint64(l.Data)))
+				}
+				continue
+			}
+			if !anchored && len(l.Data) >= 8 {
+				next, anchored = int64(binary.BigEndian.Uint64(l.Data)), true
 			}
 			recs, end, n, err := entryRecords(l.Data, next, dec)
 			if err != nil {
