@@ -570,7 +570,7 @@ func (p *Replicated) truncate() error {
 	if entries := p.fsm.entriesFrom(p.fsm.view().logStart); len(entries) > 0 {
 		keep = min(keep, entries[0].Index)
 	}
-	if keep <= first {
+	if keep = p.snaps.keepFrom(keep); keep <= first {
 		return nil
 	}
 	if err := p.logs.DeleteRange(first, keep-1); err != nil {
@@ -598,6 +598,9 @@ func (p *Replicated) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	if w, ok := p.trans.(interface{ StopWaiting() }); ok {
+		w.StopWaiting() // replication may be waiting for a peer
+	}
 	err := p.r.Shutdown().Error()
 	close(p.stop)
 	p.wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -49,6 +50,20 @@ type snapshotStore struct {
 	// serving is set once Raft runs: before, Open serves the restore at
 	// start-up, which needs the state only.
 	serving atomic.Bool
+
+	mu      sync.Mutex
+	sending map[*entryStream]uint64 // transfers under way, by first entry
+}
+
+// keepFrom bounds what retention may delete: the entries of transfers
+// under way stay until they are sent.
+func (s *snapshotStore) keepFrom(keep uint64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, first := range s.sending {
+		keep = min(keep, first)
+	}
+	return keep
 }
 
 // Create implements raft.SnapshotStore.
@@ -97,12 +112,20 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	}
 	m := *meta
 	m.Size = total
-	return &m, &entryStream{head: head, logs: s.logs, next: first, sizes: sizes}, nil
+	es := &entryStream{head: head, logs: s.logs, next: first, sizes: sizes, store: s}
+	s.mu.Lock()
+	if s.sending == nil {
+		s.sending = make(map[*entryStream]uint64)
+	}
+	s.sending[es] = first
+	s.mu.Unlock()
+	return &m, es, nil
 }
 
 // entryStream reads a transfer: the head, then the entries, read as it
 // goes.
 type entryStream struct {
+	store *snapshotStore
 	head  []byte
 	logs  *raftlog.Store
 	next  uint64
@@ -138,7 +161,12 @@ func (r *entryStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *entryStream) Close() error { return nil }
+func (r *entryStream) Close() error {
+	r.store.mu.Lock()
+	delete(r.store.sending, r)
+	r.store.mu.Unlock()
+	return nil
+}
 
 // snapshotSink writes a local snapshot through, and splits a received
 // transfer into the state (to the inner sink) and entries (staged).
