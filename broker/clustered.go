@@ -414,51 +414,6 @@ func (b *Broker) currentClusterID() string {
 	return b.ctrl.State().ClusterID
 }
 
-// imbalanceRatio is Kafka's leader.imbalance.per.broker.percentage.
-const imbalanceRatio = 0.10
-
-// rebalanceLeaders hands the partitions this broker leads back to their
-// preferred leader (the first replica) where that broker, reachable, leads
-// too few of the partitions it prefers, as Kafka's controller does with
-// auto.leader.rebalance.enable. Raft moves leadership once the preferred
-// replica has caught up.
-func (b *Broker) rebalanceLeaders(time.Time) {
-	st := b.ctrl.State()
-	preferred, missing := make(map[int32]int), make(map[int32]int)
-	type move struct {
-		p  *partition.Replicated
-		to int32
-	}
-	var moves []move
-	for _, t := range b.topics.list() {
-		for i, p := range t.parts {
-			if t.assign == nil || i >= len(t.assign) || len(t.assign[i]) == 0 || i >= len(t.leaders) {
-				continue
-			}
-			pref := t.assign[i][0]
-			preferred[pref]++
-			if t.leaders[i].Leader == pref {
-				continue
-			}
-			missing[pref]++
-			if rp, ok := p.(*partition.Replicated); ok && pref != b.cfg.NodeID && rp.IsLeader() {
-				moves = append(moves, move{rp, pref})
-			}
-		}
-	}
-	for _, m := range moves {
-		if b.ctx.Err() != nil {
-			return
-		}
-		if st.Fenced[m.to] || float64(missing[m.to]) <= imbalanceRatio*float64(preferred[m.to]) {
-			continue
-		}
-		if err := m.p.TransferTo(raft.ServerID(strconv.Itoa(int(m.to))), raft.ServerAddress(b.cfg.Peers[m.to])); err != nil {
-			b.log.Debug().Err(err).Int32("to", m.to).Msg("preferred leader election not done")
-		}
-	}
-}
-
 // handOffLeadership moves every Raft leadership this broker holds to
 // another replica before it shuts down. Each transfer is bounded by Raft's
 // election timeout.

@@ -32,12 +32,6 @@ type Config struct {
 	// CleanerBackoff is how often compacted topics are checked for
 	// compaction (log.cleaner.backoff.ms).
 	CleanerBackoff time.Duration
-	// LeaderImbalanceCheckInterval is how often a cluster broker hands
-	// partitions back to their preferred leader, the first replica, where
-	// that broker leads 10% or more too few of its preferred partitions
-	// (auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds,
-	// leader.imbalance.per.broker.percentage); zero or negative turns it off.
-	LeaderImbalanceCheckInterval time.Duration
 	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
 	LogAppendTime bool
 
@@ -73,8 +67,6 @@ func DefaultConfig() Config {
 		LogRetentionBytes:        -1,
 		RetentionCheckInterval:   5 * time.Minute,
 		CleanerBackoff:           15 * time.Second,
-
-		LeaderImbalanceCheckInterval: 5 * time.Minute,
 
 		OffsetsTopicPartitions:        50,
 		GroupMinSessionTimeout:        6 * time.Second,

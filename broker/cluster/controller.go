@@ -94,6 +94,10 @@ func Start(cfg Config) (*Controller, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
+	// One small group whose followers must learn of commits quickly (a
+	// restarted broker serves clients only once it has caught up); besides,
+	// every command is followed by a barrier that carries its commit.
+	rc.CommitTimeout = 100 * time.Millisecond
 	has, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

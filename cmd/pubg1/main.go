@@ -40,7 +40,6 @@ type serveCmd struct {
 	LogRetention      time.Duration `name:"log-retention" default:"168h" env:"PUBG1_LOG_RETENTION" help:"Default retention.ms of topics; negative for unlimited."`
 	LogRetentionBytes int64         `name:"log-retention-bytes" default:"-1" env:"PUBG1_LOG_RETENTION_BYTES" help:"Default retention.bytes of topics; -1 for unlimited."`
 	RetentionCheck    time.Duration `name:"retention-check-interval" default:"5m" env:"PUBG1_RETENTION_CHECK_INTERVAL" help:"How often retention is applied."`
-	LeaderImbalance   time.Duration `name:"leader-imbalance-check-interval" default:"5m" env:"PUBG1_LEADER_IMBALANCE_CHECK_INTERVAL" help:"How often leadership returns to preferred replicas in a cluster (0: never)."`
 	CleanerBackoff    time.Duration `name:"log-cleaner-backoff" default:"15s" env:"PUBG1_LOG_CLEANER_BACKOFF" help:"How often compacted topics (cleanup.policy=compact, __consumer_offsets) are checked for compaction."`
 	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
 	DebugListen       string        `name:"debug-listen" env:"PUBG1_DEBUG_LISTEN" help:"Serve Go pprof profiles over HTTP on this address (off when empty)."`
@@ -60,7 +59,6 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.MessageMaxBytes, cfg.MaxFrameBytes = s.MessageMaxBytes, s.MaxRequestBytes
 	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
 	cfg.CleanerBackoff = s.CleanerBackoff
-	cfg.LeaderImbalanceCheckInterval = s.LeaderImbalance
 	cfg.LogAppendTime = s.LogAppendTime
 	cfg.OffsetsTopicPartitions = s.OffsetsTopicPartitions
 	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout
