@@ -381,23 +381,6 @@ func (b *Broker) metadataBrokers(leaders map[int32]bool) []kmsg.MetadataResponse
 	return out
 }
 
-// replicaStatus splits a replica set as KRaft's metadata does: replicas on
-// fenced brokers are offline and out of the ISR (the leader stays in it
-// until its successor reports).
-func (b *Broker) replicaStatus(replicas []int32, leader int32) (isr, offline []int32) {
-	fenced := b.ctrl.State().Fenced
-	isr, offline = make([]int32, 0, len(replicas)), []int32{}
-	for _, id := range replicas {
-		switch {
-		case id == leader || !fenced[id]:
-			isr = append(isr, id)
-		default:
-			offline = append(offline, id)
-		}
-	}
-	return isr, offline
-}
-
 // controllerID is the broker clients are told is the controller.
 func (b *Broker) controllerID() int32 {
 	if !b.clustered() {
