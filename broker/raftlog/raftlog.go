@@ -58,25 +58,48 @@ func Open(s storage.Store, group string) (*Store, error) {
 		return nil, fmt.Errorf("raftlog: opening %s: %w", group, err)
 	}
 	if ok {
-		if st.first, err = st.indexOf(first); err != nil {
+		if st.first, err = indexIn(st.logPrefix, first); err != nil {
 			return nil, err
 		}
-		if st.last, err = st.indexOf(last); err != nil {
+		if st.last, err = indexIn(st.logPrefix, last); err != nil {
 			return nil, err
 		}
 	}
 	return st, nil
 }
 
-func (st *Store) logKey(index uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), st.logPrefix...), index)
+func (st *Store) logKey(index uint64) []byte { return keyAt(st.logPrefix, index) }
+
+// keyAt is the key of an index under prefix (the log or the staged entries).
+func keyAt(prefix []byte, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), index)
 }
 
-func (st *Store) indexOf(key []byte) (uint64, error) {
-	if len(key) != len(st.logPrefix)+8 {
+// indexIn is the index of a key under prefix.
+func indexIn(prefix, key []byte) (uint64, error) {
+	if len(key) != len(prefix)+8 {
 		return 0, fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(key))
 	}
-	return binary.BigEndian.Uint64(key[len(st.logPrefix):]), nil
+	return binary.BigEndian.Uint64(key[len(prefix):]), nil
+}
+
+// deletePrefix deletes every key under prefix; what names them in errors.
+func (st *Store) deletePrefix(prefix []byte, what string) error {
+	var kvs []storage.KV
+	err := st.s.Range(prefix, func(k, _ []byte) bool {
+		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: listing %s: %w", what, err)
+	}
+	if len(kvs) == 0 {
+		return nil
+	}
+	if err := storage.WriteKVs(st.s, kvs...); err != nil {
+		return fmt.Errorf("raftlog: dropping %s: %w", what, err)
+	}
+	return nil
 }
 
 // FirstIndex implements raft.LogStore.
@@ -267,20 +290,7 @@ func (st *Store) Drop() error {
 	if err := st.DropStaged(); err != nil {
 		return err
 	}
-	var kvs []storage.KV
-	err := st.s.Range(st.kvPrefix, func(k, _ []byte) bool {
-		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("raftlog: listing stable keys: %w", err)
-	}
-	if len(kvs) > 0 {
-		if err := storage.WriteKVs(st.s, kvs...); err != nil {
-			return fmt.Errorf("raftlog: dropping stable keys: %w", err)
-		}
-	}
-	return nil
+	return st.deletePrefix(st.kvPrefix, "stable keys")
 }
 
 // Rewrite replaces the data of a stored entry, keeping its index, term and
@@ -298,7 +308,7 @@ func (st *Store) Rewrite(index uint64, data []byte) error {
 	return nil
 }
 
-// Raw returns the stored form of an entry, as PutRaw takes it: snapshot
+// Raw returns the stored form of an entry, as Stage takes it: snapshot
 // transfers carry entries in it.
 func (st *Store) Raw(index uint64) ([]byte, error) {
 	v, err := st.s.Get(st.logKey(index))
@@ -324,7 +334,7 @@ func (st *Store) Stage(entries [][]byte) error {
 		if err := decodeLog(v, &l); err != nil {
 			return err
 		}
-		kvs[i] = storage.KV{Key: binary.BigEndian.AppendUint64(append([]byte(nil), st.stagePrefix...), l.Index), Value: v}
+		kvs[i] = storage.KV{Key: keyAt(st.stagePrefix, l.Index), Value: v}
 	}
 	if err := storage.WriteKVs(st.s, kvs...); err != nil {
 		return fmt.Errorf("raftlog: staging entries: %w", err)
@@ -338,10 +348,13 @@ func (st *Store) StagedBounds() (first, last uint64, ok bool, err error) {
 	if err != nil || !ok {
 		return 0, 0, false, err
 	}
-	if len(lo) != len(st.stagePrefix)+8 || len(hi) != len(st.stagePrefix)+8 {
-		return 0, 0, false, fmt.Errorf("%w: staged key", ErrCorrupt)
+	if first, err = indexIn(st.stagePrefix, lo); err != nil {
+		return 0, 0, false, err
 	}
-	return binary.BigEndian.Uint64(lo[len(st.stagePrefix):]), binary.BigEndian.Uint64(hi[len(st.stagePrefix):]), true, nil
+	if last, err = indexIn(st.stagePrefix, hi); err != nil {
+		return 0, 0, false, err
+	}
+	return first, last, true, nil
 }
 
 // promoteChunk bounds the bytes moved in one write.
@@ -356,10 +369,10 @@ func (st *Store) Promote(keepFrom uint64) error {
 		var size int
 		var lo, hi uint64
 		err := st.s.Range(st.stagePrefix, func(k, v []byte) bool {
-			if len(k) != len(st.stagePrefix)+8 {
+			index, err := indexIn(st.stagePrefix, k)
+			if err != nil {
 				return true
 			}
-			index := binary.BigEndian.Uint64(k[len(st.stagePrefix):])
 			if len(kvs) == 0 {
 				lo = index
 			}
@@ -395,20 +408,4 @@ func (st *Store) Promote(keepFrom uint64) error {
 }
 
 // DropStaged discards staged entries.
-func (st *Store) DropStaged() error {
-	var kvs []storage.KV
-	err := st.s.Range(st.stagePrefix, func(k, _ []byte) bool {
-		kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("raftlog: listing staged entries: %w", err)
-	}
-	if len(kvs) == 0 {
-		return nil
-	}
-	if err := storage.WriteKVs(st.s, kvs...); err != nil {
-		return fmt.Errorf("raftlog: dropping staged entries: %w", err)
-	}
-	return nil
-}
+func (st *Store) DropStaged() error { return st.deletePrefix(st.stagePrefix, "staged entries") }
