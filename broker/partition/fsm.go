@@ -277,7 +277,7 @@ func decodeState(r io.Reader) (*fsmState, error) {
 		return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
 	}
 	if head[0] == frameTransfer { // a transfer's state follows its head
-		if _, err := br.Discard(frameHeader + 16); err != nil {
+		if _, err := br.Discard(frameHeader + transferPayload); err != nil {
 			return nil, fmt.Errorf("partition: restoring snapshot: %w", err)
 		}
 		if head, err = br.Peek(1); err != nil {

@@ -386,15 +386,6 @@ func (p *Replicated) HandOff() {
 	}
 }
 
-// TransferTo moves leadership to the replica id at addr, once it has
-// caught up; it waits for the transfer, bounded by Raft's election timeout.
-func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
-	if err := p.r.LeadershipTransferToServer(id, addr).Error(); err != nil {
-		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, err)
-	}
-	return nil
-}
-
 // Offsets implements Partition.
 func (p *Replicated) Offsets() Offsets {
 	v := p.fsm.view()

@@ -28,6 +28,8 @@ const (
 	frameEntry    byte = 3 // one Raft entry as raftlog stores it
 
 	frameHeader = 5
+	// transferPayload: first entry index and snapshot index, uint64 each.
+	transferPayload = 16
 	// maxFrame bounds one frame: an entry holds at most a few MiB.
 	maxFrame = 256 << 20
 	// stageChunk bounds the entries a receiving sink buffers.
@@ -72,7 +74,7 @@ func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64,
 	if err != nil {
 		return nil, err
 	}
-	return &snapshotSink{SnapshotSink: inner, logs: s.logs, index: index}, nil
+	return &snapshotSink{SnapshotSink: inner, logs: s.logs}, nil
 }
 
 // Open implements raft.SnapshotStore: once Raft runs, the stream carries
@@ -172,8 +174,7 @@ func (r *entryStream) Close() error {
 // transfer into the state (to the inner sink) and entries (staged).
 type snapshotSink struct {
 	raft.SnapshotSink
-	logs  *raftlog.Store
-	index uint64
+	logs *raftlog.Store
 
 	started  bool
 	transfer bool
@@ -214,7 +215,7 @@ func (s *snapshotSink) Write(p []byte) (int, error) {
 		frame, payload := s.buf[:frameHeader+int(n)], s.buf[frameHeader:frameHeader+int(n)]
 		switch kind {
 		case frameTransfer:
-			if len(payload) != 16 {
+			if len(payload) != transferPayload {
 				s.err = fmt.Errorf("%w: transfer frame of %d bytes", ErrStorage, len(payload))
 				return 0, s.err
 			}
