@@ -226,6 +226,9 @@ func TestCompactReplicated(t *testing.T) {
 			t.Fatalf("replica %d compaction: %+v, %v", i, res, err)
 		}
 	}
+	// Under load the first leader may have stepped down meanwhile; only
+	// the leader serves reads.
+	_, p = rs.leader()
 	checkCompacted(t, p, all, []int64{34, 35, 36, 39, 41, 42})
 	if p.Size() >= sizeBefore {
 		t.Fatalf("size %d after compaction, %d before", p.Size(), sizeBefore)
@@ -245,18 +248,19 @@ func TestCompactReplicated(t *testing.T) {
 	rs.waitApplied(44)
 	// Every replica serves the same log when it leads.
 	for i := range rs.parts {
-		if err := rs.parts[i].r.LeadershipTransferToServer(rs.servers[i].ID, rs.servers[i].Address).Error(); err != nil && !rs.parts[i].IsLeader() {
-			_, cur := rs.leader()
-			if err := cur.r.LeadershipTransferToServer(rs.servers[i].ID, rs.servers[i].Address).Error(); err != nil {
-				t.Fatalf("moving leadership to replica %d: %v", i, err)
-			}
-		}
+		// The leader found may step down before it is asked to transfer
+		// ("node is not the leader"): ask whoever leads then, again.
+		var lastErr error
 		deadline := time.Now().Add(10 * time.Second)
 		for !rs.parts[i].IsLeader() && time.Now().Before(deadline) {
+			_, cur := rs.leader()
+			if cur != rs.parts[i] {
+				lastErr = cur.r.LeadershipTransferToServer(rs.servers[i].ID, rs.servers[i].Address).Error()
+			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		if !rs.parts[i].IsLeader() {
-			t.Fatalf("replica %d never led", i)
+			t.Fatalf("replica %d never led (last transfer: %v)", i, lastErr)
 		}
 		checkCompacted(t, rs.parts[i], all, []int64{34, 35, 36, 39, 41, 42, 43})
 	}
