@@ -38,6 +38,7 @@ var ErrHeartbeat = errors.New("raftmux: heartbeat failed")
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 	leader := req.Addr
 	if len(leader) == 0 {
+		//lint:ignore SA1019 hashicorp/raft still fills and reads Leader, for older peers
 		leader = req.Leader
 	}
 	return req.Term != 0 && leader != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
@@ -381,6 +382,7 @@ func encodeHBRequests(id uint64, batch []*hbCall) []byte {
 		b = appendBytes(b, []byte(c.group))
 		b = appendHeader(b, c.req.RPCHeader)
 		b = binary.BigEndian.AppendUint64(b, c.req.Term)
+		//lint:ignore SA1019 carried as hashicorp/raft carries it, for older peers
 		b = appendBytes(b, c.req.Leader)
 	}
 	return endFrame(b)
@@ -488,6 +490,7 @@ func decodeHBRequests(payload []byte) (uint64, []hbRequest, error) {
 	var out []hbRequest
 	for i := 0; i < n && d.err == nil; i++ {
 		group := string(d.bytes())
+		//lint:ignore SA1019 carried as hashicorp/raft carries it, for older peers
 		req := &raft.AppendEntriesRequest{RPCHeader: d.header(), Term: d.u64(), Leader: d.bytes()}
 		out = append(out, hbRequest{group: group, req: req})
 	}

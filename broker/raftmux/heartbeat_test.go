@@ -61,7 +61,7 @@ func TestHeartbeatFailures(t *testing.T) {
 	defer trans.Close()
 	req := &raft.AppendEntriesRequest{
 		RPCHeader: raft.RPCHeader{ID: []byte("1"), Addr: []byte(a.addr())},
-		Term:      3, Leader: []byte(a.addr()),
+		Term:      3,
 	}
 	var resp raft.AppendEntriesResponse
 	// b runs no group "g".
@@ -83,6 +83,7 @@ func TestHeartbeatFailures(t *testing.T) {
 
 func TestHeartbeatFramesRoundTrip(t *testing.T) {
 	calls := []*hbCall{
+		//lint:ignore SA1019 the frames carry Leader, as hashicorp/raft does
 		{group: "p/ab/0", req: &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("1"), Addr: []byte("127.0.0.1:9092")}, Term: 7, Leader: []byte("x")}},
 		{group: "p/ab/1", req: &raft.AppendEntriesRequest{Term: 1}},
 	}
@@ -103,6 +104,7 @@ func TestHeartbeatFramesRoundTrip(t *testing.T) {
 }
 
 func FuzzHeartbeatFrames(f *testing.F) {
+	//lint:ignore SA1019 the frames carry Leader, as hashicorp/raft does
 	f.Add(encodeHBRequests(1, []*hbCall{{group: "g", req: &raft.AppendEntriesRequest{Term: 2, Leader: []byte("a")}}})[4:])
 	f.Add(encodeHBResponses(1, []hbAnswer{{resp: raft.AppendEntriesResponse{Term: 2, Success: true}}})[4:])
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff})

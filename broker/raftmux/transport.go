@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -36,7 +35,7 @@ const appendPatience = 10 * time.Second
 // timeout are those of raft.NetworkTransportConfig.
 func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: hclog.NewNullLogger(),
+		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: Logger(l.mux.log.With().Str("group", l.group).Logger()),
 	})
 	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}), stopped: make(chan struct{})}
 }
