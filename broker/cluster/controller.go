@@ -57,7 +57,7 @@ type Config struct {
 type Controller struct {
 	cfg   Config
 	r     *raft.Raft
-	trans *raft.NetworkTransport
+	trans *raftmux.Transport
 	rpc   *raftmux.Layer
 	state atomic.Pointer[State]
 	// applied is the index of the last entry the FSM has finished with
@@ -87,10 +87,14 @@ func Start(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger()})
+	rlog := raftmux.Logger(cfg.Logger.With().Str("group", metadataGroup).Logger())
+	// The mux's transport: heartbeats share the broker-wide batches, and
+	// a failed append waits for the peer instead of letting Raft back off
+	// (a restarted broker would otherwise wait seconds to hear of it).
+	c.trans = layer.NewTransport(3, 10*time.Second)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
-	rc.Logger = hclog.NewNullLogger()
+	rc.Logger = rlog
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
@@ -387,6 +391,7 @@ func (c *Controller) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	close(c.stop)
+	c.trans.StopWaiting() // replication may be waiting for a peer
 	err := c.r.Shutdown().Error()
 	c.rpc.Close()
 	c.wg.Wait()
