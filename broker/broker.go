@@ -57,6 +57,7 @@ type Broker struct {
 	mux           *raftmux.Mux
 	reconcileWake chan struct{}
 	registered    chan struct{} // closed once this broker's start is recorded
+	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 
 	pidMu      sync.Mutex
 	nextPID    int64
@@ -168,6 +169,7 @@ func (b *Broker) apis() []kproto.API {
 		b.describeGroupsAPI(),
 		b.listGroupsAPI(),
 		b.deleteGroupsAPI(),
+		b.electLeadersAPI(),
 	}
 }
 
@@ -344,11 +346,12 @@ func (b *Broker) serveConn(nc net.Conn) {
 		nc = c
 		// Like a Kafka broker that has not caught up with the cluster
 		// metadata, serve clients only once this broker's start is
-		// recorded: before, it would answer Metadata from an empty
+		// recorded and its topics are built from the metadata since:
+		// before, it would answer Metadata from an empty or partial
 		// state (unknown topics, no cluster ID), which some clients
 		// treat as final.
 		select {
-		case <-b.registered:
+		case <-b.caughtUp:
 		case <-b.ctx.Done():
 			nc.Close()
 			return
@@ -375,15 +378,18 @@ func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
 // enforceRetention applies retention.ms and retention.bytes.
 func (b *Broker) enforceRetention(now time.Time) {
 	for _, t := range b.topics.list() {
-		ec := t.effective
-		if !ec.deletePolicy || (ec.retention < 0 && ec.retentionBytes < 0) {
-			continue
+		// Every topic gets a pass: without a retention limit it deletes
+		// nothing itself, but a replica still frees what lies below a log
+		// start that DeleteRecords moved.
+		retention, retentionBytes := t.effective.retention, t.effective.retentionBytes
+		if !t.effective.deletePolicy {
+			retention, retentionBytes = -1, -1
 		}
 		for i, p := range t.parts {
 			if b.ctx.Err() != nil {
 				return
 			}
-			if _, err := p.EnforceRetention(now, ec.retention, ec.retentionBytes); err != nil {
+			if _, err := p.EnforceRetention(now, retention, retentionBytes); err != nil {
 				b.log.Warn().Err(err).Str("topic", t.name).Int("partition", i).Msg("retention failed")
 			}
 		}

@@ -65,12 +65,8 @@ func (b *Broker) startCluster() error {
 	b.ctrl = ctrl
 	b.reconcileWake = make(chan struct{}, 1)
 	b.registered = make(chan struct{})
-	ctrl.Watch(func(*cluster.State) {
-		select {
-		case b.reconcileWake <- struct{}{}:
-		default:
-		}
-	})
+	b.caughtUp = make(chan struct{})
+	ctrl.Watch(func(*cluster.State) { b.wakeReconcile() })
 	return nil
 }
 
@@ -95,6 +91,12 @@ func (b *Broker) initCluster() {
 		return
 	}
 	close(b.registered)
+	b.wakeReconcile() // the reconciliation after registration opens the gate to clients
+	select {
+	case <-b.caughtUp:
+	case <-b.ctx.Done():
+		return
+	}
 	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
 	b.ensureOffsetsTopic()
 }
@@ -123,16 +125,37 @@ func (b *Broker) ensureOffsetsTopic() {
 	}
 }
 
+func (b *Broker) wakeReconcile() {
+	select {
+	case b.reconcileWake <- struct{}{}:
+	default:
+	}
+}
+
 // reconcileLoop keeps the local topics and partition replicas in line with
-// the metadata.
+// the metadata. The first reconciliation that starts after this broker's
+// start is recorded closes caughtUp.
 func (b *Broker) reconcileLoop() {
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-b.reconcileWake:
+			registered := isClosed(b.registered)
 			b.reconcile(b.ctrl.State())
+			if registered && !isClosed(b.caughtUp) {
+				close(b.caughtUp)
+			}
 		}
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -209,7 +232,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tuneRaft, Logger: b.log,
-		Decompressor: b.decompressor,
+		Preferred: mt.Replicas[n][0] == b.cfg.NodeID, Decompressor: b.decompressor,
 		OnLeadership: func(leader bool, epoch int32) {
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
@@ -379,6 +402,23 @@ func (b *Broker) metadataBrokers(leaders map[int32]bool) []kmsg.MetadataResponse
 		out = append(out, mb)
 	}
 	return out
+}
+
+// replicaStatus splits a replica set as KRaft's metadata does: replicas on
+// fenced brokers are offline and out of the ISR (the leader stays in it
+// until its successor reports).
+func (b *Broker) replicaStatus(replicas []int32, leader int32) (isr, offline []int32) {
+	fenced := b.ctrl.State().Fenced
+	isr, offline = make([]int32, 0, len(replicas)), []int32{}
+	for _, id := range replicas {
+		switch {
+		case id == leader || !fenced[id]:
+			isr = append(isr, id)
+		default:
+			offline = append(offline, id)
+		}
+	}
+	return isr, offline
 }
 
 // controllerID is the broker clients are told is the controller.

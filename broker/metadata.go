@@ -123,11 +123,12 @@ func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataR
 		}
 		// In a cluster, the leader its Raft group last reported; until
 		// one has, clients are told to wait (LEADER_NOT_AVAILABLE).
-		mp.Replicas, mp.ISR = t.assign[i], t.assign[i]
+		mp.Replicas = t.assign[i]
 		mp.Leader, mp.LeaderEpoch = t.leaders[i].Leader, t.leaders[i].Epoch
 		if mp.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
+		mp.ISR, mp.OfflineReplicas = b.replicaStatus(mp.Replicas, mp.Leader)
 	}
 	return mt
 }

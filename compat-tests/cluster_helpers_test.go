@@ -560,6 +560,11 @@ func requestTo(addr string, req kmsg.Request) (kmsg.Response, error) {
 // metadataOf asks one broker for the metadata of the given topics (of
 // every topic when none are given), never creating topics.
 func metadataOf(addr string, topics ...string) (*kmsg.MetadataResponse, error) {
+	return metadataWithin(addr, probeTimeout, topics...)
+}
+
+// metadataWithin is metadataOf waiting up to timeout for the answer.
+func metadataWithin(addr string, timeout time.Duration, topics ...string) (*kmsg.MetadataResponse, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	req.SetVersion(12)
 	req.AllowAutoTopicCreation = false
@@ -568,7 +573,15 @@ func metadataOf(addr string, topics ...string) (*kmsg.MetadataResponse, error) {
 		rt.Topic = kmsg.StringPtr(name)
 		req.Topics = append(req.Topics, rt)
 	}
-	resp, err := requestTo(addr, req)
+	r, err := dialPinned(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	if err := r.send(req); err != nil {
+		return nil, err
+	}
+	resp, err := r.await(timeout)
 	if err != nil {
 		return nil, err
 	}

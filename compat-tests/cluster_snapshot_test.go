@@ -90,12 +90,12 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 
 	// With the third broker frozen, the leader needs the victim for a
 	// quorum: these writes are acknowledged only once it holds the log,
-	// which it can get only from a snapshot. That can take about 20 s:
-	// Raft backs off (up to 10 s a try) from a replica whose appends
-	// failed while it was down.
+	// which it can get only from a snapshot. The producer is the one
+	// used so far: a new client could pick the frozen broker for its
+	// first requests and wait out their timeouts.
 	c.pause(other)
 	frozenAt := time.Now()
-	fctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	w.produce(fctx, t, "other-frozen", 4*snapChunk)
 	cancel()
 	t.Logf("with broker %d frozen, acks=all writes through leader %d and restarted broker %d succeeded %v after the freeze",
@@ -166,6 +166,7 @@ func TestClusterSnapshotCatchUp(t *testing.T) {
 type snapWriter struct {
 	c     *cluster
 	topic string
+	cl    *kgo.Client
 	acks  []ackedRecord
 }
 
@@ -180,8 +181,10 @@ func snapValue(prefix string, n int) string {
 // test.
 func (w *snapWriter) produce(ctx context.Context, t *testing.T, prefix string, records int) {
 	t.Helper()
-	cl := w.c.client(nil, append(producerOpts(), kgo.ProducerBatchCompression(kgo.NoCompression()))...)
-	defer cl.Close()
+	if w.cl == nil {
+		w.cl = w.c.client(nil, append(producerOpts(), kgo.ProducerBatchCompression(kgo.NoCompression()))...)
+	}
+	cl := w.cl
 	for done := 0; done < records; {
 		recs := make([]*kgo.Record, min(snapChunk, records-done))
 		for i := range recs {
@@ -318,4 +321,47 @@ func checkStoredRange(t *testing.T, id int32, recs map[int64]string, want map[in
 		}
 	}
 	return r
+}
+
+// TestClusterDeleteRecordsFrees moves the log start of a topic without a
+// retention limit (retention.ms -1) with DeleteRecords and checks that every replica then
+// deletes the Raft entries below it from its disk.
+func TestClusterDeleteRecordsFrees(t *testing.T) {
+	c := startClusterWith(t, "--retention-check-interval", snapRetentionCheck.String())
+	ctx := testContext(t, 2*time.Minute)
+	const topic = "delete-records-frees"
+	adm := kadm.NewClient(c.client(nil))
+	created := createClusterTopicWith(ctx, t, adm, topic, 1, 3, map[string]*string{"retention.ms": kadm.StringPtr("-1")})
+	c.waitLeadersEverywhere(ctx, topic, 1, nil)
+	w := &snapWriter{c: c, topic: topic}
+	w.produce(ctx, t, "records", 20*snapChunk)
+
+	// A chunk is one Raft entry, so cutting at a chunk boundary leaves no
+	// entry that holds offsets on both sides.
+	cut := int64(15 * snapChunk)
+	res, err := adm.DeleteRecords(ctx, kadm.Offsets{topic: {0: {Topic: topic, Partition: 0, At: cut}}})
+	if err != nil {
+		t.Fatalf("DeleteRecords: %v", err)
+	}
+	if r, ok := res.Lookup(topic, 0); !ok || r.Err != nil || r.LowWatermark != cut {
+		t.Fatalf("DeleteRecords to %d answered %+v (present %v)", cut, r, ok)
+	}
+	// Followers learn that the new start is committed from the next
+	// append (when idle, within Raft's CommitTimeout of 5 to 10 s): one
+	// more chunk carries it. Ten retention passes follow.
+	w.produce(ctx, t, "records", snapChunk)
+	time.Sleep(10 * snapRetentionCheck)
+	want := w.log(t)
+	c.stopAll()
+	for id := int32(1); id <= clusterSize; id++ {
+		log, st, err := readReplica(c.broker(id).dataDir, [16]byte(created.ID), 1)
+		if err != nil {
+			t.Fatalf("broker %d: reading its replica: %v", id, err)
+		}
+		r := checkStoredRange(t, id, log[0], want)
+		t.Logf("broker %d replica: %d Raft entries, offsets %d to %d", id, st.entries, r.lo, r.hi)
+		if r.lo != cut || r.hi != int64(len(want))-1 {
+			t.Errorf("broker %d stores offsets %d to %d, want %d to %d", id, r.lo, r.hi, cut, len(want)-1)
+		}
+	}
 }

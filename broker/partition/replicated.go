@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/pubg1/pubg1/broker/raftlog"
+	"github.com/pubg1/pubg1/broker/raftmux"
 	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +21,9 @@ const (
 	// maxInflightEntries bounds entries proposed but not yet answered.
 	maxInflightEntries = 64
 	barrierTimeout     = 30 * time.Second
+	// nudgeEvery is how long a proposal waits for its commit before Raft
+	// is nudged (see nudge), and then again after each further wait.
+	nudgeEvery = 500 * time.Millisecond
 )
 
 // ReplicatedOptions configure a partition replicated by a Raft group.
@@ -34,8 +37,13 @@ type ReplicatedOptions struct {
 	// and must be the same on every replica.
 	Servers []raft.Server
 	// Tune adjusts the Raft configuration (timeouts) before start.
-	Tune   func(*raft.Config)
-	Logger zerolog.Logger
+	Tune func(*raft.Config)
+	// Preferred marks the preferred leader, the first of the replica set.
+	// In a new group the other replicas wait longer before they stand
+	// for election, so that, as in Kafka, a new partition is led by its
+	// preferred replica when it is up.
+	Preferred bool
+	Logger    zerolog.Logger
 	// OnLeadership is told when this replica becomes a ready leader (its
 	// epoch) or stops leading; it must not block.
 	OnLeadership func(leader bool, epoch int32)
@@ -116,7 +124,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = opts.ID
-	cfg.Logger = hclog.NewNullLogger()
+	cfg.Logger = raftmux.Logger(opts.Logger.With().Str("group", opts.Group).Logger())
 	cfg.NotifyCh = p.notify
 	// BatchApplyCh stays off: futures still buffered in Raft's apply
 	// channel at shutdown are never answered, which would leave Close
@@ -136,6 +144,12 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
+	var deferTo *raft.ReloadableConfig
+	if !has && !opts.Preferred && len(opts.Servers) > 1 {
+		deferTo = &raft.ReloadableConfig{HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout}
+		cfg.HeartbeatTimeout *= deferFactor
+		cfg.ElectionTimeout *= deferFactor
+	}
 	if !has {
 		if err := raft.BootstrapCluster(cfg, logs, logs, p.snaps, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
 			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
@@ -149,7 +163,52 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	go p.observe()
 	go p.flush()
 	go p.answer()
+	if deferTo != nil {
+		p.wg.Add(1)
+		go p.restoreTimeouts(*deferTo)
+	}
 	return p, nil
+}
+
+// deferFactor stretches the election timeouts of a new group's replicas
+// other than the preferred one until the group has a leader.
+const (
+	deferFactor = 3
+	// deferLimit bounds how long they stay stretched without news of a
+	// leader.
+	deferLimit = 20 * time.Second
+)
+
+// restoreTimeouts gives the group back its election timeouts (those in
+// normal) once it has a leader.
+func (p *Replicated) restoreTimeouts(normal raft.ReloadableConfig) {
+	defer p.wg.Done()
+	ch := make(chan raft.Observation, 4)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	p.r.RegisterObserver(obs)
+	defer p.r.DeregisterObserver(obs)
+	limit := time.NewTimer(deferLimit)
+	defer limit.Stop()
+	for waiting := true; waiting; {
+		if _, id := p.r.LeaderWithID(); id != "" {
+			break
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-ch:
+		case <-limit.C:
+			waiting = false
+		}
+	}
+	rc := p.r.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = normal.HeartbeatTimeout, normal.ElectionTimeout
+	if err := p.r.ReloadConfig(rc); err != nil {
+		p.opts.Logger.Debug().Err(err).Str("group", p.opts.Group).Msg("restoring election timeouts")
+	}
 }
 
 // observe follows leadership. A new leader first waits for a barrier, so
@@ -343,7 +402,9 @@ func (p *Replicated) answer() {
 }
 
 func (p *Replicated) complete(in *inflight) {
+	w := startWatchdog(nudgeEvery, p.nudge)
 	err := in.f.Error()
+	w.stop()
 	if af, ok := in.f.(raft.ApplyFuture); ok && err == nil {
 		if rerr, isErr := af.Response().(error); isErr {
 			err = rerr
@@ -362,6 +423,47 @@ func (p *Replicated) complete(in *inflight) {
 		}
 		it.done(res)
 	}
+}
+
+// nudge appends a barrier, which makes Raft send to every follower what
+// it lacks. When replication to a follower fails, or it needs entries the
+// leader no longer has, hashicorp/raft stops pipelining to it and sends
+// again only when the next entry arrives or CommitTimeout passes (5 to 10
+// s here). A proposal that needs that follower for its quorum, with no
+// traffic behind it, would wait that long.
+func (p *Replicated) nudge() {
+	if p.r.State() == raft.Leader {
+		p.r.Barrier(nudgeEvery) // its future is not needed: only the append is
+	}
+}
+
+// watchdog calls f every period until stopped.
+type watchdog struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func startWatchdog(period time.Duration, f func()) *watchdog {
+	w := &watchdog{}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(period, func() {
+		f()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if !w.stopped {
+			w.t.Reset(period)
+		}
+	})
+	return w
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.t.Stop()
 }
 
 // IsLeader implements Partition: whether this replica leads, with every
@@ -384,6 +486,15 @@ func (p *Replicated) HandOff() {
 	if p.r.State() == raft.Leader {
 		_ = p.r.LeadershipTransfer().Error()
 	}
+}
+
+// TransferTo moves leadership to the replica id at addr, once it has
+// caught up; it waits for the transfer, bounded by Raft's election timeout.
+func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
+	if err := p.r.LeadershipTransferToServer(id, addr).Error(); err != nil {
+		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, err)
+	}
+	return nil
 }
 
 // Offsets implements Partition.
@@ -521,7 +632,7 @@ func (p *Replicated) SetLogStart(offset int64) error {
 // EnforceRetention implements Partition. The leader replicates the new log
 // start; every replica then deletes the Raft entries below it.
 func (p *Replicated) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
-	if p.IsLeader() {
+	if p.IsLeader() && (retention >= 0 || retentionBytes >= 0) {
 		entries := p.fsm.entriesFrom(p.fsm.view().logStart)
 		drop := retentionDrop(len(entries), func(i int) int64 { return int64(entries[i].Size) }, func(i int) int64 { return entries[i].MaxTS },
 			now, retention, retentionBytes)
@@ -546,8 +657,9 @@ func (p *Replicated) truncate() error {
 	if err != nil || first == 0 {
 		return err
 	}
-	if entries := p.fsm.entriesFrom(p.fsm.view().logStart); len(entries) > 0 && entries[0].Index <= first {
-		return nil
+	start := p.fsm.view().logStart
+	if entries := p.fsm.entriesFrom(start); len(entries) > 0 && entries[0].Index <= first || len(entries) == 0 && start == 0 {
+		return nil // nothing below the log start is held (or ever was)
 	}
 	if err := p.r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return fmt.Errorf("partition: snapshot of %s: %w", p.opts.Group, err)
@@ -558,6 +670,8 @@ func (p *Replicated) truncate() error {
 	}
 	snap := list[0].Index
 	keep := snap + 1
+	// Read again: entries written before the snapshot are at or below
+	// its index and must stay.
 	if entries := p.fsm.entriesFrom(p.fsm.view().logStart); len(entries) > 0 {
 		keep = min(keep, entries[0].Index)
 	}

@@ -1,0 +1,287 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/kproto"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Election types of ElectLeaders (KIP-460).
+const (
+	electPreferred = 0
+	electUnclean   = 1
+)
+
+// electForwardClientID marks an ElectLeaders request one broker sends to
+// the leader of the partitions it names; that broker answers from its own
+// replicas and never forwards again.
+const electForwardClientID = "pubg1-elect-leaders"
+
+// electPoll is how often an election waits to see its result in the
+// metadata.
+const electPoll = 20 * time.Millisecond
+
+func (b *Broker) electLeadersAPI() kproto.API {
+	return kproto.API{Key: kmsg.ElectLeaders.Int16(), MinVersion: 0, MaxVersion: 2, Handle: handle(b.electLeaders)}
+}
+
+// electTarget is one partition of an ElectLeaders request and its result.
+type electTarget struct {
+	topic     string
+	partition int32
+	preferred int32 // set by planElection for the partitions it does not settle
+	code      int16
+	msg       string
+}
+
+// byTopic groups targets by topic, in the order topics first appear.
+func byTopic(targets []*electTarget) [][]*electTarget {
+	index := make(map[string]int)
+	var groups [][]*electTarget
+	for _, et := range targets {
+		i, ok := index[et.topic]
+		if !ok {
+			i = len(groups)
+			index[et.topic] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], et)
+	}
+	return groups
+}
+
+// electLeaders moves the leadership of partitions to their preferred
+// replica, the first of the replica set, as Kafka's preferred leader
+// election does. The leader of a partition hands its Raft leadership to
+// that replica once it has caught up; a request sent to another broker is
+// forwarded to the leader. With Raft there are no unclean elections: a
+// partition that has a leader needs none, and one without has no replica
+// that could be elected without losing committed records.
+func (b *Broker) electLeaders(ctx context.Context, req *kproto.Request, r *kmsg.ElectLeadersRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.ElectLeadersResponse)
+	if r.ElectionType != electPreferred && r.ElectionType != electUnclean {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
+	}
+	timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// Topics null asks for every partition; then only the partitions whose
+	// leader was to change are answered.
+	all := r.Topics == nil
+	var targets []*electTarget
+	if all {
+		for _, t := range b.topics.list() {
+			for i := range t.parts {
+				targets = append(targets, &electTarget{topic: t.name, partition: int32(i)})
+			}
+		}
+	} else {
+		for _, rt := range r.Topics {
+			for _, p := range rt.Partitions {
+				targets = append(targets, &electTarget{topic: rt.Topic, partition: p})
+			}
+		}
+	}
+
+	forwarded := req.ClientID != nil && *req.ClientID == electForwardClientID
+	var wg sync.WaitGroup
+	remote := make(map[int32][]*electTarget)
+	for _, et := range targets {
+		leader, local := b.planElection(et, r.ElectionType, forwarded)
+		switch {
+		case local != nil:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				et.code, et.msg = b.electLocally(ctx, et, local)
+			}()
+		case leader >= 0:
+			remote[leader] = append(remote[leader], et)
+		}
+	}
+	for leader, ets := range remote {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.electRemotely(ctx, leader, ets, timeout)
+		}()
+	}
+	wg.Wait()
+
+	answered := targets[:0]
+	for _, et := range targets {
+		if !all || et.code != kerr.ElectionNotNeeded.Code {
+			answered = append(answered, et)
+		}
+	}
+	for _, group := range byTopic(answered) {
+		rt := kmsg.NewElectLeadersResponseTopic()
+		rt.Topic = group[0].topic
+		for _, et := range group {
+			rp := kmsg.NewElectLeadersResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = et.partition, et.code
+			if et.msg != "" {
+				msg := et.msg
+				rp.ErrorMessage = &msg
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// transferer is a replica that can hand its leadership to another.
+type transferer interface {
+	IsLeader() bool
+	TransferTo(id raft.ServerID, addr raft.ServerAddress) error
+}
+
+// planElection settles et at once when it can (its code is set and the
+// leader is -1), or returns the partition's current leader: with the local
+// replica when this broker leads it, else for forwarding.
+func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool) (int32, transferer) {
+	t := b.topics.get(et.topic)
+	if t == nil || et.partition < 0 || int(et.partition) >= len(t.parts) {
+		et.code = kerr.UnknownTopicOrPartition.Code
+		return -1, nil
+	}
+	if t.assign == nil { // a single broker leads every partition it has
+		et.code = kerr.ElectionNotNeeded.Code
+		return -1, nil
+	}
+	leader, preferred := t.leaders[et.partition].Leader, t.assign[et.partition][0]
+	if electionType == electUnclean {
+		et.code = kerr.ElectionNotNeeded.Code
+		if leader < 0 {
+			et.code, et.msg = kerr.EligibleLeadersNotAvailable.Code, "a Raft group elects its own leader; there are no unclean elections"
+		}
+		return -1, nil
+	}
+	local, _ := t.parts[et.partition].(transferer)
+	leadsHere := local != nil && local.IsLeader()
+	switch {
+	case leadsHere && preferred == b.cfg.NodeID, !leadsHere && leader == preferred:
+		et.code = kerr.ElectionNotNeeded.Code
+		return -1, nil
+	case leadsHere:
+		leader = b.cfg.NodeID
+	case leader < 0:
+		et.code = kerr.LeaderNotAvailable.Code
+		return -1, nil
+	case forwarded || leader == b.cfg.NodeID:
+		et.code = kerr.NotLeaderForPartition.Code // the leadership moved meanwhile
+		return -1, nil
+	default:
+		local = nil
+	}
+	if b.ctrl.State().Fenced[preferred] {
+		et.code, et.msg = kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d, the preferred replica, is not live", preferred)
+		return -1, nil
+	}
+	et.preferred = preferred
+	return leader, local
+}
+
+// electLocally hands the leadership of a partition this broker leads to
+// its preferred replica and waits until the metadata names it.
+func (b *Broker) electLocally(ctx context.Context, et *electTarget, p transferer) (int16, string) {
+	preferred := et.preferred
+	addr, ok := b.cfg.Peers[preferred]
+	if !ok {
+		return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d is not a peer", preferred)
+	}
+	if err := p.TransferTo(raft.ServerID(strconv.Itoa(int(preferred))), raft.ServerAddress(addr)); err != nil {
+		return kerr.PreferredLeaderNotAvailable.Code, err.Error()
+	}
+	return b.waitLeader(ctx, et, preferred)
+}
+
+// waitLeader waits until the metadata names id as the partition's leader.
+func (b *Broker) waitLeader(ctx context.Context, et *electTarget, id int32) (int16, string) {
+	tick := time.NewTicker(electPoll)
+	defer tick.Stop()
+	for {
+		st := b.ctrl.State()
+		if mt := st.Topics[et.topic]; mt != nil && int(et.partition) < len(mt.Leaders) && mt.Leaders[et.partition].Leader == id {
+			return 0, ""
+		}
+		select {
+		case <-ctx.Done():
+			return kerr.RequestTimedOut.Code, fmt.Sprintf("broker %d did not take over in time", id)
+		case <-tick.C:
+		}
+	}
+}
+
+// electRemotely forwards the elections of partitions that broker leader
+// leads to it and records its answers.
+func (b *Broker) electRemotely(ctx context.Context, leader int32, ets []*electTarget, timeout time.Duration) {
+	fail := func(code int16, msg string) {
+		for _, et := range ets {
+			et.code, et.msg = code, msg
+		}
+	}
+	addr, ok := b.cfg.Peers[leader]
+	if !ok {
+		fail(kerr.LeaderNotAvailable.Code, fmt.Sprintf("broker %d is not a peer", leader))
+		return
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(electForwardClientID), kgo.RequestRetries(0))
+	if err != nil {
+		fail(kerr.LeaderNotAvailable.Code, err.Error())
+		return
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = electPreferred
+	req.TimeoutMillis = int32(timeout / time.Millisecond)
+	for _, group := range byTopic(ets) {
+		rt := kmsg.NewElectLeadersRequestTopic()
+		rt.Topic = group[0].topic
+		for _, et := range group {
+			rt.Partitions = append(rt.Partitions, et.partition)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
+	if err != nil {
+		fail(kerr.LeaderNotAvailable.Code, fmt.Sprintf("forwarding to broker %d, the leader: %v", leader, err))
+		return
+	}
+	if resp.ErrorCode != 0 {
+		fail(resp.ErrorCode, "")
+		return
+	}
+	answers := make(map[string]map[int32]kmsg.ElectLeadersResponseTopicPartition)
+	for _, rt := range resp.Topics {
+		answers[rt.Topic] = make(map[int32]kmsg.ElectLeadersResponseTopicPartition)
+		for _, rp := range rt.Partitions {
+			answers[rt.Topic][rp.Partition] = rp
+		}
+	}
+	for _, et := range ets {
+		rp, ok := answers[et.topic][et.partition]
+		if !ok {
+			et.code, et.msg = kerr.UnknownServerError.Code, fmt.Sprintf("broker %d did not answer for this partition", leader)
+			continue
+		}
+		et.code = rp.ErrorCode
+		if rp.ErrorMessage != nil {
+			et.msg = *rp.ErrorMessage
+		}
+	}
+}
