@@ -57,9 +57,11 @@ func (s *sink) Accept(name string, level hclog.Level, msg string, args ...any) {
 }
 
 // aboutPeer reports whether a Raft log line is about reaching a peer (or a
-// stream from one): while a broker is down, every group logs these.
+// stream from one): while a broker is down or stopping, every group logs
+// these.
 func aboutPeer(msg string, args []any) bool {
-	if msg == "failed to accept connection" {
+	switch msg {
+	case "failed to accept connection", "failed to decode incoming command", "failed to flush response":
 		return true
 	}
 	for i := 0; i < len(args); i += 2 {
