@@ -421,6 +421,26 @@ func (b *Broker) replicaStatus(replicas []int32, leader int32) (isr, offline []i
 	return isr, offline
 }
 
+// inSyncReplicas counts the ISR of a partition (as replicaStatus lists it)
+// and reports whether this broker leads it; a single broker is the whole
+// ISR of its partitions.
+func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
+	if t.assign == nil {
+		return 1, true
+	}
+	if l, ok := t.parts[p].(interface{ IsLeader() bool }); !ok || !l.IsLeader() {
+		return 0, false
+	}
+	fenced := b.ctrl.State().Fenced
+	n := 0
+	for _, id := range t.assign[p] {
+		if id == b.cfg.NodeID || !fenced[id] {
+			n++
+		}
+	}
+	return n, true
+}
+
 // controllerID is the broker clients are told is the controller.
 func (b *Broker) controllerID() int32 {
 	if !b.clustered() {

@@ -89,6 +89,14 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 // append fills sp and calls finish when done.
 func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32) error {
 	ec := &t.effective
+	if acks == partition.AcksAll && ec.minInSync > 1 {
+		// As in Kafka, a leader whose ISR is smaller than
+		// min.insync.replicas refuses acks=all writes before it looks at
+		// them (Raft's majority commit applies on top).
+		if isr, leads := b.inSyncReplicas(t, rp.Partition); leads && isr < ec.minInSync {
+			return fmt.Errorf("%w: %d in-sync replicas, min.insync.replicas is %d", kerr.NotEnoughReplicas, isr, ec.minInSync)
+		}
+	}
 	if len(rp.Records) > int(ec.maxMessage) {
 		return fmt.Errorf("%w: %d bytes, max.message.bytes is %d", ErrMessageTooLarge, len(rp.Records), ec.maxMessage)
 	}

@@ -99,6 +99,8 @@ func TestProduceErrors(t *testing.T) {
 	id := createTopic(t, c, name, 1)
 	small := uniqueTopic(t, "small")
 	createTopic(t, c, small, 1, "max.message.bytes", "1000")
+	strict := uniqueTopic(t, "strict")
+	createTopic(t, c, strict, 1, "min.insync.replicas", "2")
 	produce(t, c, name, 0, newBatch(t, "first"))
 
 	corrupt := newBatch(t, "x", "y")
@@ -141,6 +143,9 @@ func TestProduceErrors(t *testing.T) {
 		{"shorter than a header", 9, -1, name, id, 0, newBatch(t, "x")[:20], kerr.InvalidRecord.Code},
 		{"no records", 9, -1, name, id, 0, []byte{}, kerr.InvalidRecord.Code},
 		{"unknown topic ID", 13, -1, "", [16]byte{9, 9, 9}, 0, newBatch(t, "x"), kerr.UnknownTopicID.Code},
+		// One broker is an ISR of one; Kafka checks this before the records.
+		{"acks=all below min.insync.replicas", 9, -1, strict, id, 0, newBatch(t, "x"), kerr.NotEnoughReplicas.Code},
+		{"acks=all below min.insync.replicas, bad records", 9, -1, strict, id, 0, corrupt, kerr.NotEnoughReplicas.Code},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,6 +169,13 @@ func TestProduceErrors(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("min.insync.replicas leaves acks=1 alone", func(t *testing.T) {
+		resp := c.do(produceReq(9, 1, strict, id, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
+		if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != 0 {
+			t.Fatalf("acks=1: error %d (%s) at offset %d, want offset 0", p.ErrorCode, deref(p.ErrorMessage), p.BaseOffset)
+		}
+	})
 
 	t.Run("max.message.bytes follows config changes", func(t *testing.T) {
 		big := newBatch(t, strings.Repeat("v", 2000))

@@ -178,6 +178,7 @@ type effectiveConfig struct {
 	deletePolicy   bool
 	compactPolicy  bool
 	compact        partition.CompactOptions
+	minInSync      int
 }
 
 func (b *Broker) effective(overrides map[string]string) effectiveConfig {
@@ -202,5 +203,7 @@ func (b *Broker) effective(overrides map[string]string) effectiveConfig {
 	ec.logAppendTime = get("message.timestamp.type") == "LogAppendTime"
 	mm, _ := strconv.ParseInt(get("max.message.bytes"), 10, 32)
 	ec.maxMessage = int32(mm)
+	minISR, _ := strconv.Atoi(get("min.insync.replicas"))
+	ec.minInSync = max(minISR, 1)
 	return ec
 }

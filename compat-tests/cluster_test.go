@@ -936,3 +936,57 @@ func TestClusterAutoLeaderRebalance(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterMinInSyncReplicas kills a follower of a topic whose
+// min.insync.replicas is its replication factor: as in Kafka, once the
+// follower's broker is fenced and out of the ISR, acks=all writes are
+// refused with NOT_ENOUGH_REPLICAS and leave nothing in the log, acks=1
+// writes go on, and acks=all works again once the follower is back.
+func TestClusterMinInSyncReplicas(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 2*time.Minute)
+	const topic = "min-isr"
+	adm := kadm.NewClient(c.client(nil))
+	three := "3"
+	createClusterTopicWith(ctx, t, adm, topic, 1, 3, map[string]*string{"min.insync.replicas": &three})
+	leaders := c.waitLeadersEverywhere(ctx, topic, 1, nil)
+	acks := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "all-in-sync", 100, 1, -1)
+
+	victim := int32(-1)
+	for _, id := range leaders[0].Replicas {
+		if id != leaders[0].Leader {
+			victim = id
+			break
+		}
+	}
+	killedAt := time.Now()
+	c.broker(victim).Kill()
+	c.waitFenced(ctx, victim, killedAt)
+	c.waitReplicaStatus(ctx, topic, 1, "the killed follower out of the ISR", func(p kmsg.MetadataResponseTopicPartition) bool {
+		return len(p.ISR) == 2
+	})
+	// Without idempotence and with one try, franz-go hands back the
+	// broker's error instead of retrying it.
+	once := func(ack kgo.Acks) *kgo.Client {
+		return c.client(nil, kgo.RequiredAcks(ack), kgo.DisableIdempotentWrite(), kgo.RecordRetries(1),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(deliveryTimeout))
+	}
+	err := once(kgo.AllISRAcks()).ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("refused")}).FirstErr()
+	if !errors.Is(err, kerr.NotEnoughReplicas) {
+		t.Errorf("acks=all with 2 in-sync replicas of min.insync.replicas 3: %v, want %v", err, kerr.NotEnoughReplicas)
+	}
+	r, err := once(kgo.LeaderAck()).ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("acks-1")}).First()
+	if err != nil {
+		t.Fatalf("acks=1 with a follower down: %v", err)
+	}
+	acks = append(acks, ackedRecord{Partition: r.Partition, Offset: r.Offset, Value: string(r.Value)})
+
+	c.broker(victim).Restart()
+	c.waitReady(ctx)
+	c.waitReplicaStatus(ctx, topic, 1, "the restarted follower back in the ISR", func(p kmsg.MetadataResponseTopicPartition) bool {
+		return len(p.ISR) == 3
+	})
+	acks = append(acks, produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "back-in-sync", 100, 1, -1)...)
+	log, _ := c.consumeAll(ctx, topic, 1)
+	reportLogProblems(t, "log after min.insync.replicas refusals", checkTopicLog(log, acks, true, "refused"))
+}
