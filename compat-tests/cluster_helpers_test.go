@@ -546,6 +546,11 @@ func (r *pinnedConn) close() { r.nc.Close() }
 
 // requestTo sends req to addr and waits probeTimeout for the answer.
 func requestTo(addr string, req kmsg.Request) (kmsg.Response, error) {
+	return requestWithin(addr, req, probeTimeout)
+}
+
+// requestWithin sends req to addr and waits up to timeout for the answer.
+func requestWithin(addr string, req kmsg.Request, timeout time.Duration) (kmsg.Response, error) {
 	r, err := dialPinned(addr)
 	if err != nil {
 		return nil, err
@@ -554,7 +559,7 @@ func requestTo(addr string, req kmsg.Request) (kmsg.Response, error) {
 	if err := r.send(req); err != nil {
 		return nil, err
 	}
-	return r.await(probeTimeout)
+	return r.await(timeout)
 }
 
 // metadataOf asks one broker for the metadata of the given topics (of
@@ -573,15 +578,7 @@ func metadataWithin(addr string, timeout time.Duration, topics ...string) (*kmsg
 		rt.Topic = kmsg.StringPtr(name)
 		req.Topics = append(req.Topics, rt)
 	}
-	r, err := dialPinned(addr)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
-	if err := r.send(req); err != nil {
-		return nil, err
-	}
-	resp, err := r.await(timeout)
+	resp, err := requestWithin(addr, req, timeout)
 	if err != nil {
 		return nil, err
 	}
