@@ -431,14 +431,8 @@ func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
 	if l, ok := t.parts[p].(interface{ IsLeader() bool }); !ok || !l.IsLeader() {
 		return 0, false
 	}
-	fenced := b.ctrl.State().Fenced
-	n := 0
-	for _, id := range t.assign[p] {
-		if id == b.cfg.NodeID || !fenced[id] {
-			n++
-		}
-	}
-	return n, true
+	isr, _ := b.replicaStatus(t.assign[p], b.cfg.NodeID)
+	return len(isr), true
 }
 
 // controllerID is the broker clients are told is the controller.

@@ -87,14 +87,13 @@ func Start(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	rlog := raftmux.Logger(cfg.Logger.With().Str("group", metadataGroup).Logger())
 	// The mux's transport: heartbeats share the broker-wide batches, and
 	// a failed append waits for the peer instead of letting Raft back off
 	// (a restarted broker would otherwise wait seconds to hear of it).
 	c.trans = layer.NewTransport(3, 10*time.Second)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
-	rc.Logger = rlog
+	rc.Logger = raftmux.Logger(cfg.Logger.With().Str("group", metadataGroup).Logger())
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
 	}
