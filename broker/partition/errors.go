@@ -16,4 +16,5 @@ var (
 	ErrNotLeader            = errors.New("not the leader of this partition")
 	ErrFencedLeaderEpoch    = errors.New("leader epoch is older than the current one")
 	ErrUnknownLeaderEpoch   = errors.New("leader epoch is newer than the current one")
+	ErrReplicaUnreachable   = errors.New("the replica has not answered the leader lately")
 )

@@ -21,6 +21,10 @@ const (
 	// maxInflightEntries bounds entries proposed but not yet answered.
 	maxInflightEntries = 64
 	barrierTimeout     = 30 * time.Second
+	// leadRetry is how long a new leader waits before it tries its
+	// barrier again after Raft refused it (a leadership transfer was
+	// under way).
+	leadRetry = 100 * time.Millisecond
 	// nudgeEvery is how long a proposal waits for its commit before Raft
 	// is nudged (see nudge), and then again after each further wait.
 	nudgeEvery = 500 * time.Millisecond
@@ -58,9 +62,11 @@ type queued struct {
 	done func(AppendResult)
 }
 
-// inflight is one proposal being replicated, with the appends it answers.
+// inflight is one proposal being replicated, with the appends it answers
+// and the leadership (gen) that made it.
 type inflight struct {
 	f     raft.Future
+	gen   uint64
 	items []queued
 }
 
@@ -80,6 +86,7 @@ type Replicated struct {
 	mu        sync.Mutex
 	closed    bool
 	leading   bool
+	handing   bool   // a leadership transfer is under way: proposals wait
 	gen       uint64 // counts leaderships, so stale work is never proposed
 	epoch     int32
 	logEnd    int64
@@ -90,10 +97,14 @@ type Replicated struct {
 	compactor *compactor
 
 	inflight chan *inflight
-	notify   chan bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	watchers watchSet
+	// failedGen is the latest leadership one of whose proposals failed;
+	// only answer uses it.
+	failedGen uint64
+	notify    chan bool
+	relead    chan struct{} // the leadership must be taken up again
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	watchers  watchSet
 }
 
 var _ Partition = (*Replicated)(nil)
@@ -117,6 +128,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		wake:     make(chan struct{}, 1),
 		inflight: make(chan *inflight, maxInflightEntries),
 		notify:   make(chan bool, 16),
+		relead:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	p.fsm = newReplicaFSM(p.watchers.notify)
@@ -211,9 +223,7 @@ func (p *Replicated) restoreTimeouts(normal raft.ReloadableConfig) {
 	}
 }
 
-// observe follows leadership. A new leader first waits for a barrier, so
-// that every entry of earlier terms is applied and the FSM knows the
-// offsets and producer sequences to continue from.
+// observe follows leadership.
 func (p *Replicated) observe() {
 	defer p.wg.Done()
 	for {
@@ -222,37 +232,66 @@ func (p *Replicated) observe() {
 			return
 		case leader := <-p.notify:
 			if !leader {
-				p.stepDown()
+				p.stepDown(0)
 				continue
 			}
-			if err := p.r.Barrier(barrierTimeout).Error(); err != nil {
-				continue // leadership was lost again; its signal follows
-			}
-			p.mu.Lock()
-			if p.closed || p.r.State() != raft.Leader {
-				p.mu.Unlock()
-				continue
-			}
-			v := p.fsm.view()
-			p.leading = true
-			p.gen++
-			p.epoch = int32(p.r.CurrentTerm())
-			p.logEnd = v.next
-			p.producers = p.fsm.cloneProducers()
-			epoch := p.epoch
-			p.mu.Unlock()
-			p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Msg("partition leader")
-			if p.opts.OnLeadership != nil {
-				p.opts.OnLeadership(true, epoch)
-			}
+			p.lead()
+		case <-p.relead:
+			p.lead()
 		}
 	}
 }
 
-// stepDown stops leading: appends not yet proposed fail so their clients
-// look for the new leader.
-func (p *Replicated) stepDown() {
+// lead takes up the leadership of the Raft leader. It first waits for a
+// barrier, so that every entry before it is applied and the FSM knows the
+// offsets and producer sequences to continue from; offsets and producer
+// state are then taken from the FSM, never carried over.
+func (p *Replicated) lead() {
+	for {
+		if p.r.State() != raft.Leader {
+			return // leadership was lost again; its signal follows
+		}
+		if err := p.r.Barrier(barrierTimeout).Error(); err == nil {
+			break
+		}
+		// Raft refuses the barrier while a leadership transfer is under
+		// way; if the transfer fails, this replica still leads.
+		t := time.NewTimer(leadRetry)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 	p.mu.Lock()
+	if p.closed || p.leading || p.r.State() != raft.Leader {
+		p.mu.Unlock()
+		return
+	}
+	v := p.fsm.view()
+	p.leading = true
+	p.gen++
+	p.epoch = int32(p.r.CurrentTerm())
+	p.logEnd = v.next
+	p.producers = p.fsm.cloneProducers()
+	epoch := p.epoch
+	p.mu.Unlock()
+	p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Int64("next", v.next).Msg("partition leader")
+	if p.opts.OnLeadership != nil {
+		p.opts.OnLeadership(true, epoch)
+	}
+}
+
+// stepDown stops leading: appends not yet proposed fail so their clients
+// look for the new leader. With gen other than 0 it stops only that
+// leadership, and reports whether it did.
+func (p *Replicated) stepDown(gen uint64) bool {
+	p.mu.Lock()
+	if gen != 0 && (gen != p.gen || !p.leading) {
+		p.mu.Unlock()
+		return false
+	}
 	was := p.leading
 	p.leading = false
 	p.gen++
@@ -265,6 +304,7 @@ func (p *Replicated) stepDown() {
 	if was && p.opts.OnLeadership != nil {
 		p.opts.OnLeadership(false, -1)
 	}
+	return true
 }
 
 // Append implements Partition. acks=1 and acks=-1 are both answered after
@@ -345,7 +385,7 @@ func (p *Replicated) flush() {
 // term must never reach the log of a later one.
 func (p *Replicated) proposeNext() bool {
 	p.mu.Lock()
-	if len(p.queue) == 0 || !p.leading {
+	if len(p.queue) == 0 || !p.leading || p.handing {
 		p.mu.Unlock()
 		return false
 	}
@@ -367,9 +407,10 @@ func (p *Replicated) proposeNext() bool {
 		f = p.r.ApplyLog(raft.Log{Data: data}, 0)
 	}
 	more := len(p.queue) > 0
+	gen := p.gen
 	p.mu.Unlock()
 	select {
-	case p.inflight <- &inflight{f: f, items: items}:
+	case p.inflight <- &inflight{f: f, gen: gen, items: items}:
 	case <-p.stop:
 		for _, it := range items {
 			it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: ErrClosed})
@@ -410,11 +451,20 @@ func (p *Replicated) complete(in *inflight) {
 			err = rerr
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		if !errors.Is(err, ErrStorage) {
 			err = fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
 		p.opts.Logger.Debug().Err(err).Str("group", p.opts.Group).Msg("proposal failed")
+		if in.gen > p.failedGen {
+			p.failedGen = in.gen
+			p.restart(in.gen)
+		}
+	case in.gen <= p.failedGen:
+		// Its offsets, or the batch a duplicate's answer names, may
+		// follow what the failed proposal never wrote.
+		err = fmt.Errorf("%w: an earlier write of this leadership failed", ErrNotLeader)
 	}
 	for _, it := range in.items {
 		res := it.res
@@ -422,6 +472,20 @@ func (p *Replicated) complete(in *inflight) {
 			res = AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: err}
 		}
 		it.done(res)
+	}
+}
+
+// restart ends leadership gen after one of its proposals failed while
+// Raft may still lead (a leadership transfer refused it, say): the
+// offsets and producer sequences it handed out ran ahead of the log. The
+// leadership is taken up again from the FSM once every proposal before
+// is settled, as after an election.
+func (p *Replicated) restart(gen uint64) {
+	if p.stepDown(gen) {
+		select {
+		case p.relead <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -484,17 +548,48 @@ func (p *Replicated) Leader() raft.ServerID {
 // returns when the transfer is done or has failed.
 func (p *Replicated) HandOff() {
 	if p.r.State() == raft.Leader {
+		defer p.hold()()
 		_ = p.r.LeadershipTransfer().Error()
 	}
 }
 
 // TransferTo moves leadership to the replica id at addr, once it has
 // caught up; it waits for the transfer, bounded by Raft's election timeout.
+// A replica this leader has not heard from within a heartbeat timeout is
+// refused at once: Raft would stop accepting writes until its transfer
+// timed out.
 func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
+	if t, ok := p.trans.(interface {
+		Answered(raft.ServerAddress) time.Time
+	}); ok {
+		if since := time.Since(t.Answered(addr)); since > p.r.ReloadableConfig().HeartbeatTimeout {
+			return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, ErrReplicaUnreachable)
+		}
+	}
+	defer p.hold()()
 	if err := p.r.LeadershipTransferToServer(id, addr).Error(); err != nil {
 		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, err)
 	}
 	return nil
+}
+
+// hold keeps appends queued, rather than proposed, while a leadership
+// transfer is under way (Raft refuses proposals then); it returns the
+// function that releases them, to the new leadership's step-down or to
+// this one's proposals.
+func (p *Replicated) hold() func() {
+	p.mu.Lock()
+	p.handing = true
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		p.handing = false
+		p.mu.Unlock()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Offsets implements Partition.
@@ -709,7 +804,7 @@ func (p *Replicated) Close() error {
 	err := p.r.Shutdown().Error()
 	close(p.stop)
 	p.wg.Wait()
-	p.stepDown()
+	p.stepDown(0)
 	if c, ok := p.trans.(interface{ Close() error }); ok {
 		_ = c.Close()
 	}

@@ -68,6 +68,9 @@ func TestHeartbeatFailures(t *testing.T) {
 	if err := trans.AppendEntries("2", b.addr(), req, &resp); !errors.Is(err, ErrUnknownGroup) {
 		t.Fatalf("heartbeat to a peer without the group: %v", err)
 	}
+	if at := trans.Answered(b.addr()); !at.IsZero() {
+		t.Fatalf("a peer without the group counts as answering (at %v)", at)
+	}
 	// Nobody listens at b's address once it is gone.
 	b.mux.Close()
 	b.ln.Close()

@@ -24,6 +24,7 @@ type Transport struct {
 
 	mu       sync.Mutex
 	reached  map[raft.ServerAddress]chan struct{} // closed at the next heartbeat answered
+	answered map[raft.ServerAddress]time.Time     // when each peer last answered
 	stopped  chan struct{}
 	stopOnce sync.Once
 }
@@ -37,7 +38,8 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: Logger(l.mux.log.With().Str("group", l.group).Logger()),
 	})
-	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}), stopped: make(chan struct{})}
+	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}),
+		answered: make(map[raft.ServerAddress]time.Time), stopped: make(chan struct{})}
 }
 
 // AppendEntries implements raft.Transport.
@@ -46,6 +48,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 		err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
 		if err == nil {
 			t.mu.Lock()
+			t.answered[target] = time.Now()
 			if ch, ok := t.reached[target]; ok {
 				close(ch)
 				delete(t.reached, target)
@@ -57,10 +60,24 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	deadline := time.Now().Add(appendPatience)
 	for {
 		err := t.NetworkTransport.AppendEntries(id, target, args, resp)
-		if err == nil || !t.awaitHeartbeat(target, deadline) {
+		if err == nil {
+			t.mu.Lock()
+			t.answered[target] = time.Now()
+			t.mu.Unlock()
+			return nil
+		}
+		if !t.awaitHeartbeat(target, deadline) {
 			return err
 		}
 	}
+}
+
+// Answered returns when the group on target last answered this
+// transport, or the zero time if it never did.
+func (t *Transport) Answered(target raft.ServerAddress) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.answered[target]
 }
 
 // InstallSnapshot implements raft.Transport. The snapshot stream cannot be
