@@ -25,6 +25,8 @@ const (
 	// barrier again after Raft refused it (a leadership transfer was
 	// under way).
 	leadRetry = 100 * time.Millisecond
+	// answerPoll is how often a transfer looks for its target's answer.
+	answerPoll = 50 * time.Millisecond
 	// nudgeEvery is how long a proposal waits for its commit before Raft
 	// is nudged (see nudge), and then again after each further wait.
 	nudgeEvery = 500 * time.Millisecond
@@ -555,22 +557,45 @@ func (p *Replicated) HandOff() {
 
 // TransferTo moves leadership to the replica id at addr, once it has
 // caught up; it waits for the transfer, bounded by Raft's election timeout.
-// A replica this leader has not heard from within a heartbeat timeout is
-// refused at once: Raft would stop accepting writes until its transfer
-// timed out.
+// The replica must answer this leader within a heartbeat timeout: Raft
+// would otherwise stop accepting writes until its transfer timed out.
 func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
-	if t, ok := p.trans.(interface {
-		Answered(raft.ServerAddress) time.Time
-	}); ok {
-		if since := time.Since(t.Answered(addr)); since > p.r.ReloadableConfig().HeartbeatTimeout {
-			return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, ErrReplicaUnreachable)
-		}
+	if !p.answering(addr) {
+		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, ErrReplicaUnreachable)
 	}
 	defer p.hold()()
 	if err := p.r.LeadershipTransferToServer(id, addr).Error(); err != nil {
 		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, err)
 	}
 	return nil
+}
+
+// answering reports whether the replica at addr has answered this
+// replica's Raft traffic within a heartbeat timeout, waiting up to that
+// long for it to. Without a transport that tells, it reports true.
+func (p *Replicated) answering(addr raft.ServerAddress) bool {
+	t, ok := p.trans.(interface {
+		Answered(raft.ServerAddress) time.Time
+	})
+	if !ok {
+		return true
+	}
+	limit := p.r.ReloadableConfig().HeartbeatTimeout
+	tick := time.NewTicker(answerPoll)
+	defer tick.Stop()
+	for deadline := time.Now().Add(limit); ; {
+		if time.Since(t.Answered(addr)) <= limit {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-p.stop:
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // hold keeps appends queued, rather than proposed, while a leadership

@@ -41,6 +41,16 @@ func TestHeartbeatsShareFrames(t *testing.T) {
 		if term := termOf(leader); term != terms[g] {
 			t.Errorf("%s: term moved from %d to %d while idle", g, terms[g], term)
 		}
+		for _, m := range groups[g] {
+			if m.r != leader {
+				continue
+			}
+			for _, n := range nodes {
+				if at := m.trans.Answered(n.addr()); n.addr() != m.trans.LocalAddr() && time.Since(at) > time.Second {
+					t.Errorf("%s: the leader last heard from %s at %v", g, n.addr(), at)
+				}
+			}
+		}
 	}
 	t.Logf("%d heartbeats in %d frames", beats, frames)
 }

@@ -111,8 +111,9 @@ func TestKafkaConnectionsPassThrough(t *testing.T) {
 // checks that both elect leaders and replicate, over one session per pair.
 // member is one node's replica of a test group.
 type member struct {
-	r   *raft.Raft
-	fsm *countFSM
+	r     *raft.Raft
+	fsm   *countFSM
+	trans *Transport
 }
 
 // startGroups runs each group on every node, over the nodes' muxes.
@@ -147,7 +148,7 @@ func startGroups(t *testing.T, nodes []*node, names []string) map[string][]membe
 				_ = r.Shutdown().Error()
 				_ = trans.Close()
 			})
-			groups[group] = append(groups[group], member{r, fsm})
+			groups[group] = append(groups[group], member{r, fsm, trans})
 		}
 	}
 	return groups
