@@ -255,6 +255,9 @@ func (b *Broker) Start() error {
 	if b.clustered() {
 		b.goFunc(b.reconcileLoop)
 		b.goFunc(b.initCluster)
+		if b.cfg.AutoLeaderRebalance {
+			b.goFunc(func() { b.every(b.cfg.LeaderImbalanceCheckInterval, b.rebalanceLeaders) })
+		}
 	}
 	ready := b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).Str("data", b.cfg.DataDir)
 	if b.clustered() {

@@ -45,6 +45,15 @@ type Config struct {
 	GroupInitialRebalanceDelay    time.Duration
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
+	// AutoLeaderRebalance moves partition leadership back to preferred
+	// replicas, as Kafka's auto.leader.rebalance.enable: every
+	// LeaderImbalanceCheckInterval, a broker that leads partitions whose
+	// preferred replica is live and leads fewer than
+	// 100-LeaderImbalancePerBroker percent of its preferred partitions
+	// hands them over.
+	AutoLeaderRebalance          bool
+	LeaderImbalanceCheckInterval time.Duration
+	LeaderImbalancePerBroker     int
 	// Peers maps every broker's ID to its address, this broker included,
 	// for a cluster; empty runs a single broker. Raft traffic between
 	// brokers shares these (Kafka) addresses.
@@ -74,6 +83,10 @@ func DefaultConfig() Config {
 		GroupInitialRebalanceDelay:    3 * time.Second,
 		OffsetsRetention:              7 * 24 * time.Hour,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
+
+		AutoLeaderRebalance:          true,
+		LeaderImbalanceCheckInterval: 5 * time.Minute,
+		LeaderImbalancePerBroker:     10,
 	}
 }
 
@@ -123,6 +136,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RetentionCheckInterval <= 0 {
 		errs = append(errs, fmt.Errorf("retention check interval %v must be positive", c.RetentionCheckInterval))
+	}
+	if c.LeaderImbalanceCheckInterval <= 0 {
+		errs = append(errs, fmt.Errorf("leader imbalance check interval %v must be positive", c.LeaderImbalanceCheckInterval))
+	}
+	if c.LeaderImbalancePerBroker < 0 || c.LeaderImbalancePerBroker > 100 {
+		errs = append(errs, fmt.Errorf("leader imbalance per broker percentage %d must be between 0 and 100", c.LeaderImbalancePerBroker))
 	}
 	gc := c.groupConfig()
 	if err := gc.Validate(); err != nil {

@@ -285,3 +285,70 @@ func (b *Broker) electRemotely(ctx context.Context, leader int32, ets []*electTa
 		}
 	}
 }
+
+// rebalanceWait bounds one round of automatic preferred leader elections.
+const rebalanceWait = 30 * time.Second
+
+// rebalanceLeaders is Kafka's automatic preferred leader election
+// (auto.leader.rebalance.enable) for the partitions this broker leads:
+// when a live broker is the preferred replica of partitions that others
+// lead, in more than LeaderImbalancePerBroker percent of its preferred
+// partitions, the leaders hand those partitions back. Every broker counts
+// from the same replicated metadata and moves only what it leads, so the
+// brokers need not ask each other.
+func (b *Broker) rebalanceLeaders(time.Time) {
+	st := b.ctrl.State()
+	preferredOf := make(map[int32]int) // partitions whose preferred replica is the broker
+	ledElsewhere := make(map[int32]int)
+	for _, mt := range st.Topics {
+		for i, replicas := range mt.Replicas {
+			if len(replicas) == 0 {
+				continue
+			}
+			preferred := replicas[0]
+			preferredOf[preferred]++
+			if i >= len(mt.Leaders) || mt.Leaders[i].Leader != preferred {
+				ledElsewhere[preferred]++
+			}
+		}
+	}
+	imbalanced := func(id int32) bool {
+		return !st.Fenced[id] && ledElsewhere[id]*100 > b.cfg.LeaderImbalancePerBroker*preferredOf[id]
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, rebalanceWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	moved, failed := 0, 0
+	for _, t := range b.topics.list() {
+		if t.assign == nil {
+			continue
+		}
+		for i, p := range t.parts {
+			preferred := t.assign[i][0]
+			local, ok := p.(transferer)
+			if preferred == b.cfg.NodeID || !imbalanced(preferred) || !ok || !local.IsLeader() {
+				continue
+			}
+			et := &electTarget{topic: t.name, partition: int32(i), preferred: preferred}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, msg := b.electLocally(ctx, et, local)
+				mu.Lock()
+				defer mu.Unlock()
+				if code != 0 {
+					failed++
+					b.log.Debug().Str("topic", et.topic).Int32("partition", et.partition).Int32("preferred", preferred).
+						Int16("code", code).Str("reason", msg).Msg("preferred leader election failed")
+					return
+				}
+				moved++
+			}()
+		}
+	}
+	wg.Wait()
+	if moved+failed > 0 {
+		b.log.Info().Int("moved", moved).Int("failed", failed).Msg("leadership moved back to preferred replicas")
+	}
+}

@@ -815,7 +815,9 @@ func TestClusterRestartKnowsTopics(t *testing.T) {
 // back with ElectLeaders (as kafka-leader-election.sh does), sent to a
 // broker that leads none of them, so that the request is forwarded.
 func TestClusterElectLeaders(t *testing.T) {
-	c := startCluster(t)
+	// Without automatic rebalancing, leadership stays where it moved
+	// until ElectLeaders asks for the preferred replicas.
+	c := startClusterWith(t, "--no-auto-leader-rebalance")
 	ctx := testContext(t, 2*time.Minute)
 	const topic, partitions = "elect", 6
 	adm := kadm.NewClient(c.client(nil))
@@ -894,6 +896,47 @@ func TestClusterElectLeaders(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestClusterAutoLeaderRebalance kills a broker so that the partitions
+// it prefers are led elsewhere and restarts it: as with Kafka's
+// auto.leader.rebalance.enable, leadership moves back to it by itself at
+// the next imbalance check, and writes go on.
+func TestClusterAutoLeaderRebalance(t *testing.T) {
+	c := startClusterWith(t, "--leader-imbalance-check-interval", "1s")
+	ctx := testContext(t, 2*time.Minute)
+	const topic, partitions = "rebalance", 6
+	adm := kadm.NewClient(c.client(nil))
+	createClusterTopic(ctx, t, adm, topic, partitions, 3)
+	preferred := func(l partLeader) int32 { return l.Replicas[0] }
+	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader == preferred(l) })
+
+	const victim = 2
+	c.broker(victim).Kill()
+	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader != victim })
+	before := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "while-down", 600, partitions, -1)
+	c.broker(victim).Restart()
+	c.waitReady(ctx)
+	back := c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader == preferred(l) })
+	led := 0
+	for _, l := range back {
+		if l.Leader == victim {
+			led++
+		}
+	}
+	if led == 0 {
+		t.Fatalf("broker %d leads none of the partitions after the rebalance: %v", victim, back)
+	}
+
+	acks := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "after-rebalance", 600, partitions, -1)
+	for _, a := range acks {
+		if a.Offset < 600/partitions {
+			t.Errorf("record %q written after the rebalance was acknowledged at partition %d offset %d, below the %d before it", a.Value, a.Partition, a.Offset, 600/partitions)
+			break
+		}
+	}
+	log, _ := c.consumeAll(ctx, topic, partitions)
+	reportLogProblems(t, "log after the rebalance", checkTopicLog(log, append(before, acks...), true))
 }
 
 // TestClusterMinInSyncReplicas kills a follower of a topic whose

@@ -50,6 +50,10 @@ type serveCmd struct {
 	GroupInitialRebalanceDelay time.Duration `name:"group-initial-rebalance-delay" default:"3s" env:"PUBG1_GROUP_INITIAL_REBALANCE_DELAY" help:"How long the first rebalance of an empty group waits for more members."`
 	OffsetsRetention           time.Duration `name:"offsets-retention" default:"168h" env:"PUBG1_OFFSETS_RETENTION" help:"How long the committed offsets of an empty group are kept (offsets.retention.minutes)."`
 	OffsetsRetentionCheck      time.Duration `name:"offsets-retention-check-interval" default:"10m" env:"PUBG1_OFFSETS_RETENTION_CHECK_INTERVAL" help:"How often expired offsets are removed."`
+
+	AutoLeaderRebalance    bool          `name:"auto-leader-rebalance" default:"true" negatable:"" env:"PUBG1_AUTO_LEADER_REBALANCE" help:"Move partition leadership back to preferred replicas (auto.leader.rebalance.enable)."`
+	LeaderImbalanceCheck   time.Duration `name:"leader-imbalance-check-interval" default:"5m" env:"PUBG1_LEADER_IMBALANCE_CHECK_INTERVAL" help:"How often leadership is checked against the preferred replicas."`
+	LeaderImbalancePercent int           `name:"leader-imbalance-per-broker-percentage" default:"10" env:"PUBG1_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE" help:"Share of a broker's preferred partitions led elsewhere above which they are moved back."`
 }
 
 func (s *serveCmd) Run(log zerolog.Logger) error {
@@ -64,6 +68,8 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout
 	cfg.GroupInitialRebalanceDelay = s.GroupInitialRebalanceDelay
 	cfg.OffsetsRetention, cfg.OffsetsRetentionCheckInterval = s.OffsetsRetention, s.OffsetsRetentionCheck
+	cfg.AutoLeaderRebalance, cfg.LeaderImbalanceCheckInterval = s.AutoLeaderRebalance, s.LeaderImbalanceCheck
+	cfg.LeaderImbalancePerBroker = s.LeaderImbalancePercent
 	peers, err := parsePeers(s.Peers)
 	if err != nil {
 		return err
