@@ -428,7 +428,7 @@ func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
 	if t.assign == nil {
 		return 1, true
 	}
-	if l, ok := t.parts[p].(interface{ IsLeader() bool }); !ok || !l.IsLeader() {
+	if !t.parts[p].IsLeader() {
 		return 0, false
 	}
 	isr, _ := b.replicaStatus(t.assign[p], b.cfg.NodeID)
