@@ -25,8 +25,6 @@ const (
 	// barrier again after Raft refused it (a leadership transfer was
 	// under way).
 	leadRetry = 100 * time.Millisecond
-	// answerPoll is how often a transfer looks for its target's answer.
-	answerPoll = 50 * time.Millisecond
 	// nudgeEvery is how long a proposal waits for its commit before Raft
 	// is nudged (see nudge), and then again after each further wait.
 	nudgeEvery = 500 * time.Millisecond
@@ -575,27 +573,9 @@ func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error
 // long for it to. Without a transport that tells, it reports true.
 func (p *Replicated) answering(addr raft.ServerAddress) bool {
 	t, ok := p.trans.(interface {
-		Answered(raft.ServerAddress) time.Time
+		Answering(raft.ServerAddress, time.Duration) bool
 	})
-	if !ok {
-		return true
-	}
-	limit := p.r.ReloadableConfig().HeartbeatTimeout
-	tick := time.NewTicker(answerPoll)
-	defer tick.Stop()
-	for deadline := time.Now().Add(limit); ; {
-		if time.Since(t.Answered(addr)) <= limit {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-p.stop:
-			return false
-		case <-tick.C:
-		}
-	}
+	return !ok || t.Answering(addr, p.r.ReloadableConfig().HeartbeatTimeout)
 }
 
 // hold keeps appends queued, rather than proposed, while a leadership

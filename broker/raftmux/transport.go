@@ -80,6 +80,16 @@ func (t *Transport) Answered(target raft.ServerAddress) time.Time {
 	return t.answered[target]
 }
 
+// Answering reports whether the group on target has answered this
+// transport within d, waiting up to d for its next heartbeat answer if it
+// has not.
+func (t *Transport) Answering(target raft.ServerAddress, d time.Duration) bool {
+	if time.Since(t.Answered(target)) <= d {
+		return true
+	}
+	return t.awaitHeartbeat(target, time.Now().Add(d))
+}
+
 // InstallSnapshot implements raft.Transport. The snapshot stream cannot be
 // sent twice, so a failed transfer only waits (as a failed append does)
 // for the peer before Raft counts the failure and tries again.
