@@ -423,6 +423,23 @@ func newerThan(before map[int32]partLeader) func(int32, partLeader) bool {
 	return func(p int32, l partLeader) bool { return l.Epoch > before[p].Epoch }
 }
 
+// ledByPreferred accepts a partition led by its preferred replica, the
+// first of its replica set.
+func ledByPreferred(_ int32, l partLeader) bool { return l.Leader == l.Replicas[0] }
+
+// displacePreferred creates topic with three replicas, waits until every
+// partition is led by its preferred replica (as in Kafka: the other
+// replicas of a new Raft group wait three times longer before they stand
+// for election), then kills broker victim and waits until it leads none
+// of them.
+func (c *cluster) displacePreferred(ctx context.Context, topic string, partitions, victim int32) {
+	c.t.Helper()
+	createClusterTopic(ctx, c.t, kadm.NewClient(c.client(nil)), topic, partitions, 3)
+	c.waitLeadersEverywhere(ctx, topic, partitions, ledByPreferred)
+	c.broker(victim).Kill()
+	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader != victim })
+}
+
 // createClusterTopic creates a topic through adm and checks the answer.
 func createClusterTopic(ctx context.Context, t *testing.T, adm *kadm.Client, name string, partitions int32, rf int16) kadm.CreateTopicResponse {
 	t.Helper()

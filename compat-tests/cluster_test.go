@@ -820,24 +820,15 @@ func TestClusterElectLeaders(t *testing.T) {
 	c := startClusterWith(t, "--no-auto-leader-rebalance")
 	ctx := testContext(t, 2*time.Minute)
 	const topic, partitions = "elect", 6
-	adm := kadm.NewClient(c.client(nil))
-	createClusterTopic(ctx, t, adm, topic, partitions, 3)
-	preferred := func(l partLeader) int32 { return l.Replicas[0] }
-	// As in Kafka, a new partition is led by its preferred replica (the
-	// other replicas of a new Raft group wait three times longer before
-	// they stand for election).
-	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader == preferred(l) })
-
 	// Make broker 1's preferred partitions (at least) lead elsewhere.
 	const victim = 1
-	c.broker(victim).Kill()
-	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader != victim })
+	c.displacePreferred(ctx, topic, partitions, victim)
 	c.broker(victim).Restart()
 	c.waitReady(ctx)
 	moved := c.waitLeadersEverywhere(ctx, topic, partitions, nil)
 	var wantElected []int32
 	for p := range int32(partitions) {
-		if moved[p].Leader != preferred(moved[p]) {
+		if !ledByPreferred(p, moved[p]) {
 			wantElected = append(wantElected, p)
 		}
 	}
@@ -856,12 +847,12 @@ func TestClusterElectLeaders(t *testing.T) {
 		r, ok := res[topic][p]
 		switch {
 		case slices.Contains(wantElected, p) && (!ok || r.Err != nil):
-			t.Errorf("partition %d (led by %d, preferred %d): result %+v (present %v), want success", p, moved[p].Leader, preferred(moved[p]), r, ok)
+			t.Errorf("partition %d (led by %d, preferred %d): result %+v (present %v), want success", p, moved[p].Leader, moved[p].Replicas[0], r, ok)
 		case !slices.Contains(wantElected, p) && ok:
 			t.Errorf("partition %d already led by its preferred replica is in the answer for all partitions: %+v", p, r)
 		}
 	}
-	c.waitLeadersEverywhere(ctx, topic, partitions, func(p int32, l partLeader) bool { return l.Leader == preferred(l) })
+	c.waitLeadersEverywhere(ctx, topic, partitions, ledByPreferred)
 
 	// A second election is not needed; unknown partitions and unclean
 	// elections get Kafka's answers.
@@ -906,18 +897,12 @@ func TestClusterAutoLeaderRebalance(t *testing.T) {
 	c := startClusterWith(t, "--leader-imbalance-check-interval", "1s")
 	ctx := testContext(t, 2*time.Minute)
 	const topic, partitions = "rebalance", 6
-	adm := kadm.NewClient(c.client(nil))
-	createClusterTopic(ctx, t, adm, topic, partitions, 3)
-	preferred := func(l partLeader) int32 { return l.Replicas[0] }
-	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader == preferred(l) })
-
 	const victim = 2
-	c.broker(victim).Kill()
-	c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader != victim })
+	c.displacePreferred(ctx, topic, partitions, victim)
 	before := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "while-down", 600, partitions, -1)
 	c.broker(victim).Restart()
 	c.waitReady(ctx)
-	back := c.waitLeadersEverywhere(ctx, topic, partitions, func(_ int32, l partLeader) bool { return l.Leader == preferred(l) })
+	back := c.waitLeadersEverywhere(ctx, topic, partitions, ledByPreferred)
 	led := 0
 	for _, l := range back {
 		if l.Leader == victim {
