@@ -56,6 +56,7 @@ type Broker struct {
 	ctrl          *cluster.Controller
 	mux           *raftmux.Mux
 	reconcileWake chan struct{}
+	electWake     chan struct{} // wakes electLoop (failover.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 
@@ -254,6 +255,7 @@ func (b *Broker) Start() error {
 	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
 	if b.clustered() {
 		b.goFunc(b.reconcileLoop)
+		b.goFunc(b.electLoop)
 		b.goFunc(b.initCluster)
 		if b.cfg.AutoLeaderRebalance {
 			b.goFunc(func() { b.every(b.cfg.LeaderImbalanceCheckInterval, b.rebalanceLeaders) })

@@ -32,14 +32,14 @@ import (
 // change to reach this broker's catalog.
 const metadataWait = 15 * time.Second
 
-// tuneRaft sets the election settings of every Raft group. A follower that
-// hears nothing from its leader for 1.5 to 3 seconds (HeartbeatTimeout,
-// randomised up to twice) starts an election, so a dead leader is replaced
-// in about 2 to 4 seconds. Heartbeats go out every 150 to 300 ms per
-// follower and group and travel in the mux's shared frames (up to 200 ms
-// later, well inside the 1 s leader lease); an idle leader sends an empty
-// append every CommitTimeout. These set the cost of idle partitions: with
-// them, 100 idle partitions cost a broker about 4% of a core.
+// tuneRaft sets the election settings of the metadata group. A follower
+// that hears nothing from its leader for 1.5 to 3 seconds
+// (HeartbeatTimeout, randomised up to twice) starts an election, so a dead
+// metadata leader is replaced in about 2 to 4 seconds. Heartbeats go out
+// every 150 to 300 ms per follower and travel in the mux's shared frames
+// (up to 200 ms later, well inside the 1 s leader lease). Partition groups,
+// of which there are many, run with long timeouts instead (see
+// tunePartitionRaft).
 func tuneRaft(c *raft.Config) {
 	c.HeartbeatTimeout = 1500 * time.Millisecond
 	c.ElectionTimeout = 1500 * time.Millisecond
@@ -64,6 +64,12 @@ func (b *Broker) startCluster() error {
 	}
 	b.ctrl = ctrl
 	b.reconcileWake = make(chan struct{}, 1)
+	b.electWake = make(chan struct{}, 1)
+	var peers []raft.ServerAddress
+	for _, addr := range b.cfg.Peers {
+		peers = append(peers, raft.ServerAddress(addr))
+	}
+	b.mux.WatchPeers(peers, raftmux.DefaultLivenessConfig(), b.wakeElect)
 	b.registered = make(chan struct{})
 	b.caughtUp = make(chan struct{})
 	ctrl.Watch(func(*cluster.State) { b.wakeReconcile() })
@@ -204,6 +210,7 @@ func (b *Broker) reconcile(st *cluster.State) {
 		}
 		b.log.Info().Str("topic", gone.name).Msg("topic deleted")
 	}
+	b.wakeElect() // new replicas may stand for election at once
 }
 
 // openReplica starts this broker's replica of one partition.
@@ -214,6 +221,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		return nil, err
 	}
 	trans := layer.NewTransport(2, 10*time.Second)
+	trans.HoldForPeers()
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(b.cfg.DataDir, "raft", fmt.Sprintf("%x", mt.ID), strconv.Itoa(int(n))), 1, hclog.NewNullLogger())
 	if err != nil {
 		trans.Close()
@@ -231,8 +239,8 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	ref := make(chan *partition.Replicated, 1)
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
-		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tuneRaft, Logger: b.log,
-		Preferred: mt.Replicas[n][0] == b.cfg.NodeID, Decompressor: b.decompressor,
+		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tunePartitionRaft, Logger: b.log,
+		Decompressor: b.decompressor,
 		OnLeadership: func(leader bool, epoch int32) {
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })

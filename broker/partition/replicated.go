@@ -41,13 +41,8 @@ type ReplicatedOptions struct {
 	// and must be the same on every replica.
 	Servers []raft.Server
 	// Tune adjusts the Raft configuration (timeouts) before start.
-	Tune func(*raft.Config)
-	// Preferred marks the preferred leader, the first of the replica set.
-	// In a new group the other replicas wait longer before they stand
-	// for election, so that, as in Kafka, a new partition is led by its
-	// preferred replica when it is up.
-	Preferred bool
-	Logger    zerolog.Logger
+	Tune   func(*raft.Config)
+	Logger zerolog.Logger
 	// OnLeadership is told when this replica becomes a ready leader (its
 	// epoch) or stops leading; it must not block.
 	OnLeadership func(leader bool, epoch int32)
@@ -156,12 +151,6 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
-	var deferTo *raft.ReloadableConfig
-	if !has && !opts.Preferred && len(opts.Servers) > 1 {
-		deferTo = &raft.ReloadableConfig{HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout}
-		cfg.HeartbeatTimeout *= deferFactor
-		cfg.ElectionTimeout *= deferFactor
-	}
 	if !has {
 		if err := raft.BootstrapCluster(cfg, logs, logs, p.snaps, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
 			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
@@ -175,52 +164,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	go p.observe()
 	go p.flush()
 	go p.answer()
-	if deferTo != nil {
-		p.wg.Add(1)
-		go p.restoreTimeouts(*deferTo)
-	}
 	return p, nil
-}
-
-// deferFactor stretches the election timeouts of a new group's replicas
-// other than the preferred one until the group has a leader.
-const (
-	deferFactor = 3
-	// deferLimit bounds how long they stay stretched without news of a
-	// leader.
-	deferLimit = 20 * time.Second
-)
-
-// restoreTimeouts gives the group back its election timeouts (those in
-// normal) once it has a leader.
-func (p *Replicated) restoreTimeouts(normal raft.ReloadableConfig) {
-	defer p.wg.Done()
-	ch := make(chan raft.Observation, 4)
-	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
-	p.r.RegisterObserver(obs)
-	defer p.r.DeregisterObserver(obs)
-	limit := time.NewTimer(deferLimit)
-	defer limit.Stop()
-	for waiting := true; waiting; {
-		if _, id := p.r.LeaderWithID(); id != "" {
-			break
-		}
-		select {
-		case <-p.stop:
-			return
-		case <-ch:
-		case <-limit.C:
-			waiting = false
-		}
-	}
-	rc := p.r.ReloadableConfig()
-	rc.HeartbeatTimeout, rc.ElectionTimeout = normal.HeartbeatTimeout, normal.ElectionTimeout
-	if err := p.r.ReloadConfig(rc); err != nil {
-		p.opts.Logger.Debug().Err(err).Str("group", p.opts.Group).Msg("restoring election timeouts")
-	}
 }
 
 // observe follows leadership.
@@ -544,12 +488,58 @@ func (p *Replicated) Leader() raft.ServerID {
 	return id
 }
 
+// Role reports this replica's Raft state, the leader it knows of (if any)
+// and when it last heard from a leader.
+func (p *Replicated) Role() (raft.RaftState, raft.ServerID, time.Time) {
+	_, id := p.r.LeaderWithID()
+	return p.r.State(), id, p.r.LastContact()
+}
+
+// Campaign makes this replica, if it follows, stand for election at once
+// (see raftmux.Transport.Campaign). The broker calls it when the leader's
+// broker is gone, rather than leave it to Raft's election timeout.
+func (p *Replicated) Campaign() error {
+	c, ok := p.trans.(interface{ Campaign(raft.ServerID) error })
+	if !ok {
+		return fmt.Errorf("partition: %s: the transport cannot start an election", p.opts.Group)
+	}
+	if p.r.State() != raft.Follower {
+		return nil
+	}
+	if err := c.Campaign(p.opts.ID); err != nil {
+		return fmt.Errorf("partition: %s: starting an election: %w", p.opts.Group, err)
+	}
+	return nil
+}
+
+// Nudge makes a leader send every follower what it lacks now (see nudge):
+// the broker calls it when a follower's broker is back.
+func (p *Replicated) Nudge() { p.nudge() }
+
+// handOffWait bounds how long HandOff waits for the transfer.
+const handOffWait = 5 * time.Second
+
 // HandOff moves the leadership to another replica, if this one leads; it
-// returns when the transfer is done or has failed.
+// returns when the transfer is done, has failed, or after handOffWait
+// (Raft's own bound is the election timeout), whichever is first.
 func (p *Replicated) HandOff() {
-	if p.r.State() == raft.Leader {
-		defer p.hold()()
-		_ = p.r.LeadershipTransfer().Error()
+	if p.r.State() != raft.Leader {
+		return
+	}
+	defer p.hold()()
+	f := p.r.LeadershipTransfer()
+	done := make(chan struct{})
+	p.wg.Add(1)
+	go func() { // Raft answers by its timeout or when the replica stops leading
+		defer p.wg.Done()
+		_ = f.Error()
+		close(done)
+	}()
+	t := time.NewTimer(handOffWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 
@@ -568,14 +558,26 @@ func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error
 	return nil
 }
 
+// answerWindow is how recently a transfer's target must have answered.
+const answerWindow = 2 * time.Second
+
 // answering reports whether the replica at addr has answered this
-// replica's Raft traffic within a heartbeat timeout, waiting up to that
-// long for it to. Without a transport that tells, it reports true.
+// replica's Raft traffic within answerWindow, waiting up to that long for
+// it to; heartbeats go out at once for it (VerifyLeader sends them), as
+// idle groups heartbeat only every few seconds. Without a transport that
+// tells, it reports true.
 func (p *Replicated) answering(addr raft.ServerAddress) bool {
 	t, ok := p.trans.(interface {
+		Answered(raft.ServerAddress) time.Time
 		Answering(raft.ServerAddress, time.Duration) bool
 	})
-	return !ok || t.Answering(addr, p.r.ReloadableConfig().HeartbeatTimeout)
+	if !ok {
+		return true
+	}
+	if time.Since(t.Answered(addr)) > answerWindow {
+		p.r.VerifyLeader() // its future is not needed: only the heartbeats are
+	}
+	return t.Answering(addr, answerWindow)
 }
 
 // hold keeps appends queued, rather than proposed, while a leadership

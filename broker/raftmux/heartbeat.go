@@ -65,6 +65,14 @@ type hbPeer struct {
 	stream   net.Conn
 	nextID   uint64
 	inflight map[uint64][]*hbCall
+
+	// Liveness (see WatchPeers).
+	watched    bool
+	up         bool
+	upCh       chan struct{} // closed when the peer comes up
+	changed    func()
+	lastAnswer time.Time
+	recheck    chan struct{}
 }
 
 // heartbeat sends req to group on the broker at addr with the next batch
@@ -89,7 +97,7 @@ func (m *Mux) hbPeer(addr raft.ServerAddress) (*hbPeer, error) {
 	}
 	p := m.hbPeers[addr]
 	if p == nil {
-		p = &hbPeer{mux: m, addr: addr, inflight: make(map[uint64][]*hbCall)}
+		p = &hbPeer{mux: m, addr: addr, inflight: make(map[uint64][]*hbCall), recheck: make(chan struct{}, 1)}
 		m.hbPeers[addr] = p
 	}
 	return p, nil
@@ -129,12 +137,17 @@ func (p *hbPeer) flush() {
 	p.inflight[id] = batch
 	st := p.stream
 	p.mu.Unlock()
+	_ = p.send(id, st, batch)
+}
 
+// send writes batch id, already waiting in inflight, on st or on a new
+// stream if st is nil; a batch that cannot be sent fails.
+func (p *hbPeer) send(id uint64, st net.Conn, batch []*hbCall) error {
 	if st == nil {
 		var err error
 		if st, err = p.open(); err != nil {
 			p.fail(id, err)
-			return
+			return err
 		}
 	}
 	frame := encodeHBRequests(id, batch)
@@ -142,9 +155,10 @@ func (p *hbPeer) flush() {
 	if _, err := st.Write(frame); err != nil {
 		p.drop(st, fmt.Errorf("%w: writing to %s: %w", ErrHeartbeat, p.addr, err))
 		p.fail(id, err)
-		return
+		return err
 	}
 	time.AfterFunc(p.mux.hb.Timeout, func() { p.expire(st, id) })
+	return nil
 }
 
 // expire drops st if batch id is still unanswered on it: the peer (or the
@@ -208,6 +222,7 @@ func (p *hbPeer) read(st net.Conn) {
 			p.drop(st, err)
 			return
 		}
+		p.answered()
 		p.mu.Lock()
 		batch := p.inflight[id]
 		delete(p.inflight, id)
@@ -239,10 +254,14 @@ func (p *hbPeer) drop(st net.Conn, err error) {
 	p.stream = nil
 	inflight := p.inflight
 	p.inflight = make(map[uint64][]*hbCall)
+	watched := p.watched && !p.closed
 	p.mu.Unlock()
 	st.Close()
 	for _, b := range inflight {
 		failAll(b, err)
+	}
+	if watched {
+		p.lost()
 	}
 }
 

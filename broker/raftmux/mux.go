@@ -57,6 +57,7 @@ type Mux struct {
 	sessions map[raft.ServerAddress]*yamux.Session // outbound, by peer
 	inbound  map[*yamux.Session]struct{}
 	hbPeers  map[raft.ServerAddress]*hbPeer
+	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 }
 
@@ -88,6 +89,7 @@ func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
 		sessions: make(map[raft.ServerAddress]*yamux.Session),
 		inbound:  make(map[*yamux.Session]struct{}),
 		hbPeers:  make(map[raft.ServerAddress]*hbPeer),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -269,6 +271,7 @@ func (m *Mux) Close() error {
 		return nil
 	}
 	m.closed = true
+	close(m.done)
 	for _, s := range m.sessions {
 		s.Close()
 	}
@@ -297,6 +300,9 @@ type Layer struct {
 
 	hbMu sync.Mutex
 	hbFn func(raft.RPC) // the group's heartbeat fast path
+
+	pipesMu sync.Mutex
+	pipes   []net.Conn // in-memory streams to itself (see pipe)
 }
 
 var _ raft.StreamLayer = (*Layer)(nil)
@@ -337,7 +343,12 @@ func (l *Layer) Close() error {
 
 func (l *Layer) shut() {
 	l.once.Do(func() {
+		l.pipesMu.Lock()
 		close(l.done)
+		for _, c := range l.pipes {
+			c.Close()
+		}
+		l.pipesMu.Unlock()
 		for {
 			select {
 			case c := <-l.accept:
@@ -353,8 +364,12 @@ func (l *Layer) shut() {
 func (l *Layer) Addr() net.Addr { return addr(l.mux.self) }
 
 // Dial implements raft.StreamLayer: a new stream to the same group on the
-// broker at address.
+// broker at address. A stream to this broker itself (which Raft never
+// opens; see Transport.Campaign) is an in-memory pipe.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if address == l.mux.self {
+		return l.pipe()
+	}
 	s, err := l.mux.session(address, timeout)
 	if err != nil {
 		return nil, err
@@ -370,6 +385,23 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		return nil, fmt.Errorf("raftmux: stream header to %s: %w", address, err)
 	}
 	return st, nil
+}
+
+// pipe returns one end of an in-memory stream whose other end the group
+// accepts; both close when the layer does.
+func (l *Layer) pipe() (net.Conn, error) {
+	local, remote := net.Pipe()
+	l.pipesMu.Lock()
+	defer l.pipesMu.Unlock()
+	select {
+	case <-l.done:
+		return nil, ErrClosed
+	case l.accept <- remote:
+		l.pipes = append(l.pipes, local, remote)
+		return local, nil
+	default:
+		return nil, fmt.Errorf("raftmux: group %s is not accepting streams", l.group)
+	}
 }
 
 type addr raft.ServerAddress

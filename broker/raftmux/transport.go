@@ -12,15 +12,23 @@ import (
 // over the group's Layer, except that heartbeats travel in the broker-wide
 // batches of the mux.
 //
-// A failed append or snapshot transfer waits, up to appendPatience, for the group's next
-// successful heartbeat to that peer and is then tried again. hashicorp/raft
-// backs off exponentially (to 10 s) after each failed append to a
+// A failed append or snapshot transfer is tried again, for up to
+// appendPatience, once the peer can take it: hashicorp/raft backs off
+// exponentially (to 10 s and more) after each failed append to a
 // follower, so a follower that was down for a few seconds, or whose group
-// had not started yet, would otherwise wait up to twice that long before
-// the leader tried again; this way a short outage costs a failure or two.
+// had not started yet, would otherwise wait long before the leader tried
+// again. With a watched peer (see Mux.WatchPeers) that means after a short
+// pause while it is up, or as soon as it comes back; otherwise at the
+// group's next heartbeat the peer answers.
+//
+// With HoldForPeers, heartbeats and appends to a watched peer that is down
+// wait until it is up again rather than fail: Raft then counts no
+// failures (and backs off from none), and the peer hears from its leader
+// the moment it is back.
 type Transport struct {
 	*raft.NetworkTransport
 	layer *Layer
+	hold  bool
 
 	mu       sync.Mutex
 	reached  map[raft.ServerAddress]chan struct{} // closed at the next heartbeat answered
@@ -29,8 +37,13 @@ type Transport struct {
 	stopOnce sync.Once
 }
 
-// appendPatience bounds how long a failed append waits for its peer.
-const appendPatience = 10 * time.Second
+const (
+	// appendPatience bounds how long a failed append waits for its peer.
+	appendPatience = 10 * time.Second
+	// retryPause is how long a failed append to a peer that is up waits
+	// before it is tried again.
+	retryPause = 250 * time.Millisecond
+)
 
 // NewTransport returns the transport of the layer's group. maxPool and
 // timeout are those of raft.NetworkTransportConfig.
@@ -42,8 +55,15 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 		answered: make(map[raft.ServerAddress]time.Time), stopped: make(chan struct{})}
 }
 
+// HoldForPeers makes heartbeats and appends to a watched peer that is
+// down wait for it; call it before the group starts.
+func (t *Transport) HoldForPeers() { t.hold = true }
+
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.hold && !t.awaitUp(target) {
+		return ErrClosed
+	}
 	if isHeartbeat(args) {
 		err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
 		if err == nil {
@@ -66,9 +86,86 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 			t.mu.Unlock()
 			return nil
 		}
-		if !t.awaitHeartbeat(target, deadline) {
+		if !t.awaitRetry(target, deadline) {
 			return err
 		}
+	}
+}
+
+// votePatience bounds how long a vote request is tried again.
+const votePatience = 2 * time.Second
+
+// RequestVote implements raft.Transport. A vote request to a watched peer
+// that is up is tried again for up to votePatience: the peer's group may
+// be starting (a new partition opens on every replica at about the same
+// time), and a candidate that misses a vote waits out Raft's election
+// timeout before it asks again.
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	deadline := time.Now().Add(votePatience)
+	for {
+		err := t.NetworkTransport.RequestVote(id, target, args, resp)
+		if err == nil {
+			return nil
+		}
+		if watched, up, _ := t.layer.mux.peerState(target); !watched || !up || !t.awaitRetry(target, deadline) {
+			return err
+		}
+	}
+}
+
+// Campaign makes this replica stand for election at once, as the target of
+// a leadership transfer does: it sends itself Raft's TimeoutNow. The other
+// replicas vote for it even while they still know a leader, provided its
+// log is as complete as theirs.
+func (t *Transport) Campaign(self raft.ServerID) error {
+	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
+		ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(t.LocalAddr()),
+	}}
+	var resp raft.TimeoutNowResponse
+	return t.NetworkTransport.TimeoutNow(self, t.LocalAddr(), req, &resp)
+}
+
+// awaitUp waits, while target is a watched peer that is down, until it is
+// up; it reports false if the transport stops waiting first.
+func (t *Transport) awaitUp(target raft.ServerAddress) bool {
+	watched, up, ch := t.layer.mux.peerState(target)
+	if !watched || up {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-t.stopped:
+		return false
+	case <-t.layer.mux.done:
+		return false
+	}
+}
+
+// awaitRetry waits until a failed append to target may be tried again and
+// reports whether that is before the deadline.
+func (t *Transport) awaitRetry(target raft.ServerAddress, deadline time.Time) bool {
+	watched, up, ch := t.layer.mux.peerState(target)
+	if !watched {
+		return t.awaitHeartbeat(target, deadline)
+	}
+	wait := time.Until(deadline)
+	if up {
+		wait = min(wait, retryPause)
+		ch = nil
+	}
+	if wait <= 0 {
+		return false
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+		return up && time.Now().Before(deadline)
+	case <-t.stopped:
+		return false
 	}
 }
 
@@ -94,9 +191,12 @@ func (t *Transport) Answering(target raft.ServerAddress, d time.Duration) bool {
 // sent twice, so a failed transfer only waits (as a failed append does)
 // for the peer before Raft counts the failure and tries again.
 func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if t.hold && !t.awaitUp(target) {
+		return ErrClosed
+	}
 	err := t.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
 	if err != nil {
-		t.awaitHeartbeat(target, time.Now().Add(appendPatience))
+		t.awaitRetry(target, time.Now().Add(appendPatience))
 	}
 	return err
 }

@@ -1,0 +1,203 @@
+package broker
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/partition"
+)
+
+// Partition leadership failover.
+//
+// Partition groups run with long Raft timeouts (tunePartitionRaft) so that
+// idle partitions cost little: an idle leader heartbeats each follower
+// every 3 to 6 s, and Raft's own election timer would leave a dead leader
+// in place for 30 to 60 s. Failover is driven by the broker instead, from
+// one failure detector per peer broker (the mux's liveness pings, see
+// raftmux.WatchPeers) and one loop over all its replicas:
+//
+//   - a follower stands for election when its leader's broker is down, or
+//     when it has heard nothing from its leader for silentLeader;
+//   - a follower that knows no leader (a new partition, a restart) stands
+//     when the metadata names no leader, this broker, or a broker that is
+//     down; when it names a live broker, only after leaderlessGrace, since
+//     that leader should reach it first;
+//   - of the replicas that may stand, the first of the replica set that is
+//     up stands at once, the next after rankDelay, and so on, so that they
+//     do not split the vote and a new partition is led by its preferred
+//     replica; none stands without a quorum of its replicas up.
+//
+// Standing is Raft's TimeoutNow, sent to itself: the other replicas vote for
+// it even while they still know the old leader, provided its log is as
+// complete as theirs. When a peer broker comes back, the leaders of the
+// partitions it replicates nudge replication so that it catches up at once
+// rather than at the next commit timeout.
+const (
+	electTick       = 500 * time.Millisecond
+	rankDelay       = 2 * time.Second
+	campaignPause   = 3 * time.Second // between two elections one replica starts
+	silentLeader    = 15 * time.Second
+	leaderlessGrace = 10 * time.Second
+)
+
+// tunePartitionRaft sets the Raft timeouts of partition groups (see above).
+// The leader lease stays well above the heartbeat interval: a leader cut
+// off from its followers steps down within 10 s, and cannot commit
+// anything meanwhile. CommitTimeout, the interval at which an idle leader
+// sends followers the commit index, is as long: followers only need it to
+// apply entries early, and a leader applies everything again before it
+// serves (see partition.Replicated.lead).
+func tunePartitionRaft(c *raft.Config) {
+	c.HeartbeatTimeout = 30 * time.Second
+	c.ElectionTimeout = 30 * time.Second
+	c.LeaderLeaseTimeout = 10 * time.Second
+	c.CommitTimeout = 30 * time.Second
+}
+
+// vacancy tracks a replica that finds its partition's leadership vacant.
+type vacancy struct {
+	since time.Time // when it first found it so
+	tried time.Time // when it last stood for election
+}
+
+// elector runs the failover loop of one broker.
+type elector struct {
+	b      *Broker
+	vacant map[*partition.Replicated]*vacancy
+	up     map[int32]bool // brokers up at the last pass; nil before the first
+}
+
+func (b *Broker) wakeElect() {
+	select {
+	case b.electWake <- struct{}{}:
+	default:
+	}
+}
+
+// electLoop checks every replica each electTick and whenever a peer goes
+// up or down or replicas open.
+func (b *Broker) electLoop() {
+	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy)}
+	t := time.NewTicker(electTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		case <-b.electWake:
+		}
+		e.pass(time.Now())
+	}
+}
+
+func (e *elector) pass(now time.Time) {
+	b := e.b
+	up := make(map[int32]bool, len(b.cfg.Peers))
+	for id, addr := range b.cfg.Peers {
+		up[id] = id == b.cfg.NodeID || b.mux.PeerUp(raft.ServerAddress(addr))
+	}
+	back := func(replicas []int32) bool {
+		for _, r := range replicas {
+			if up[r] && e.up != nil && !e.up[r] {
+				return true
+			}
+		}
+		return false
+	}
+	vacant := make(map[*partition.Replicated]*vacancy)
+	for _, t := range b.topics.list() {
+		if t.assign == nil {
+			continue
+		}
+		for i, p := range t.parts {
+			rp, ok := p.(*partition.Replicated)
+			if !ok || i >= len(t.assign) {
+				continue
+			}
+			md := cluster.Leader{Leader: -1}
+			if i < len(t.leaders) {
+				md = t.leaders[i]
+			}
+			state, leader, contact := rp.Role()
+			if state == raft.Leader {
+				if back(t.assign[i]) {
+					b.goFunc(rp.Nudge)
+				}
+				continue
+			}
+			delay, stand := e.standDelay(state, leader, contact, t.assign[i], md, up, now)
+			if !stand {
+				continue
+			}
+			v := e.vacant[rp]
+			if v == nil {
+				v = &vacancy{since: now}
+			}
+			vacant[rp] = v
+			if now.Sub(v.since) < delay || now.Sub(v.tried) < campaignPause {
+				continue
+			}
+			v.tried = now
+			b.log.Debug().Str("topic", t.name).Int("partition", i).Str("known_leader", string(leader)).
+				Int32("metadata_leader", md.Leader).Msg("standing for partition leadership")
+			b.goFunc(func() {
+				if err := rp.Campaign(); err != nil {
+					b.log.Debug().Err(err).Str("topic", t.name).Int("partition", i).Msg("election not started")
+				}
+			})
+		}
+	}
+	e.vacant, e.up = vacant, up
+}
+
+// standDelay reports whether this broker's replica may stand for election,
+// and how long after it first found the leadership vacant.
+func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact time.Time, replicas []int32, md cluster.Leader, up map[int32]bool, now time.Time) (time.Duration, bool) {
+	self := e.b.cfg.NodeID
+	if state != raft.Follower {
+		return 0, false
+	}
+	gone := int32(-1) // the leader that is lost, ranked last
+	var wait time.Duration
+	switch {
+	case leader != "":
+		id, err := strconv.Atoi(string(leader))
+		if err == nil && up[int32(id)] && now.Sub(contact) < silentLeader {
+			return 0, false
+		}
+		gone = int32(id)
+	case md.Leader == self:
+		return 0, quorumUp(replicas, up) // it led before: it stands first
+	case md.Leader < 0 || !up[md.Leader]:
+		gone = md.Leader
+	default:
+		gone, wait = md.Leader, leaderlessGrace
+	}
+	if !quorumUp(replicas, up) {
+		return 0, false
+	}
+	rank := 0
+	for _, r := range replicas {
+		if r == self {
+			break
+		}
+		if r != gone && up[r] {
+			rank++
+		}
+	}
+	return wait + time.Duration(rank)*rankDelay, true
+}
+
+// quorumUp reports whether a majority of replicas are on brokers that are up.
+func quorumUp(replicas []int32, up map[int32]bool) bool {
+	n := 0
+	for _, r := range replicas {
+		if up[r] {
+			n++
+		}
+	}
+	return n > len(replicas)/2
+}

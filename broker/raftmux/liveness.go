@@ -1,0 +1,153 @@
+package raftmux
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Peer liveness: one failure detector per peer broker, shared by every Raft
+// group. The mux pings each watched peer on its heartbeat stream whenever
+// the peer has answered nothing for an interval; a peer that answers
+// nothing for DeadAfter, or that cannot be reached at all, is down until it
+// answers again. Groups can then run with long election timeouts (few
+// heartbeats, few timers) while the broker still notices a lost peer
+// within seconds and starts elections itself.
+
+// LivenessConfig sets how peers are watched.
+type LivenessConfig struct {
+	// Interval is how long a peer may stay silent before it is pinged.
+	Interval time.Duration
+	// DeadAfter is how long a peer may stay silent before it is down.
+	DeadAfter time.Duration
+}
+
+// DefaultLivenessConfig notices a stopped peer in 1.5 to 2 seconds and a
+// dead one (whose connections are refused) within half a second.
+func DefaultLivenessConfig() LivenessConfig {
+	return LivenessConfig{Interval: 500 * time.Millisecond, DeadAfter: 1500 * time.Millisecond}
+}
+
+// WatchPeers starts watching the brokers at peers (self is skipped).
+// changed is called, from the mux's goroutines, after any of them goes up
+// or down; PeerUp tells which. A peer counts as down until it first
+// answers. Call it once, before the groups start.
+func (m *Mux) WatchPeers(peers []raft.ServerAddress, c LivenessConfig, changed func()) {
+	for _, addr := range peers {
+		if addr == m.self {
+			continue
+		}
+		p, err := m.hbPeer(addr)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.watched, p.changed, p.upCh = true, changed, make(chan struct{})
+		p.mu.Unlock()
+		m.goFunc(func() { p.watch(c) })
+	}
+}
+
+// PeerUp reports whether the watched peer at addr is up; an unwatched one
+// counts as up.
+func (m *Mux) PeerUp(addr raft.ServerAddress) bool {
+	watched, up, _ := m.peerState(addr)
+	return !watched || up
+}
+
+// peerState reports whether addr is watched and up and, while it is down,
+// a channel closed when it comes up.
+func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan struct{}) {
+	m.mu.Lock()
+	p := m.hbPeers[addr]
+	m.mu.Unlock()
+	if p == nil {
+		return false, false, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.watched, p.up, p.upCh
+}
+
+// watch pings the peer and decides when it is down, until the mux closes.
+func (p *hbPeer) watch(c LivenessConfig) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		force := false
+		select {
+		case <-p.mux.done:
+			return
+		case <-p.recheck:
+			force = true
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-t.C:
+		}
+		p.mu.Lock()
+		silent := time.Since(p.lastAnswer)
+		p.mu.Unlock()
+		if force || silent >= c.Interval {
+			if err := p.ping(); err != nil {
+				p.setUp(false) // unreachable: no need to wait
+			} else if silent >= c.DeadAfter {
+				p.setUp(false)
+			}
+		}
+		t.Reset(c.Interval)
+	}
+}
+
+// answered records a frame from the peer.
+func (p *hbPeer) answered() {
+	p.mu.Lock()
+	p.lastAnswer = time.Now()
+	p.mu.Unlock()
+	p.setUp(true)
+}
+
+// setUp records whether the peer is up and reports a change.
+func (p *hbPeer) setUp(up bool) {
+	p.mu.Lock()
+	if !p.watched || p.up == up {
+		p.mu.Unlock()
+		return
+	}
+	p.up = up
+	if up {
+		close(p.upCh)
+	} else {
+		p.upCh = make(chan struct{})
+	}
+	changed := p.changed
+	p.mu.Unlock()
+	p.mux.log.Info().Str("peer", string(p.addr)).Bool("up", up).Msg("raft peer")
+	changed()
+}
+
+// lost asks the watcher to ping at once: the stream to the peer broke.
+func (p *hbPeer) lost() {
+	select {
+	case p.recheck <- struct{}{}:
+	default:
+	}
+}
+
+// ping sends an empty batch, which the peer answers like any other.
+func (p *hbPeer) ping() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.nextID++
+	id := p.nextID
+	p.inflight[id] = nil
+	st := p.stream
+	p.mu.Unlock()
+	return p.send(id, st, nil)
+}

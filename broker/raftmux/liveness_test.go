@@ -1,0 +1,264 @@
+package raftmux
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// proxy forwards TCP connections to a node; paused, it forwards nothing
+// (as if the node were SIGSTOPped), without closing anything.
+type proxy struct {
+	ln     net.Listener
+	to     string
+	paused atomic.Bool
+	done   chan struct{}
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startProxy(t *testing.T, to raft.ServerAddress) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, to: string(to), done: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go p.pipe(up, c)
+			go p.pipe(c, up)
+		}
+	}()
+	t.Cleanup(func() {
+		close(p.done)
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) addr() raft.ServerAddress { return raft.ServerAddress(p.ln.Addr().String()) }
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.paused.Load() {
+			select {
+			case <-p.done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// waitPeer waits until m sees addr as up (or down).
+func waitPeer(t *testing.T, m *Mux, addr raft.ServerAddress, up bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for m.PeerUp(addr) != up {
+		if time.Since(start) > within {
+			t.Fatalf("%s not seen up=%v within %v", addr, up, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+var testLiveness = LivenessConfig{Interval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond}
+
+func TestPeerLiveness(t *testing.T) {
+	a, b, c := startNode(t), startNode(t), startNode(t)
+	px := startProxy(t, c.addr())
+	var changes atomic.Int64
+	a.mux.WatchPeers([]raft.ServerAddress{a.addr(), b.addr(), px.addr()}, testLiveness, func() { changes.Add(1) })
+	if !a.mux.PeerUp(a.addr()) {
+		t.Fatal("the mux's own address counts as down")
+	}
+	waitPeer(t, a.mux, b.addr(), true, 2*time.Second)
+	waitPeer(t, a.mux, px.addr(), true, 2*time.Second)
+
+	// A peer that stops answering (its connections stay open) is down
+	// after DeadAfter, and up again once it answers.
+	px.paused.Store(true)
+	took := waitPeer(t, a.mux, px.addr(), false, 3*time.Second)
+	if took < testLiveness.DeadAfter-testLiveness.Interval {
+		t.Errorf("a silent peer was down after %v, before DeadAfter (%v)", took, testLiveness.DeadAfter)
+	}
+	if !a.mux.PeerUp(b.addr()) {
+		t.Error("the other peer went down with the silent one")
+	}
+	px.paused.Store(false)
+	waitPeer(t, a.mux, px.addr(), true, 3*time.Second)
+
+	// A peer that is gone (its connections break and new ones are
+	// refused) is down without waiting for DeadAfter.
+	b.mux.Close()
+	b.ln.Close()
+	if took := waitPeer(t, a.mux, b.addr(), false, 3*time.Second); took >= testLiveness.DeadAfter {
+		t.Errorf("a closed peer was seen down only after %v", took)
+	}
+	if n := changes.Load(); n < 5 {
+		t.Errorf("%d changes reported, want at least 5 (two up, down, up, down)", n)
+	}
+}
+
+// TestHoldForPeers checks that a heartbeat to a peer that is down waits
+// for it rather than fail, and that StopWaiting releases it.
+func TestHoldForPeers(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	px := startProxy(t, b.addr())
+	a.mux.WatchPeers([]raft.ServerAddress{px.addr()}, testLiveness, func() {})
+	waitPeer(t, a.mux, px.addr(), true, 2*time.Second)
+	layer, err := a.mux.Layer("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := layer.NewTransport(1, time.Second)
+	trans.HoldForPeers()
+	defer trans.Close()
+	px.paused.Store(true)
+	waitPeer(t, a.mux, px.addr(), false, 3*time.Second)
+
+	beat := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("1"), Addr: []byte(a.addr())}, Term: 3}
+			var resp raft.AppendEntriesResponse
+			done <- trans.AppendEntries("2", px.addr(), req, &resp)
+		}()
+		return done
+	}
+	held := beat()
+	select {
+	case err := <-held:
+		t.Fatalf("heartbeat to a peer that is down returned at once: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	px.paused.Store(false)
+	select {
+	case err := <-held:
+		// b runs no group "g": the answer is that, not a failure to reach b.
+		if !errors.Is(err, ErrUnknownGroup) {
+			t.Fatalf("held heartbeat: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("held heartbeat not sent after the peer came back")
+	}
+
+	px.paused.Store(true)
+	waitPeer(t, a.mux, px.addr(), false, 3*time.Second)
+	held = beat()
+	time.Sleep(100 * time.Millisecond)
+	trans.StopWaiting()
+	select {
+	case err := <-held:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("heartbeat released by StopWaiting: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("StopWaiting did not release a held heartbeat")
+	}
+	px.paused.Store(false)
+}
+
+// TestCampaign checks that Campaign starts an election at once: in a group
+// whose election timeout is far away, and then while a leader is in place.
+func TestCampaign(t *testing.T) {
+	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+	var servers []raft.Server
+	for i, n := range nodes {
+		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprint(i)), Address: n.addr()})
+	}
+	var members []member
+	for i, n := range nodes {
+		layer, err := n.mux.Layer("slow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trans := layer.NewTransport(2, 5*time.Second)
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = raft.ServerID(fmt.Sprint(i))
+		cfg.Logger = hclog.NewNullLogger()
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Minute, time.Minute, 10*time.Second
+		store := raft.NewInmemStore()
+		fsm := &countFSM{}
+		if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), trans, raft.Configuration{Servers: servers}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := raft.NewRaft(cfg, fsm, store, store, raft.NewInmemSnapshotStore(), trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = r.Shutdown().Error()
+			_ = trans.Close()
+		})
+		members = append(members, member{r, fsm, trans})
+	}
+	leads := func(i int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for members[i].r.State() != raft.Leader {
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d does not lead after it campaigned (state %v)", i, members[i].r.State())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := members[1].trans.Campaign("1"); err != nil {
+		t.Fatal(err)
+	}
+	leads(1)
+	if err := members[1].r.Apply([]byte("x"), 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// The others vote for a campaigner although they know a live leader.
+	if err := members[2].trans.Campaign("2"); err != nil {
+		t.Fatal(err)
+	}
+	leads(2)
+	if err := members[2].r.Apply([]byte("y"), 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
