@@ -1,6 +1,7 @@
 package raftmux
 
 import (
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -64,20 +65,29 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	if t.hold && !t.awaitUp(target) {
 		return ErrClosed
 	}
-	if isHeartbeat(args) {
-		err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
-		if err == nil {
-			t.mu.Lock()
-			t.answered[target] = time.Now()
-			if ch, ok := t.reached[target]; ok {
-				close(ch)
-				delete(t.reached, target)
-			}
-			t.mu.Unlock()
-		}
-		return err
-	}
 	deadline := time.Now().Add(appendPatience)
+	if isHeartbeat(args) {
+		for {
+			err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
+			if err == nil {
+				t.mu.Lock()
+				t.answered[target] = time.Now()
+				if ch, ok := t.reached[target]; ok {
+					close(ch)
+					delete(t.reached, target)
+				}
+				t.mu.Unlock()
+				return nil
+			}
+			// With HoldForPeers, a peer whose group has not started yet
+			// (a restarted broker opens its groups once it has caught up
+			// with the metadata) is asked again shortly, so that it hears
+			// from its leader as soon as the group runs.
+			if !t.hold || !errors.Is(err, ErrUnknownGroup) || !t.awaitRetry(target, deadline) {
+				return err
+			}
+		}
+	}
 	for {
 		err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 		if err == nil {
