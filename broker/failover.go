@@ -67,7 +67,14 @@ type elector struct {
 	b      *Broker
 	vacant map[*partition.Replicated]*vacancy
 	up     map[int32]bool // brokers up at the last pass; nil before the first
+	// last is when the last pass ran; resumed is when a pass came after
+	// this broker did not run for a while (stopped or starved of CPU):
+	// leaders are not held silent for that time.
+	last, resumed time.Time
 }
+
+// stallGap is a gap between passes that means this broker did not run.
+const stallGap = 4 * electTick
 
 func (b *Broker) wakeElect() {
 	select {
@@ -95,6 +102,10 @@ func (b *Broker) electLoop() {
 
 func (e *elector) pass(now time.Time) {
 	b := e.b
+	if !e.last.IsZero() && now.Sub(e.last) > stallGap {
+		e.resumed = now
+	}
+	e.last = now
 	up := make(map[int32]bool, len(b.cfg.Peers))
 	for id, addr := range b.cfg.Peers {
 		up[id] = id == b.cfg.NodeID || b.mux.PeerUp(raft.ServerAddress(addr))
@@ -165,6 +176,9 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	switch {
 	case leader != "":
 		id, err := strconv.Atoi(string(leader))
+		if contact.Before(e.resumed) {
+			contact = e.resumed
+		}
 		if err == nil && up[int32(id)] && now.Sub(contact) < silentLeader {
 			return 0, false
 		}

@@ -803,7 +803,7 @@ func firstAckAfter(acks []ackedRecord, p int32, t0 time.Time) (time.Time, bool) 
 	return time.Time{}, false
 }
 
-// produceSync produces n records with values prefix-NNNNNNN round-robin
+// produceAcked produces n records with values prefix-NNNNNNN round-robin
 // over partitions (or all to one partition when only is >= 0) and returns
 // their acknowledgements; any failure fails the test.
 func produceAcked(ctx context.Context, t *testing.T, cl *kgo.Client, topic, prefix string, n int, partitions, only int32) []ackedRecord {

@@ -70,9 +70,13 @@ func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan 
 }
 
 // watch pings the peer and decides when it is down, until the mux closes.
+// Silence while this process itself did not run (it was stopped, or
+// starved of CPU) is not held against the peer: after such a gap the
+// peer gets DeadAfter again to answer.
 func (p *hbPeer) watch(c LivenessConfig) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var last, resumed time.Time
 	for {
 		force := false
 		select {
@@ -88,10 +92,16 @@ func (p *hbPeer) watch(c LivenessConfig) {
 			}
 		case <-t.C:
 		}
+		now := time.Now()
+		if !last.IsZero() && now.Sub(last) > c.DeadAfter {
+			resumed = now
+		}
+		last = now
 		p.mu.Lock()
-		silent := time.Since(p.lastAnswer)
+		silent := now.Sub(p.lastAnswer)
 		p.mu.Unlock()
 		if force || silent >= c.Interval {
+			silent = min(silent, now.Sub(resumed))
 			if err := p.ping(); err != nil {
 				p.setUp(false) // unreachable: no need to wait
 			} else if silent >= c.DeadAfter {
