@@ -476,55 +476,67 @@ func TestClusterPausedLeader(t *testing.T) {
 	c.checkReplicas(ctx, topic, [16]byte(created.ID), 1, log, all, true, absent...)
 }
 
-// TestClusterPausedFollower freezes a broker for longer than its peers wait
-// before they count it down, thaws it, and checks that it disturbs nothing
-// it did not lead: on its return it must not stand for the leadership of
-// partitions whose leaders it did not hear from while it was frozen. Every
-// partition led elsewhere, of a topic and of __consumer_offsets, keeps its
-// leader and epoch, and writes go on.
+// TestClusterPausedFollower takes a broker away for longer than its peers
+// wait before they count it down (frozen with SIGSTOP, or SIGKILLed), brings
+// it back, and checks that it disturbs nothing it did not lead: on its
+// return it must not stand for the leadership of partitions whose leaders
+// it did not hear from meanwhile. Every partition led elsewhere, of a topic
+// and of __consumer_offsets, keeps its leader and epoch, and writes go on.
 func TestClusterPausedFollower(t *testing.T) {
-	c := startCluster(t)
-	ctx := testContext(t, 3*time.Minute)
-	const topic = "paused-follower"
-	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 6, 3)
-	c.waitLeadersEverywhere(ctx, topic, 6, nil)
-	acks := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "before-pause", 300, 6, -1)
-	const victim = int32(2)
-	topics := []string{topic, "__consumer_offsets"}
-	before := map[string]map[int32]partLeader{}
-	for _, tp := range topics {
-		ls, err := c.leadersFrom(1, tp)
-		if err != nil {
-			t.Fatalf("leaders of %s: %v", tp, err)
-		}
-		before[tp] = ls
-	}
+	for _, mode := range []string{"frozen", "restarted"} {
+		t.Run(mode, func(t *testing.T) {
+			c := startCluster(t)
+			ctx := testContext(t, 3*time.Minute)
+			const topic = "paused-follower"
+			createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 6, 3)
+			c.waitLeadersEverywhere(ctx, topic, 6, nil)
+			acks := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "before", 300, 6, -1)
+			const victim = int32(2)
+			topics := []string{topic, "__consumer_offsets"}
+			before := map[string]map[int32]partLeader{}
+			for _, tp := range topics {
+				ls, err := c.leadersFrom(1, tp)
+				if err != nil {
+					t.Fatalf("leaders of %s: %v", tp, err)
+				}
+				before[tp] = c.waitLeadersEverywhere(ctx, tp, int32(len(ls)), nil)
+			}
 
-	c.pause(victim)
-	time.Sleep(4 * time.Second) // its peers count it down after 1.5 s
-	for _, tp := range topics {
-		c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil) // what it led has moved
-	}
-	c.resume(victim)
-	time.Sleep(6 * time.Second) // past every delay after which a replica stands
-	for _, tp := range topics {
-		after := c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil)
-		moved := 0
-		for p, l := range before[tp] {
-			if l.Leader == victim {
-				continue
+			if mode == "frozen" {
+				c.pause(victim)
+			} else {
+				c.broker(victim).Kill()
 			}
-			if a := after[p]; a.Leader != l.Leader || a.Epoch != l.Epoch {
-				moved++
-				t.Errorf("%s partition %d: led by %d at epoch %d before broker %d froze, by %d at epoch %d after it thawed",
-					tp, p, l.Leader, l.Epoch, victim, a.Leader, a.Epoch)
+			time.Sleep(4 * time.Second) // its peers count it down after 1.5 s
+			for _, tp := range topics {
+				c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil) // what it led has moved
 			}
-		}
-		t.Logf("%s: %d of %d partitions led elsewhere than broker %d changed leadership", tp, moved, len(before[tp]), victim)
+			if mode == "frozen" {
+				c.resume(victim)
+			} else {
+				c.restartAll(ctx)
+			}
+			time.Sleep(12 * time.Second) // past every delay after which a replica stands
+			for _, tp := range topics {
+				after := c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil)
+				moved := 0
+				for p, l := range before[tp] {
+					if l.Leader == victim {
+						continue
+					}
+					if a := after[p]; a.Leader != l.Leader || a.Epoch != l.Epoch {
+						moved++
+						t.Errorf("%s partition %d: led by %d at epoch %d before broker %d left, by %d at epoch %d after it came back",
+							tp, p, l.Leader, l.Epoch, victim, a.Leader, a.Epoch)
+					}
+				}
+				t.Logf("%s: %d of %d partitions led elsewhere than broker %d changed leadership", tp, moved, len(before[tp]), victim)
+			}
+			acks = append(acks, produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "after", 300, 6, -1)...)
+			log, _ := c.consumeAll(ctx, topic, 6)
+			reportLogProblems(t, "log after the broker came back", checkTopicLog(log, acks, true))
+		})
 	}
-	acks = append(acks, produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "after-resume", 300, 6, -1)...)
-	log, _ := c.consumeAll(ctx, topic, 6)
-	reportLogProblems(t, "log after the pause", checkTopicLog(log, acks, true))
 }
 
 func outcome(err error, code int16) string {
