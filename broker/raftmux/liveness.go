@@ -94,9 +94,8 @@ func (p *hbPeer) watch(c LivenessConfig) {
 		}
 		now := time.Now()
 		if !last.IsZero() && now.Sub(last) > c.DeadAfter {
-			resumed = now
+			resumed = now // asked to wake after Interval, it slept far longer
 		}
-		last = now
 		p.mu.Lock()
 		silent := now.Sub(p.lastAnswer)
 		p.mu.Unlock()
@@ -108,6 +107,7 @@ func (p *hbPeer) watch(c LivenessConfig) {
 				p.setUp(false)
 			}
 		}
+		last = time.Now()
 		t.Reset(c.Interval)
 	}
 }

@@ -302,7 +302,7 @@ type Layer struct {
 	hbFn func(raft.RPC) // the group's heartbeat fast path
 
 	pipesMu sync.Mutex
-	pipes   []net.Conn // in-memory streams to itself (see pipe)
+	pipes   map[*pipeEnd]struct{} // open in-memory streams to itself (see pipe)
 }
 
 var _ raft.StreamLayer = (*Layer)(nil)
@@ -345,10 +345,12 @@ func (l *Layer) shut() {
 	l.once.Do(func() {
 		l.pipesMu.Lock()
 		close(l.done)
-		for _, c := range l.pipes {
-			c.Close()
-		}
+		pipes := l.pipes
+		l.pipes = nil
 		l.pipesMu.Unlock()
+		for c := range pipes {
+			c.Conn.Close() // the other end, the group's, sees it closed
+		}
 		for {
 			select {
 			case c := <-l.accept:
@@ -388,20 +390,37 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 }
 
 // pipe returns one end of an in-memory stream whose other end the group
-// accepts; both close when the layer does.
+// accepts; it is closed when the layer is, if not before.
 func (l *Layer) pipe() (net.Conn, error) {
 	local, remote := net.Pipe()
+	end := &pipeEnd{Conn: local, l: l}
 	l.pipesMu.Lock()
 	defer l.pipesMu.Unlock()
 	select {
 	case <-l.done:
 		return nil, ErrClosed
 	case l.accept <- remote:
-		l.pipes = append(l.pipes, local, remote)
-		return local, nil
+		if l.pipes == nil {
+			l.pipes = make(map[*pipeEnd]struct{})
+		}
+		l.pipes[end] = struct{}{}
+		return end, nil
 	default:
 		return nil, fmt.Errorf("raftmux: group %s is not accepting streams", l.group)
 	}
+}
+
+// pipeEnd is the dialling end of a pipe; closing it closes the pipe.
+type pipeEnd struct {
+	net.Conn
+	l *Layer
+}
+
+func (c *pipeEnd) Close() error {
+	c.l.pipesMu.Lock()
+	delete(c.l.pipes, c)
+	c.l.pipesMu.Unlock()
+	return c.Conn.Close()
 }
 
 type addr raft.ServerAddress

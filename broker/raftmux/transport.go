@@ -176,6 +176,8 @@ func (t *Transport) awaitRetry(target raft.ServerAddress, deadline time.Time) bo
 		return up && time.Now().Before(deadline)
 	case <-t.stopped:
 		return false
+	case <-t.layer.mux.done:
+		return false
 	}
 }
 
