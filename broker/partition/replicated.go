@@ -436,9 +436,9 @@ func (p *Replicated) restart(gen uint64) {
 // nudge appends a barrier, which makes Raft send to every follower what
 // it lacks. When replication to a follower fails, or it needs entries the
 // leader no longer has, hashicorp/raft stops pipelining to it and sends
-// again only when the next entry arrives or CommitTimeout passes (5 to 10
-// s here). A proposal that needs that follower for its quorum, with no
-// traffic behind it, would wait that long.
+// again only when the next entry arrives or CommitTimeout passes (tens of
+// seconds for the broker's partitions). A proposal that needs that
+// follower for its quorum, with no traffic behind it, would wait that long.
 func (p *Replicated) nudge() {
 	if p.r.State() == raft.Leader {
 		p.r.Barrier(nudgeEvery) // its future is not needed: only the append is
