@@ -2,14 +2,12 @@ package raftmux
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -214,36 +212,7 @@ func TestHoldForPeers(t *testing.T) {
 // whose election timeout is far away, and then while a leader is in place.
 func TestCampaign(t *testing.T) {
 	nodes := []*node{startNode(t), startNode(t), startNode(t)}
-	var servers []raft.Server
-	for i, n := range nodes {
-		servers = append(servers, raft.Server{ID: raft.ServerID(fmt.Sprint(i)), Address: n.addr()})
-	}
-	var members []member
-	for i, n := range nodes {
-		layer, err := n.mux.Layer("slow")
-		if err != nil {
-			t.Fatal(err)
-		}
-		trans := layer.NewTransport(2, 5*time.Second)
-		cfg := raft.DefaultConfig()
-		cfg.LocalID = raft.ServerID(fmt.Sprint(i))
-		cfg.Logger = hclog.NewNullLogger()
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Minute, time.Minute, 10*time.Second
-		store := raft.NewInmemStore()
-		fsm := &countFSM{}
-		if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), trans, raft.Configuration{Servers: servers}); err != nil {
-			t.Fatal(err)
-		}
-		r, err := raft.NewRaft(cfg, fsm, store, store, raft.NewInmemSnapshotStore(), trans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = r.Shutdown().Error()
-			_ = trans.Close()
-		})
-		members = append(members, member{r, fsm, trans})
-	}
+	members := startGroupsWith(t, nodes, []string{"slow"}, time.Minute, time.Minute, 10*time.Second)["slow"]
 	leads := func(i int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)

@@ -116,8 +116,16 @@ type member struct {
 	trans *Transport
 }
 
-// startGroups runs each group on every node, over the nodes' muxes.
+// startGroups runs each group on every node, over the nodes' muxes, with
+// 200 ms election timeouts and a 100 ms lease.
 func startGroups(t *testing.T, nodes []*node, names []string) map[string][]member {
+	t.Helper()
+	return startGroupsWith(t, nodes, names, 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond)
+}
+
+// startGroupsWith is startGroups with the given Raft heartbeat timeout,
+// election timeout and leader lease.
+func startGroupsWith(t *testing.T, nodes []*node, names []string, heartbeat, election, lease time.Duration) map[string][]member {
 	t.Helper()
 	var servers []raft.Server
 	for i, n := range nodes {
@@ -134,7 +142,7 @@ func startGroups(t *testing.T, nodes []*node, names []string) map[string][]membe
 			cfg := raft.DefaultConfig()
 			cfg.LocalID = raft.ServerID(fmt.Sprint(i))
 			cfg.Logger = hclog.NewNullLogger()
-			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = heartbeat, election, lease
 			store := raft.NewInmemStore()
 			fsm := &countFSM{}
 			if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), trans, raft.Configuration{Servers: servers}); err != nil {
