@@ -139,17 +139,7 @@ func (t *Transport) Campaign(self raft.ServerID) error {
 // up; it reports false if the transport stops waiting first.
 func (t *Transport) awaitUp(target raft.ServerAddress) bool {
 	watched, up, ch := t.layer.mux.peerState(target)
-	if !watched || up {
-		return true
-	}
-	select {
-	case <-ch:
-		return true
-	case <-t.stopped:
-		return false
-	case <-t.layer.mux.done:
-		return false
-	}
+	return !watched || up || t.wait(ch, -1) == woken
 }
 
 // awaitRetry waits until a failed append to target may be tried again and
@@ -167,17 +157,41 @@ func (t *Transport) awaitRetry(target raft.ServerAddress, deadline time.Time) bo
 	if wait <= 0 {
 		return false
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	switch t.wait(ch, wait) {
+	case woken:
+		return true
+	case timedOut:
+		return up && time.Now().Before(deadline)
+	default:
+		return false
+	}
+}
+
+// How a wait ended.
+const (
+	woken    = iota // the awaited channel closed
+	timedOut        // the time was up
+	released        // StopWaiting was called or the mux closed
+)
+
+// wait waits for ch to close, for at most d if d is not negative (a nil ch
+// never closes).
+func (t *Transport) wait(ch <-chan struct{}, d time.Duration) int {
+	var expired <-chan time.Time
+	if d >= 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	select {
 	case <-ch:
-		return true
-	case <-timer.C:
-		return up && time.Now().Before(deadline)
+		return woken
+	case <-expired:
+		return timedOut
 	case <-t.stopped:
-		return false
+		return released
 	case <-t.layer.mux.done:
-		return false
+		return released
 	}
 }
 
@@ -224,18 +238,7 @@ func (t *Transport) awaitHeartbeat(target raft.ServerAddress, deadline time.Time
 	}
 	t.mu.Unlock()
 	wait := time.Until(deadline)
-	if wait <= 0 {
-		return false
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-timer.C:
-	case <-t.stopped:
-	}
-	return false
+	return wait > 0 && t.wait(ch, wait) == woken
 }
 
 // StopWaiting ends every wait for a peer: call it before shutting the
