@@ -482,12 +482,6 @@ func (p *Replicated) IsLeader() bool {
 	return p.leading
 }
 
-// Leader returns the ID of the current Raft leader, if known.
-func (p *Replicated) Leader() raft.ServerID {
-	_, id := p.r.LeaderWithID()
-	return id
-}
-
 // Role reports this replica's Raft state, the leader it knows of (if any)
 // and when it last heard from a leader.
 func (p *Replicated) Role() (raft.RaftState, raft.ServerID, time.Time) {
