@@ -54,6 +54,7 @@ type Mux struct {
 	mu       sync.Mutex
 	closed   bool
 	layers   map[string]*Layer
+	added    chan struct{}                         // closed (and replaced) when a layer is added
 	sessions map[raft.ServerAddress]*yamux.Session // outbound, by peer
 	inbound  map[*yamux.Session]struct{}
 	hbPeers  map[raft.ServerAddress]*hbPeer
@@ -86,6 +87,7 @@ func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
 		},
 		hb:       DefaultHeartbeatConfig(),
 		layers:   make(map[string]*Layer),
+		added:    make(chan struct{}),
 		sessions: make(map[raft.ServerAddress]*yamux.Session),
 		inbound:  make(map[*yamux.Session]struct{}),
 		hbPeers:  make(map[raft.ServerAddress]*hbPeer),
@@ -147,6 +149,8 @@ func (m *Mux) Layer(group string) (*Layer, error) {
 	}
 	l := &Layer{mux: m, group: group, accept: make(chan net.Conn, 16), done: make(chan struct{})}
 	m.layers[group] = l
+	close(m.added)
+	m.added = make(chan struct{})
 	return l, nil
 }
 
@@ -201,8 +205,49 @@ func (m *Mux) dispatch(st net.Conn) {
 	m.mu.Lock()
 	l := m.layers[group]
 	m.mu.Unlock()
-	if l == nil || !l.deliver(st) {
+	if l == nil {
+		if !m.goFunc(func() { m.awaitLayer(group, st) }) {
+			st.Close()
+		}
+		return
+	}
+	if !l.deliver(st) {
 		st.Close()
+	}
+}
+
+// layerWait bounds how long a stream for a group this broker does not run
+// waits for the group to start.
+const layerWait = 2 * time.Second
+
+// awaitLayer hands st to the layer of group once the group starts, or
+// closes it after layerWait. The replicas of a new partition open their
+// groups at about the same time, and a restarted broker opens its groups
+// once it has caught up with the metadata: a vote or an append that
+// arrives a little early is answered as soon as the group runs, rather
+// than refused and sent again after the transport's retry pause.
+func (m *Mux) awaitLayer(group string, st net.Conn) {
+	timer := time.NewTimer(layerWait)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		l, added := m.layers[group], m.added
+		m.mu.Unlock()
+		if l != nil {
+			if !l.deliver(st) {
+				st.Close()
+			}
+			return
+		}
+		select {
+		case <-added:
+		case <-timer.C:
+			st.Close()
+			return
+		case <-m.done:
+			st.Close()
+			return
+		}
 	}
 }
 

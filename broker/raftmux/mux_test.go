@@ -209,6 +209,53 @@ func TestGroupsShareSessions(t *testing.T) {
 	}
 }
 
+// TestStreamWaitsForGroup sends to a group before the peer starts it: the
+// stream reaches the group once it does, with what was written meanwhile.
+func TestStreamWaitsForGroup(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	layer, err := a.mux.Layer("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := layer.Dial(b.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(layerWait / 4)
+	late, err := b.mux.Layer("late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if sc, err := late.Accept(); err == nil {
+			accepted <- sc
+		}
+		close(accepted)
+	}()
+	select {
+	case sc, ok := <-accepted:
+		if !ok {
+			t.Fatal("the late group's layer closed without a stream")
+		}
+		defer sc.Close()
+		_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != "early" {
+			t.Fatalf("the group read %q, %v; want what was sent before it started", buf, err)
+		}
+	case <-time.After(layerWait):
+		late.Close()
+		t.Fatal("the stream did not reach the group once it started")
+	}
+}
+
+// TestUnknownGroupStreamRefused: a stream for a group the peer does not
+// start within layerWait is closed.
 func TestUnknownGroupStreamRefused(t *testing.T) {
 	a, b := startNode(t), startNode(t)
 	layer, err := a.mux.Layer("nobody-here")
