@@ -323,7 +323,35 @@ func (b *Broker) propose(cmd *cluster.Command) (cluster.Result, error) {
 
 // awaitCatalog waits until the local catalog reflects a committed change.
 func (b *Broker) awaitCatalog(done func() bool) error {
-	deadline := time.Now().Add(metadataWait)
+	return b.awaitCatalogUntil(time.Now().Add(metadataWait), done)
+}
+
+// awaitLeaders waits, until deadline at the latest, for every partition of
+// topic id to have a leader in this broker's catalog. Kafka answers
+// CreateTopics and CreatePartitions with leaders in place, so that a
+// client producing right after finds them; here the replicas elect them
+// once their groups start, a few tens of milliseconds later. It does not
+// fail: the topic exists either way, and the leaders follow.
+func (b *Broker) awaitLeaders(id [16]byte, deadline time.Time) {
+	if !b.clustered() {
+		return
+	}
+	_ = b.awaitCatalogUntil(deadline, func() bool {
+		t := b.topics.getID(id)
+		if t == nil {
+			return true // deleted meanwhile
+		}
+		for _, l := range t.leaders {
+			if l.Leader < 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// awaitCatalogUntil waits until done reports true or deadline passes.
+func (b *Broker) awaitCatalogUntil(deadline time.Time, done func() bool) error {
 	for !done() {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: metadata change not applied on this broker yet", kerr.RequestTimedOut)

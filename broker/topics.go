@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
@@ -17,6 +18,7 @@ func (b *Broker) createTopicsAPI() kproto.API {
 
 func (b *Broker) createTopics(_ context.Context, _ *kproto.Request, r *kmsg.CreateTopicsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.CreateTopicsResponse)
+	deadline := time.Now().Add(time.Duration(r.TimeoutMillis) * time.Millisecond)
 	seen := make(map[string]int, len(r.Topics))
 	for _, rt := range r.Topics {
 		seen[rt.Topic]++
@@ -26,6 +28,9 @@ func (b *Broker) createTopics(_ context.Context, _ *kproto.Request, r *kmsg.Crea
 		st.Topic = rt.Topic
 		st.NumPartitions, st.ReplicationFactor = -1, -1
 		t, err := b.createRequested(&rt, seen[rt.Topic] > 1, r.ValidateOnly)
+		if err == nil && !r.ValidateOnly {
+			b.awaitLeaders(t.id, deadline)
+		}
 		if err == nil {
 			st.TopicID = t.id
 			if r.ValidateOnly {
@@ -142,10 +147,14 @@ func (b *Broker) createPartitionsAPI() kproto.API {
 
 func (b *Broker) createPartitions(_ context.Context, _ *kproto.Request, r *kmsg.CreatePartitionsRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	deadline := time.Now().Add(time.Duration(r.TimeoutMillis) * time.Millisecond)
 	for _, rt := range r.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		err := b.addPartitions(rt.Topic, rt.Count, rt.Assignment, r.ValidateOnly)
+		if t := b.topics.get(rt.Topic); err == nil && !r.ValidateOnly && t != nil {
+			b.awaitLeaders(t.id, deadline)
+		}
 		st.ErrorCode = errorCode(err)
 		st.ErrorMessage = errorMessage(err)
 		resp.Topics = append(resp.Topics, st)

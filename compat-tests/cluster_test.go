@@ -608,9 +608,43 @@ func TestClusterTopicOperations(t *testing.T) {
 		}
 		ids[st.Topic] = st.TopicID
 	}
+	// Like Kafka's, the answer comes once every new partition has a leader:
+	// a client that produces right after finds them.
+	leadersNow := func(topic string, want int) {
+		t.Helper()
+		m, err := metadataOf(c.broker(via).Addr(), topic)
+		if err != nil || len(m.Topics) != 1 {
+			t.Fatalf("metadata of %s from broker %d: %v", topic, via, err)
+		}
+		mt := m.Topics[0]
+		if len(mt.Partitions) != want {
+			t.Errorf("broker %d shows %d partitions of %s, want %d", via, len(mt.Partitions), topic, want)
+		}
+		for _, p := range mt.Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 {
+				t.Errorf("right after it was answered, broker %d shows partition %d of %s with %s, leader %d", via, p.Partition, topic, outcome(nil, p.ErrorCode), p.Leader)
+			}
+		}
+	}
+	leadersNow("ops-a", 3)
+	leadersNow("ops-b", 1)
 	wantTopics := map[string]int{"ops-a": 3, "ops-b": 1}
 	c.waitTopicsEverywhere(ctx, wantTopics, ids)
 	c.waitConfigsEverywhere(ctx, cl, "ops-a", map[string]string{"retention.ms": "3600000"})
+
+	grow := kmsg.NewPtrCreatePartitionsRequest()
+	grow.TimeoutMillis = 15000
+	gt := kmsg.NewCreatePartitionsRequestTopic()
+	gt.Topic, gt.Count = "ops-b", 3
+	grow.Topics = append(grow.Topics, gt)
+	for _, r := range pinned(via, grow).(*kmsg.CreatePartitionsResponse).Topics {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			t.Fatalf("growing ops-b through broker %d: %v (%v)", via, err, r.ErrorMessage)
+		}
+	}
+	leadersNow("ops-b", 3)
+	wantTopics["ops-b"] = 3
+	c.waitTopicsEverywhere(ctx, wantTopics, ids)
 
 	alter := kmsg.NewPtrIncrementalAlterConfigsRequest()
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
