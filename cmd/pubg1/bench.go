@@ -21,6 +21,7 @@ type benchCmd struct {
 	Acks       int16         `default:"-1" help:"Produce acks: -1 (all), 1 or 0."`
 	Buffered   int           `name:"max-buffered" default:"100000" help:"Records the producer may have in flight (franz-go MaxBufferedRecords)."`
 	Rate       int           `help:"Produce at this many records per second (0: as fast as possible); compare ack latency of two systems at one rate."`
+	Linger     time.Duration `default:"-1ns" help:"Producer linger, how long a batch waits to fill before it is sent (negative: franz-go's default, 10ms)."`
 	Produce    bool          `default:"true" negatable:"" help:"Produce the records and measure produce throughput and ack latency."`
 	Consume    bool          `default:"true" negatable:"" help:"Consume the records back and measure fetch throughput."`
 	Timeout    time.Duration `default:"5m" help:"Upper bound for each phase."`
@@ -32,7 +33,7 @@ func (c *benchCmd) Run() error {
 	cfg := bench.DefaultConfig()
 	cfg.Brokers = strings.Split(c.Brokers, ",")
 	cfg.Topic, cfg.Partitions, cfg.Records, cfg.RecordSize, cfg.Acks, cfg.Timeout = c.Topic, c.Partitions, c.Records, c.Size, c.Acks, c.Timeout
-	cfg.MaxBuffered, cfg.Rate = c.Buffered, c.Rate
+	cfg.MaxBuffered, cfg.Rate, cfg.Linger = c.Buffered, c.Rate, c.Linger
 	if err := bench.EnsureTopic(ctx, cfg); err != nil {
 		return err
 	}
