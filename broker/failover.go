@@ -23,7 +23,9 @@ import (
 //   - a follower that knows no leader (a new partition, a restart) stands
 //     when the metadata names no leader, this broker, or a broker that is
 //     down; when it names a live broker, only after leaderlessGrace, since
-//     that leader should reach it first;
+//     that leader should reach it first. None stands within voteGrace of
+//     granting a vote or of stepping down as leader: an election is under
+//     way (a leadership transfer, say), and its winner is about to say so;
 //   - of the replicas that may stand, the first of the replica set that is
 //     up stands at once, the next after rankDelay, and so on, so that they
 //     do not split the vote and a new partition is led by its preferred
@@ -40,6 +42,7 @@ const (
 	campaignPause   = 3 * time.Second // between two elections one replica starts
 	silentLeader    = 15 * time.Second
 	leaderlessGrace = 10 * time.Second
+	voteGrace       = 2 * time.Second
 )
 
 // tunePartitionRaft sets the Raft timeouts of partition groups (see above).
@@ -66,7 +69,9 @@ type vacancy struct {
 type elector struct {
 	b      *Broker
 	vacant map[*partition.Replicated]*vacancy
-	up     map[int32]bool // brokers up at the last pass; nil before the first
+	// led is when each replica was last seen leading, for voteGrace after.
+	led map[*partition.Replicated]time.Time
+	up  map[int32]bool // brokers up at the last pass; nil before the first
 	// last is when the last pass ran; resumed is when a pass came after
 	// this broker did not run for a while (stopped or starved of CPU):
 	// leaders are not held silent for that time.
@@ -86,7 +91,7 @@ func (b *Broker) wakeElect() {
 // electLoop checks every replica each electTick and whenever a peer goes
 // up or down or replicas open.
 func (b *Broker) electLoop() {
-	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy)}
+	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy), led: make(map[*partition.Replicated]time.Time)}
 	t := time.NewTicker(electTick)
 	defer t.Stop()
 	for {
@@ -107,8 +112,11 @@ func (e *elector) pass(now time.Time) {
 	}
 	e.last = now
 	up := make(map[int32]bool, len(b.cfg.Peers))
+	down := make(map[int32]bool, len(b.cfg.Peers))
 	for id, addr := range b.cfg.Peers {
-		up[id] = id == b.cfg.NodeID || b.mux.PeerUp(raft.ServerAddress(addr))
+		self := id == b.cfg.NodeID
+		up[id] = self || b.mux.PeerUp(raft.ServerAddress(addr))
+		down[id] = !self && b.mux.PeerDown(raft.ServerAddress(addr))
 	}
 	back := func(replicas []int32) bool {
 		for _, r := range replicas {
@@ -119,6 +127,7 @@ func (e *elector) pass(now time.Time) {
 		return false
 	}
 	vacant := make(map[*partition.Replicated]*vacancy)
+	led := make(map[*partition.Replicated]time.Time)
 	for _, t := range b.topics.list() {
 		if t.assign == nil {
 			continue
@@ -134,12 +143,22 @@ func (e *elector) pass(now time.Time) {
 			}
 			state, leader, contact := rp.Role()
 			if state == raft.Leader {
+				led[rp] = now
 				if back(t.assign[i]) {
 					b.goFunc(rp.Nudge)
 				}
 				continue
 			}
-			delay, stand := e.standDelay(state, leader, contact, t.assign[i], md, up, now)
+			// A leader that just stepped down (for a leadership transfer,
+			// say) may not have marked the contact yet: its vote is being
+			// stored.
+			if at, ok := e.led[rp]; ok && now.Sub(at) < voteGrace {
+				led[rp] = at
+				if at.After(contact) {
+					contact = at
+				}
+			}
+			delay, stand := e.standDelay(state, leader, contact, t.assign[i], md, up, down, now)
 			if !stand {
 				continue
 			}
@@ -161,12 +180,15 @@ func (e *elector) pass(now time.Time) {
 			})
 		}
 	}
-	e.vacant, e.up = vacant, up
+	e.vacant, e.led, e.up = vacant, led, up
 }
 
 // standDelay reports whether this broker's replica may stand for election,
-// and how long after it first found the leadership vacant.
-func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact time.Time, replicas []int32, md cluster.Leader, up map[int32]bool, now time.Time) (time.Duration, bool) {
+// and how long after it first found the leadership vacant. A leader is only
+// taken for lost once its broker is known to be down (down), not while the
+// failure detector has yet to hear from it, as just after this broker
+// restarted; a quorum must be known to be up.
+func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
 	self := e.b.cfg.NodeID
 	if state != raft.Follower {
 		return 0, false
@@ -179,13 +201,16 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 		if contact.Before(e.resumed) {
 			contact = e.resumed
 		}
-		if err == nil && up[int32(id)] && now.Sub(contact) < silentLeader {
+		if err == nil && !down[int32(id)] && now.Sub(contact) < silentLeader {
 			return 0, false
 		}
 		gone = int32(id)
+	case now.Sub(contact) < voteGrace:
+		// Raft marks a contact when it grants a vote or stops leading.
+		return 0, false
 	case md.Leader == self:
 		return 0, quorumUp(replicas, up) // it led before: it stands first
-	case md.Leader < 0 || !up[md.Leader]:
+	case md.Leader < 0 || down[md.Leader]:
 		gone = md.Leader
 	default:
 		gone, wait = md.Leader, leaderlessGrace
@@ -198,7 +223,7 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 		if r == self {
 			break
 		}
-		if r != gone && up[r] {
+		if r != gone && !down[r] {
 			rank++
 		}
 	}

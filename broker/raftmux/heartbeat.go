@@ -68,6 +68,7 @@ type hbPeer struct {
 
 	// Liveness (see WatchPeers).
 	watched    bool
+	known      bool // up or down has been decided since the watch began
 	up         bool
 	upCh       chan struct{} // closed when the peer comes up
 	changed    func()

@@ -30,8 +30,9 @@ func DefaultLivenessConfig() LivenessConfig {
 
 // WatchPeers starts watching the brokers at peers (self is skipped).
 // changed is called, from the mux's goroutines, after any of them goes up
-// or down; PeerUp tells which. A peer counts as down until it first
-// answers. Call it once, before the groups start.
+// or down; PeerUp and PeerDown tell which. A peer is neither up nor down
+// until it first answers, cannot be reached, or stays silent for
+// DeadAfter. Call it once, before the groups start.
 func (m *Mux) WatchPeers(peers []raft.ServerAddress, c LivenessConfig, changed func()) {
 	for _, addr := range peers {
 		if addr == m.self {
@@ -55,6 +56,20 @@ func (m *Mux) PeerUp(addr raft.ServerAddress) bool {
 	return !watched || up
 }
 
+// PeerDown reports whether the watched peer at addr is known to be down:
+// not while the watch has yet to decide, just after this broker started.
+func (m *Mux) PeerDown(addr raft.ServerAddress) bool {
+	m.mu.Lock()
+	p := m.hbPeers[addr]
+	m.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.watched && p.known && !p.up
+}
+
 // peerState reports whether addr is watched and up and, while it is down,
 // a channel closed when it comes up.
 func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan struct{}) {
@@ -76,7 +91,8 @@ func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan 
 func (p *hbPeer) watch(c LivenessConfig) {
 	t := time.NewTimer(0)
 	defer t.Stop()
-	var last, resumed time.Time
+	var last time.Time
+	resumed := time.Now() // the peer's silence counts from the start of the watch
 	for {
 		force := false
 		select {
@@ -123,16 +139,19 @@ func (p *hbPeer) answered() {
 // setUp records whether the peer is up and reports a change.
 func (p *hbPeer) setUp(up bool) {
 	p.mu.Lock()
-	if !p.watched || p.up == up {
+	if !p.watched || (p.known && p.up == up) {
 		p.mu.Unlock()
 		return
 	}
-	p.up = up
-	if up {
-		close(p.upCh)
-	} else {
-		p.upCh = make(chan struct{})
+	if p.up != up {
+		p.up = up
+		if up {
+			close(p.upCh)
+		} else {
+			p.upCh = make(chan struct{})
+		}
 	}
+	p.known = true
 	changed := p.changed
 	p.mu.Unlock()
 	p.mux.log.Info().Str("peer", string(p.addr)).Bool("up", up).Msg("raft peer")

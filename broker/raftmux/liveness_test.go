@@ -140,6 +140,37 @@ func TestPeerLiveness(t *testing.T) {
 	}
 }
 
+// TestPeerUndecided: until a watched peer first answers, cannot be
+// reached, or stays silent for DeadAfter, it is neither up nor down.
+func TestPeerUndecided(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	px := startProxy(t, b.addr())
+	px.paused.Store(true)
+	var changes atomic.Int64
+	a.mux.WatchPeers([]raft.ServerAddress{px.addr()}, testLiveness, func() { changes.Add(1) })
+	if a.mux.PeerUp(px.addr()) || a.mux.PeerDown(px.addr()) {
+		t.Fatalf("a peer not heard from yet: up %v, down %v; want neither", a.mux.PeerUp(px.addr()), a.mux.PeerDown(px.addr()))
+	}
+	start := time.Now()
+	for !a.mux.PeerDown(px.addr()) {
+		if time.Since(start) > 3*time.Second {
+			t.Fatal("a silent peer was never found down")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := time.Since(start); took < testLiveness.DeadAfter-testLiveness.Interval {
+		t.Errorf("a peer never heard from was down after %v, before DeadAfter (%v)", took, testLiveness.DeadAfter)
+	}
+	if changes.Load() == 0 {
+		t.Error("finding the peer down reported no change")
+	}
+	px.paused.Store(false)
+	waitPeer(t, a.mux, px.addr(), true, 3*time.Second)
+	if a.mux.PeerDown(px.addr()) {
+		t.Error("a peer that answered is still down")
+	}
+}
+
 // TestHoldForPeers checks that a heartbeat to a peer that is down waits
 // for it rather than fail, is asked again until the peer's group runs,
 // and that StopWaiting releases it.
