@@ -368,15 +368,32 @@ func (b *Broker) serveConn(nc net.Conn) {
 
 // every calls fn with the time every interval until the broker stops.
 func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
+	b.everyOrWoken(interval, nil, fn)
+}
+
+// everyOrWoken is every, and also calls fn whenever wake is signalled (see
+// signal). fn gets the time it is called, not the tick's: a tick that
+// waited while the process was stopped would tell the time it stopped.
+func (b *Broker) everyOrWoken(interval time.Duration, wake <-chan struct{}, fn func(now time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case now := <-t.C:
-			fn(now)
+		case <-t.C:
+		case <-wake:
 		}
+		fn(time.Now())
+	}
+}
+
+// signal wakes the loop that waits on ch, a channel of capacity 1, without
+// blocking: signals that arrive while one is pending merge into it.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

@@ -131,12 +131,7 @@ func (b *Broker) ensureOffsetsTopic() {
 	}
 }
 
-func (b *Broker) wakeReconcile() {
-	select {
-	case b.reconcileWake <- struct{}{}:
-	default:
-	}
-}
+func (b *Broker) wakeReconcile() { signal(b.reconcileWake) }
 
 // reconcileLoop keeps the local topics and partition replicas in line with
 // the metadata. The first reconciliation that starts after this broker's

@@ -81,28 +81,13 @@ type elector struct {
 // stallGap is a gap between passes that means this broker did not run.
 const stallGap = 4 * electTick
 
-func (b *Broker) wakeElect() {
-	select {
-	case b.electWake <- struct{}{}:
-	default:
-	}
-}
+func (b *Broker) wakeElect() { signal(b.electWake) }
 
 // electLoop checks every replica each electTick and whenever a peer goes
 // up or down or replicas open.
 func (b *Broker) electLoop() {
 	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy), led: make(map[*partition.Replicated]time.Time)}
-	t := time.NewTicker(electTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		case <-b.electWake:
-		}
-		e.pass(time.Now())
-	}
+	b.everyOrWoken(electTick, b.electWake, e.pass)
 }
 
 func (e *elector) pass(now time.Time) {
