@@ -59,9 +59,7 @@ func (m *Mux) PeerUp(addr raft.ServerAddress) bool {
 // PeerDown reports whether the watched peer at addr is known to be down:
 // not while the watch has yet to decide, just after this broker started.
 func (m *Mux) PeerDown(addr raft.ServerAddress) bool {
-	m.mu.Lock()
-	p := m.hbPeers[addr]
-	m.mu.Unlock()
+	p := m.knownPeer(addr)
 	if p == nil {
 		return false
 	}
@@ -73,15 +71,21 @@ func (m *Mux) PeerDown(addr raft.ServerAddress) bool {
 // peerState reports whether addr is watched and up and, while it is down,
 // a channel closed when it comes up.
 func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan struct{}) {
-	m.mu.Lock()
-	p := m.hbPeers[addr]
-	m.mu.Unlock()
+	p := m.knownPeer(addr)
 	if p == nil {
 		return false, false, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.watched, p.up, p.upCh
+}
+
+// knownPeer returns the peer at addr, or nil if nothing was ever sent to
+// it nor is it watched (unlike hbPeer, it creates none).
+func (m *Mux) knownPeer(addr raft.ServerAddress) *hbPeer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hbPeers[addr]
 }
 
 // watch pings the peer and decides when it is down, until the mux closes.

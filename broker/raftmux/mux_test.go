@@ -209,11 +209,13 @@ func TestGroupsShareSessions(t *testing.T) {
 	}
 }
 
-// TestStreamWaitsForGroup sends to a group before the peer starts it: the
-// stream reaches the group once it does, with what was written meanwhile.
-func TestStreamWaitsForGroup(t *testing.T) {
+// dialUnstarted starts two nodes and opens a stream from the first to
+// group on the second, which does not run it; it returns the second node
+// and the stream, closed when the test ends.
+func dialUnstarted(t *testing.T, group string) (*node, net.Conn) {
+	t.Helper()
 	a, b := startNode(t), startNode(t)
-	layer, err := a.mux.Layer("late")
+	layer, err := a.mux.Layer(group)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,14 @@ func TestStreamWaitsForGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return b, c
+}
+
+// TestStreamWaitsForGroup sends to a group before the peer starts it: the
+// stream reaches the group once it does, with what was written meanwhile.
+func TestStreamWaitsForGroup(t *testing.T) {
+	b, c := dialUnstarted(t, "late")
 	if _, err := c.Write([]byte("early")); err != nil {
 		t.Fatal(err)
 	}
@@ -257,16 +266,7 @@ func TestStreamWaitsForGroup(t *testing.T) {
 // TestUnknownGroupStreamRefused: a stream for a group the peer does not
 // start within layerWait is closed.
 func TestUnknownGroupStreamRefused(t *testing.T) {
-	a, b := startNode(t), startNode(t)
-	layer, err := a.mux.Layer("nobody-here")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := layer.Dial(b.addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := dialUnstarted(t, "nobody-here")
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("stream to an unknown group stayed open")
