@@ -28,13 +28,12 @@ func (b *Broker) createTopics(_ context.Context, _ *kproto.Request, r *kmsg.Crea
 		st.Topic = rt.Topic
 		st.NumPartitions, st.ReplicationFactor = -1, -1
 		t, err := b.createRequested(&rt, seen[rt.Topic] > 1, r.ValidateOnly)
-		if err == nil && !r.ValidateOnly {
-			b.awaitLeaders(t.id, deadline)
-		}
 		if err == nil {
 			st.TopicID = t.id
 			if r.ValidateOnly {
 				st.TopicID = [16]byte{}
+			} else {
+				b.awaitLeaders(t.id, deadline)
 			}
 			st.NumPartitions, st.ReplicationFactor = int32(len(t.parts)), t.replicas
 			for _, c := range b.describeTopicConfigs(t.configs, nil, false, false) {
@@ -152,8 +151,10 @@ func (b *Broker) createPartitions(_ context.Context, _ *kproto.Request, r *kmsg.
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		err := b.addPartitions(rt.Topic, rt.Count, rt.Assignment, r.ValidateOnly)
-		if t := b.topics.get(rt.Topic); err == nil && !r.ValidateOnly && t != nil {
-			b.awaitLeaders(t.id, deadline)
+		if err == nil && !r.ValidateOnly {
+			if t := b.topics.get(rt.Topic); t != nil {
+				b.awaitLeaders(t.id, deadline)
+			}
 		}
 		st.ErrorCode = errorCode(err)
 		st.ErrorMessage = errorMessage(err)
