@@ -428,10 +428,9 @@ func newerThan(before map[int32]partLeader) func(int32, partLeader) bool {
 func ledByPreferred(_ int32, l partLeader) bool { return l.Leader == l.Replicas[0] }
 
 // displacePreferred creates topic with three replicas, waits until every
-// partition is led by its preferred replica (as in Kafka: the other
-// replicas of a new Raft group wait three times longer before they stand
-// for election), then kills broker victim and waits until it leads none
-// of them.
+// partition is led by its preferred replica (as in Kafka: the replicas of a
+// new partition stand for election in replica-set order, the first at
+// once), then kills broker victim and waits until it leads none of them.
 func (c *cluster) displacePreferred(ctx context.Context, topic string, partitions, victim int32) {
 	c.t.Helper()
 	createClusterTopic(ctx, c.t, kadm.NewClient(c.client(nil)), topic, partitions, 3)
