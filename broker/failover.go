@@ -71,6 +71,9 @@ type elector struct {
 	vacant map[*partition.Replicated]*vacancy
 	// led is when each replica was last seen leading, for voteGrace after.
 	led map[*partition.Replicated]time.Time
+	// seen is when each replica was first seen: a leader's silence counts
+	// from then at the earliest.
+	seen map[*partition.Replicated]time.Time
 	up  map[int32]bool // brokers up at the last pass; nil before the first
 	// last is when the last pass ran; resumed is when a pass came after
 	// this broker did not run for a while (stopped or starved of CPU):
@@ -86,7 +89,8 @@ func (b *Broker) wakeElect() { signal(b.electWake) }
 // electLoop checks every replica each electTick and whenever a peer goes
 // up or down or replicas open.
 func (b *Broker) electLoop() {
-	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy), led: make(map[*partition.Replicated]time.Time)}
+	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy), led: make(map[*partition.Replicated]time.Time),
+		seen: make(map[*partition.Replicated]time.Time)}
 	b.everyOrWoken(electTick, b.electWake, e.pass)
 }
 
@@ -113,6 +117,7 @@ func (e *elector) pass(now time.Time) {
 	}
 	vacant := make(map[*partition.Replicated]*vacancy)
 	led := make(map[*partition.Replicated]time.Time)
+	seen := make(map[*partition.Replicated]time.Time)
 	for _, t := range b.topics.list() {
 		if t.assign == nil {
 			continue
@@ -126,6 +131,11 @@ func (e *elector) pass(now time.Time) {
 			if i < len(t.leaders) {
 				md = t.leaders[i]
 			}
+			first, ok := e.seen[rp]
+			if !ok {
+				first = now
+			}
+			seen[rp] = first
 			state, leader, contact := rp.Role()
 			if state == raft.Leader {
 				led[rp] = now
@@ -143,7 +153,7 @@ func (e *elector) pass(now time.Time) {
 					contact = at
 				}
 			}
-			delay, stand := e.standDelay(state, leader, contact, t.assign[i], md, up, down, now)
+			delay, stand := e.standDelay(state, leader, contact, first, t.assign[i], md, up, down, now)
 			if !stand {
 				continue
 			}
@@ -165,15 +175,18 @@ func (e *elector) pass(now time.Time) {
 			})
 		}
 	}
-	e.vacant, e.led, e.up = vacant, led, up
+	e.vacant, e.led, e.seen, e.up = vacant, led, seen, up
 }
 
 // standDelay reports whether this broker's replica may stand for election,
 // and how long after it first found the leadership vacant. A leader is only
 // taken for lost once its broker is known to be down (down), not while the
 // failure detector has yet to hear from it, as just after this broker
-// restarted; a quorum must be known to be up.
-func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
+// restarted; a quorum must be known to be up. A leader's silence counts
+// from first, when the elector first saw the replica, at the earliest: a
+// restarted replica learns its leader from an append it may still have
+// to refuse (its log lags), and Raft marks no contact until one succeeds.
+func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
 	self := e.b.cfg.NodeID
 	if state != raft.Follower {
 		return 0, false
@@ -183,8 +196,10 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	switch {
 	case leader != "":
 		id, err := strconv.Atoi(string(leader))
-		if contact.Before(e.resumed) {
-			contact = e.resumed
+		for _, since := range []time.Time{e.resumed, first} {
+			if contact.Before(since) {
+				contact = since
+			}
 		}
 		if err == nil && !down[int32(id)] && now.Sub(contact) < silentLeader {
 			return 0, false
