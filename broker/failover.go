@@ -74,7 +74,7 @@ type elector struct {
 	// seen is when each replica was first seen: a leader's silence counts
 	// from then at the earliest.
 	seen map[*partition.Replicated]time.Time
-	up  map[int32]bool // brokers up at the last pass; nil before the first
+	up   map[int32]bool // brokers up at the last pass; nil before the first
 	// last is when the last pass ran; resumed is when a pass came after
 	// this broker did not run for a while (stopped or starved of CPU):
 	// leaders are not held silent for that time.
