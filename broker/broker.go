@@ -5,10 +5,6 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,13 +23,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Metadata keys the broker keeps in its store.
-const (
-	keyClusterID  = "cluster/id"
-	keyProducerID = "cluster/next-producer-id"
-	// producerIDBlock is how many producer IDs are reserved per durable write.
-	producerIDBlock = 1000
-)
+// producerIDBlock is how many producer IDs a broker reserves from the
+// metadata at a time.
+const producerIDBlock = 1000
 
 // Broker is one PubG1 broker process.
 type Broker struct {
@@ -44,7 +36,6 @@ type Broker struct {
 	registry     *kproto.Registry
 	buffers      *kproto.BufferPool
 	decompressor kgo.Decompressor
-	clusterID    string
 	advHost      string
 	advPort      int32
 
@@ -52,13 +43,16 @@ type Broker struct {
 
 	groups *coordinator.Coordinator // consumer groups (groups.go)
 
-	// Cluster mode (see clustered.go); nil on a single broker.
+	// The metadata group and the Raft traffic of partitions (see
+	// clustered.go). A single broker is a cluster of one.
 	ctrl          *cluster.Controller
 	mux           *raftmux.Mux
+	legacy        *legacyData // a single-broker data directory of an older release, until migrated
 	reconcileWake chan struct{}
 	electWake     chan struct{} // wakes electLoop (failover.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
+	ready         chan struct{} // closed once clients are served (see initCluster)
 
 	pidMu      sync.Mutex
 	nextPID    int64
@@ -117,21 +111,35 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		conns:        make(map[net.Conn]struct{}),
 		closed:       make(chan struct{}),
 	}
-	if err := b.loadClusterState(); err != nil {
+	if len(b.cfg.Peers) == 0 {
+		// A single broker: a cluster of one, whose metadata group has this
+		// broker as its only voter.
+		b.cfg.Peers = map[int32]string{cfg.NodeID: cfg.Listen}
+	}
+	legacy, err := readLegacyData(store)
+	if err != nil {
 		cancel()
 		return nil, err
 	}
-	if len(cfg.Peers) > 0 {
-		if err := b.startCluster(); err != nil {
+	if legacy != nil {
+		if !b.single() {
 			cancel()
-			return nil, err
+			return nil, fmt.Errorf("%w: %s holds a single broker's topics from an older release; start it once without --peers to convert them", ErrInvalidConfig, cfg.DataDir)
 		}
-	} else if err := b.loadTopics(); err != nil {
+		b.legacy = legacy
+		if n, ok := legacy.offsetsPartitions(); ok {
+			// An existing __consumer_offsets keeps its partition count.
+			b.cfg.OffsetsTopicPartitions = n
+		}
+	}
+	if err := b.startCluster(); err != nil {
 		cancel()
 		return nil, err
 	}
 	if err := b.initGroups(); err != nil {
 		cancel()
+		b.ctrl.Close()
+		b.mux.Close()
 		return nil, err
 	}
 	b.registry = kproto.NewRegistry()
@@ -174,50 +182,17 @@ func (b *Broker) apis() []kproto.API {
 	}
 }
 
-func (b *Broker) loadClusterState() error {
-	id, err := b.store.Get([]byte(keyClusterID))
-	if errors.Is(err, storage.ErrNotFound) {
-		var u [16]byte
-		if _, err := rand.Read(u[:]); err != nil {
-			return fmt.Errorf("generating cluster ID: %w", err)
-		}
-		id = []byte(base64.RawURLEncoding.EncodeToString(u[:]))
-		if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyClusterID), Value: id}); err != nil {
-			return fmt.Errorf("saving cluster ID: %w", err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("reading cluster ID: %w", err)
-	}
-	b.clusterID = string(id)
-	v, err := b.store.Get([]byte(keyProducerID))
-	switch {
-	case err == nil && len(v) == 8:
-		b.nextPID = int64(binary.BigEndian.Uint64(v))
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
-		return fmt.Errorf("reading producer ID counter: %w", err)
-	}
-	b.pidReserve = b.nextPID
-	return nil
-}
-
 // allocateProducerID hands out a producer ID never given before, reserving
 // them durably in blocks.
 func (b *Broker) allocateProducerID() (int64, error) {
 	b.pidMu.Lock()
 	defer b.pidMu.Unlock()
-	if b.nextPID >= b.pidReserve && b.clustered() {
+	if b.nextPID >= b.pidReserve {
 		res, err := b.propose(cluster.AllocProducerIDsCommand(producerIDBlock))
 		if err != nil {
 			return 0, fmt.Errorf("reserving producer IDs: %w", err)
 		}
 		b.nextPID, b.pidReserve = res.Value, res.Value+producerIDBlock
-	}
-	if b.nextPID >= b.pidReserve {
-		reserve := b.nextPID + producerIDBlock
-		if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyProducerID), Value: binary.BigEndian.AppendUint64(nil, uint64(reserve))}); err != nil {
-			return 0, fmt.Errorf("reserving producer IDs: %w", err)
-		}
-		b.pidReserve = reserve
 	}
 	id := b.nextPID
 	b.nextPID++
@@ -249,25 +224,19 @@ func (b *Broker) Start() error {
 		host = "127.0.0.1"
 	}
 	b.advHost, b.advPort = host, int32(p)
-	b.startGroups()
+	b.groups.Start()
 	b.goFunc(b.acceptLoop)
 	b.goFunc(func() { b.every(b.cfg.RetentionCheckInterval, b.enforceRetention) })
 	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
-	if b.clustered() {
-		b.goFunc(b.reconcileLoop)
-		b.goFunc(b.electLoop)
-		b.goFunc(b.initCluster)
-		if b.cfg.AutoLeaderRebalance {
-			b.goFunc(func() { b.every(b.cfg.LeaderImbalanceCheckInterval, b.rebalanceLeaders) })
-		}
+	b.goFunc(b.reconcileLoop)
+	b.goFunc(b.electLoop)
+	b.goFunc(b.initCluster)
+	if b.cfg.AutoLeaderRebalance {
+		b.goFunc(func() { b.every(b.cfg.LeaderImbalanceCheckInterval, b.rebalanceLeaders) })
 	}
-	ready := b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).Str("data", b.cfg.DataDir)
-	if b.clustered() {
-		ready = ready.Int("peers", len(b.cfg.Peers)) // the cluster ID is logged once the metadata has it
-	} else {
-		ready = ready.Str("cluster_id", b.clusterID)
-	}
-	ready.Msg("broker ready")
+	// The cluster ID is logged once the metadata has it.
+	b.log.Info().Str("listen", ln.Addr().String()).Int32("node_id", b.cfg.NodeID).Str("data", b.cfg.DataDir).
+		Int("brokers", len(b.cfg.Peers)).Msg("broker ready")
 	return nil
 }
 
@@ -337,8 +306,9 @@ func (b *Broker) serveConn(nc net.Conn) {
 		delete(b.conns, nc)
 		b.mu.Unlock()
 	}()
-	if b.mux != nil {
-		// Brokers' Raft sessions arrive on the Kafka listener too.
+	if !b.single() {
+		// Brokers' Raft sessions arrive on the Kafka listener too. (A
+		// single broker's metadata group has no other voter to hear from.)
 		isRaft, c, err := raftmux.IsRaft(nc, kproto.DefaultIdleTimeout)
 		if err != nil {
 			nc.Close()
@@ -349,18 +319,17 @@ func (b *Broker) serveConn(nc net.Conn) {
 			return
 		}
 		nc = c
-		// Like a Kafka broker that has not caught up with the cluster
-		// metadata, serve clients only once this broker's start is
-		// recorded and its topics are built from the metadata since:
-		// before, it would answer Metadata from an empty or partial
-		// state (unknown topics, no cluster ID), which some clients
-		// treat as final.
-		select {
-		case <-b.caughtUp:
-		case <-b.ctx.Done():
-			nc.Close()
-			return
-		}
+	}
+	// Like a Kafka broker that has not caught up with the cluster
+	// metadata, serve clients only once this broker's start is recorded
+	// and its topics are built from the metadata since: before, it would
+	// answer Metadata from an empty or partial state (unknown topics, no
+	// cluster ID), which some clients treat as final.
+	select {
+	case <-b.ready:
+	case <-b.ctx.Done():
+		nc.Close()
+		return
 	}
 	// Serve logs why a connection ended.
 	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
@@ -451,22 +420,17 @@ func (b *Broker) Close() error {
 		if b.ln != nil {
 			b.ln.Close() // stop accepting
 		}
-		if b.clustered() {
-			// While the Raft sessions are still up, so that other
-			// brokers take over at once instead of after an election
-			// timeout.
-			b.handOffLeadership()
-		}
+		// While the Raft sessions are still up, so that other brokers
+		// take over at once instead of after an election timeout.
+		b.handOffLeadership()
 		b.mu.Lock()
 		for nc := range b.conns {
 			nc.Close()
 		}
 		b.mu.Unlock()
-		if b.mux != nil {
-			// Every Raft RPC still waiting on a peer (a frozen one keeps
-			// its connections open) fails now instead of at its timeout.
-			b.mux.Close()
-		}
+		// Every Raft RPC still waiting on a peer (a frozen one keeps its
+		// connections open) fails now instead of at its timeout.
+		b.mux.Close()
 		b.cancel()
 		b.closeStep("connections and background work", b.wg.Wait)
 		b.closeStep("partitions", func() {
@@ -479,9 +443,7 @@ func (b *Broker) Close() error {
 		// After the partitions: appends the coordinator still waits for
 		// have failed by now.
 		b.closeStep("consumer groups", func() { b.groups.Close() })
-		if b.ctrl != nil {
-			b.closeStep("cluster metadata", func() { b.ctrl.Close() })
-		}
+		b.closeStep("cluster metadata", func() { b.ctrl.Close() })
 		b.err = b.store.Close()
 		close(b.closed)
 	})

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,11 +10,7 @@ import (
 
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
-	"github.com/pubg1/pubg1/broker/storage"
 )
-
-// keyTopic prefixes the stored record of each topic, followed by its name.
-const keyTopic = "topic/"
 
 // topic is an immutable view of one topic: a config change replaces it.
 type topic struct {
@@ -26,16 +21,9 @@ type topic struct {
 	internal  bool
 	replicas  int16
 	effective effectiveConfig
-	// In a cluster: each partition's replica set and reported leader.
+	// Each partition's replica set and the leader the metadata names.
 	assign  [][]int32
 	leaders []cluster.Leader
-}
-
-// storedTopic is a topic's durable record.
-type storedTopic struct {
-	ID         [16]byte          `json:"id"`
-	Partitions int32             `json:"partitions"`
-	Configs    map[string]string `json:"configs,omitempty"`
 }
 
 // catalog holds the broker's topics.
@@ -135,61 +123,6 @@ func newTopicID() ([16]byte, error) {
 	return id, nil
 }
 
-// loadTopics opens every stored topic.
-func (b *Broker) loadTopics() error {
-	var recs []struct {
-		name string
-		st   storedTopic
-	}
-	err := b.store.Range([]byte(keyTopic), func(k, v []byte) bool {
-		var st storedTopic
-		if err := json.Unmarshal(v, &st); err != nil {
-			b.log.Error().Err(err).Bytes("key", k).Msg("skipping unreadable topic record")
-			return true
-		}
-		recs = append(recs, struct {
-			name string
-			st   storedTopic
-		}{string(k[len(keyTopic):]), st})
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("reading topics: %w", err)
-	}
-	for _, r := range recs {
-		t, err := b.openTopic(r.name, r.st)
-		if err != nil {
-			return err
-		}
-		b.topics.put(t)
-	}
-	return nil
-}
-
-// openTopic opens the partitions of a stored topic.
-func (b *Broker) openTopic(name string, st storedTopic) (*topic, error) {
-	t := &topic{
-		name:      name,
-		id:        st.ID,
-		configs:   st.Configs,
-		internal:  len(name) > 2 && name[:2] == "__",
-		replicas:  1,
-		effective: b.effective(st.Configs),
-	}
-	for i := int32(0); i < st.Partitions; i++ {
-		p, err := partition.OpenLocal(partition.LocalOptions{
-			Store:        b.store,
-			Log:          storage.LogID{Topic: st.ID, Partition: i},
-			Decompressor: b.decompressor,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("opening %s-%d: %w", name, i, err)
-		}
-		t.parts = append(t.parts, p)
-	}
-	return t, nil
-}
-
 // createTopic validates and, unless validateOnly, creates a topic with
 // replicas spread over the brokers.
 func (b *Broker) createTopic(name string, partitions int32, replicas int16, configs map[string]string, validateOnly bool) (*topic, error) {
@@ -235,70 +168,31 @@ func (b *Broker) createTopicAssigned(name string, partitions int32, replicas int
 	if err != nil {
 		return nil, err
 	}
-	st := storedTopic{ID: id, Partitions: partitions, Configs: configs}
 	if validateOnly {
 		return &topic{name: name, id: id, parts: make([]partition.Partition, partitions), configs: configs, replicas: replicas}, nil
 	}
-	if b.clustered() {
-		if assign == nil {
-			assign = b.assignReplicas(0, partitions, replicas)
-		}
-		if _, err := b.propose(cluster.CreateTopicCommand(name, id, assign, configs)); err != nil {
-			return nil, err
-		}
-		if err := b.awaitCatalog(func() bool { return b.topics.getID(id) != nil }); err != nil {
-			return nil, err
-		}
-		b.log.Info().Str("topic", name).Int32("partitions", partitions).Int16("replicas", replicas).Msg("topic created")
-		return b.topics.getID(id), nil
+	if assign == nil {
+		assign = b.assignReplicas(0, partitions, replicas)
 	}
-	if err := b.saveTopic(name, st); err != nil {
+	if _, err := b.propose(cluster.CreateTopicCommand(name, id, assign, configs)); err != nil {
 		return nil, err
 	}
-	t, err := b.openTopic(name, st)
-	if err != nil {
+	if err := b.awaitCatalog(func() bool { return b.topics.getID(id) != nil }); err != nil {
 		return nil, err
 	}
-	b.topics.put(t)
-	b.log.Info().Str("topic", name).Int32("partitions", partitions).Msg("topic created")
-	return t, nil
-}
-
-func (b *Broker) saveTopic(name string, st storedTopic) error {
-	v, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encoding topic %s: %w", name, err)
-	}
-	if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyTopic + name), Value: v}); err != nil {
-		return fmt.Errorf("saving topic %s: %w", name, err)
-	}
-	return nil
+	b.log.Info().Str("topic", name).Int32("partitions", partitions).Int16("replicas", replicas).Msg("topic created")
+	return b.topics.getID(id), nil
 }
 
 // deleteTopic removes a topic and its data.
 func (b *Broker) deleteTopic(t *topic) error {
 	b.createMu.Lock()
 	defer b.createMu.Unlock()
-	if b.clustered() {
-		// An unknown topic here means a retried proposal already deleted it.
-		if _, err := b.propose(cluster.DeleteTopicCommand(t.name, t.id)); err != nil && !errors.Is(err, ErrUnknownTopic) {
-			return err
-		}
-		return b.awaitCatalog(func() bool { return b.topics.getID(t.id) == nil })
+	// An unknown topic here means a retried proposal already deleted it.
+	if _, err := b.propose(cluster.DeleteTopicCommand(t.name, t.id)); err != nil && !errors.Is(err, ErrUnknownTopic) {
+		return err
 	}
-	if !b.topics.remove(t) {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, t.name)
-	}
-	if err := storage.WriteKVs(b.store, storage.KV{Key: []byte(keyTopic + t.name)}); err != nil {
-		return fmt.Errorf("deleting topic %s: %w", t.name, err)
-	}
-	for i, p := range t.parts {
-		if err := p.Delete(); err != nil {
-			b.log.Error().Err(err).Str("topic", t.name).Int("partition", i).Msg("deleting partition data")
-		}
-	}
-	b.log.Info().Str("topic", t.name).Msg("topic deleted")
-	return nil
+	return b.awaitCatalog(func() bool { return b.topics.getID(t.id) == nil })
 }
 
 // alterTopicConfigs replaces the explicitly set configs of a topic.
@@ -308,20 +202,10 @@ func (b *Broker) alterTopicConfigs(t *topic, configs map[string]string) error {
 	if b.topics.get(t.name) != t {
 		return fmt.Errorf("%w: %s", ErrUnknownTopic, t.name)
 	}
-	if b.clustered() {
-		if _, err := b.propose(cluster.SetConfigsCommand(t.name, configs)); err != nil {
-			return err
-		}
-		return b.awaitCatalog(func() bool { return b.topics.get(t.name) != t })
-	}
-	if err := b.saveTopic(t.name, storedTopic{ID: t.id, Partitions: int32(len(t.parts)), Configs: configs}); err != nil {
+	if _, err := b.propose(cluster.SetConfigsCommand(t.name, configs)); err != nil {
 		return err
 	}
-	nt := *t
-	nt.configs = configs
-	nt.effective = b.effective(configs)
-	b.topics.put(&nt)
-	return nil
+	return b.awaitCatalog(func() bool { return b.topics.get(t.name) != t })
 }
 
 // validTopicName applies Kafka's rules for topic names.

@@ -1,9 +1,10 @@
 package broker
 
-// Cluster mode: when Config.Peers lists the brokers, topics live in the
-// replicated cluster metadata (one Raft group over the brokers) and every
-// partition is a Raft group over its replicas. Without peers the broker
-// keeps its topics and logs to itself.
+// The cluster: topics live in the replicated cluster metadata (one Raft
+// group over the brokers, listed in Config.Peers). A single broker is a
+// cluster of one: its metadata group has one voter, and its partitions are
+// local logs (partition.Local) rather than Raft groups; every other broker
+// holds each of its partitions as a Raft group over the replicas.
 
 import (
 	"context"
@@ -23,6 +24,7 @@ import (
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/raftmux"
+	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/coordinator"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -47,16 +49,32 @@ func tuneRaft(c *raft.Config) {
 	c.CommitTimeout = 5 * time.Second
 }
 
-func (b *Broker) clustered() bool { return b.ctrl != nil }
+// tuneSoleVoter sets the election settings of a metadata group whose only
+// voter is this broker: nobody else can lead it, so it elects itself as
+// soon as Raft allows.
+func tuneSoleVoter(c *raft.Config) {
+	c.HeartbeatTimeout = 50 * time.Millisecond
+	c.ElectionTimeout = 50 * time.Millisecond
+	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.CommitTimeout = 5 * time.Second
+}
+
+// single reports whether this broker is a cluster of one. Its partitions
+// are then local logs, and no other broker sends it Raft traffic.
+func (b *Broker) single() bool { return len(b.cfg.Peers) == 1 }
 
 // startCluster joins the metadata group; partitions follow from what it
 // holds once the broker starts.
 func (b *Broker) startCluster() error {
 	self := b.cfg.Peers[b.cfg.NodeID]
 	b.mux = raftmux.New(raft.ServerAddress(self), b.log)
+	tune := tuneRaft
+	if b.single() {
+		tune = tuneSoleVoter
+	}
 	ctrl, err := cluster.Start(cluster.Config{
 		NodeID: b.cfg.NodeID, Peers: b.peers(), DataDir: b.cfg.DataDir,
-		Store: b.store, Mux: b.mux, Logger: b.log, Tune: tuneRaft,
+		Store: b.store, Mux: b.mux, Logger: b.log, Tune: tune,
 	})
 	if err != nil {
 		b.mux.Close()
@@ -65,6 +83,7 @@ func (b *Broker) startCluster() error {
 	b.ctrl = ctrl
 	b.reconcileWake = make(chan struct{}, 1)
 	b.electWake = make(chan struct{}, 1)
+	b.ready = make(chan struct{})
 	var peers []raft.ServerAddress
 	for _, addr := range b.cfg.Peers {
 		peers = append(peers, raft.ServerAddress(addr))
@@ -85,42 +104,63 @@ func (b *Broker) peers() []cluster.Peer {
 	return out
 }
 
-// initCluster records the cluster ID and brokers; the first proposal wins.
+// offsetsLeaderWait bounds how long a starting broker that has just
+// created __consumer_offsets waits for its leaders before serving clients.
+const offsetsLeaderWait = 5 * time.Second
+
+// initCluster records the cluster ID and brokers (the first proposal wins),
+// then this broker's start, and opens the gate to clients once the local
+// topics reflect the metadata and __consumer_offsets exists.
 func (b *Broker) initCluster() {
 	var u [16]byte
 	_, _ = rand.Read(u[:])
-	cmd := cluster.InitCommand(base64.RawURLEncoding.EncodeToString(u[:]), b.cfg.Peers)
-	if b.ctrl.State().ClusterID == "" && !b.proposeUntilApplied(cmd) {
+	clusterID := base64.RawURLEncoding.EncodeToString(u[:])
+	if b.legacy != nil && b.legacy.clusterID != "" {
+		clusterID = b.legacy.clusterID
+	}
+	if b.ctrl.State().ClusterID == "" && !b.proposeUntilApplied(cluster.InitCommand(clusterID, b.cfg.Peers)) {
+		return
+	}
+	if b.legacy != nil && !b.migrateLegacy() {
 		return
 	}
 	if !b.proposeUntilApplied(cluster.BrokerStartedCommand(b.cfg.NodeID)) {
 		return
 	}
 	close(b.registered)
-	b.wakeReconcile() // the reconciliation after registration opens the gate to clients
+	b.wakeReconcile()
 	select {
 	case <-b.caughtUp:
 	case <-b.ctx.Done():
 		return
 	}
 	b.log.Info().Str("cluster_id", b.ctrl.State().ClusterID).Msg("cluster metadata ready")
-	b.ensureOffsetsTopic()
+	if created := b.ensureOffsetsTopic(); created {
+		if t := b.topics.get(coordinator.OffsetsTopic); t != nil {
+			b.awaitLeaders(t.id, time.Now().Add(offsetsLeaderWait))
+		}
+	}
+	close(b.ready)
 }
 
 // ensureOffsetsTopic creates __consumer_offsets through the metadata group
-// if no broker has yet; every broker tries, the first one wins.
-func (b *Broker) ensureOffsetsTopic() {
+// if no broker has yet; every broker tries, the first one wins. It reports
+// whether this broker created it.
+func (b *Broker) ensureOffsetsTopic() (created bool) {
 	for b.ctx.Err() == nil {
-
 		if mt := b.ctrl.State().Topics[coordinator.OffsetsTopic]; mt != nil {
 			if n := int32(len(mt.Replicas)); n != b.groups.Partitions() {
 				b.log.Error().Int32("topic_partitions", n).Int32("configured", b.groups.Partitions()).
 					Msg("__consumer_offsets has another partition count than --offsets-topic-partitions; groups map to partitions by the configured count")
 			}
-			return
+			return created
 		}
 		_, err := b.createTopic(coordinator.OffsetsTopic, b.groups.Partitions(), -1, map[string]string{"cleanup.policy": "compact"}, false)
-		if err == nil || errors.Is(err, ErrTopicExists) {
+		if err == nil {
+			created = true
+			continue
+		}
+		if errors.Is(err, ErrTopicExists) {
 			continue
 		}
 		b.log.Warn().Err(err).Msg("creating __consumer_offsets")
@@ -129,6 +169,7 @@ func (b *Broker) ensureOffsetsTopic() {
 		case <-time.After(time.Second):
 		}
 	}
+	return created
 }
 
 func (b *Broker) wakeReconcile() { signal(b.reconcileWake) }
@@ -165,6 +206,7 @@ func (b *Broker) reconcile(st *cluster.State) {
 	for _, t := range b.topics.list() {
 		current[t.id] = t
 	}
+	var unreported []*cluster.Command // local partitions the metadata does not show led here
 	for _, mt := range st.Topics {
 		old := current[mt.ID]
 		delete(current, mt.ID)
@@ -173,17 +215,21 @@ func (b *Broker) reconcile(st *cluster.State) {
 			if old != nil && i < len(old.parts) {
 				if _, remote := old.parts[i].(partition.Remote); !remote || !slices.Contains(replicas, b.cfg.NodeID) {
 					parts[i] = old.parts[i]
-					continue
 				}
 			}
-			parts[i] = partition.Remote{}
-			if slices.Contains(replicas, b.cfg.NodeID) {
-				p, err := b.openReplica(mt, int32(i))
-				if err != nil {
-					b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("opening replica")
-					continue
+			if parts[i] == nil {
+				parts[i] = partition.Remote{}
+				if slices.Contains(replicas, b.cfg.NodeID) {
+					p, err := b.openPartition(mt, int32(i))
+					if err != nil {
+						b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("opening replica")
+						continue
+					}
+					parts[i] = p
 				}
-				parts[i] = p
+			}
+			if lp, ok := parts[i].(*partition.Local); ok && i < len(mt.Leaders) && mt.Leaders[i].Leader != b.cfg.NodeID {
+				unreported = append(unreported, cluster.SetLeaderCommand(mt.ID, int32(i), b.cfg.NodeID, lp.Offsets().LeaderEpoch))
 			}
 		}
 		b.topics.put(&topic{
@@ -206,6 +252,44 @@ func (b *Broker) reconcile(st *cluster.State) {
 		b.log.Info().Str("topic", gone.name).Msg("topic deleted")
 	}
 	b.wakeElect() // new replicas may stand for election at once
+	b.reportLocalLeaders(unreported)
+}
+
+// reportLocalLeaders records in the metadata that this broker leads its
+// local partitions, which have no election to report one. It waits for
+// the reports, so that the reconciliation that opens the gate to clients
+// has them recorded; their own reconciliation follows.
+func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) {
+	if len(cmds) == 0 || !isClosed(b.registered) {
+		return // before registration, which clears them
+	}
+	var wg sync.WaitGroup
+	for _, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.proposeUntilApplied(cmd)
+		}()
+	}
+	wg.Wait()
+}
+
+// openPartition opens this broker's replica of one partition: a local log
+// on a single broker, a Raft group otherwise.
+func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition, error) {
+	if !b.single() {
+		return b.openReplica(mt, n)
+	}
+	p, err := partition.OpenLocal(partition.LocalOptions{
+		Store: b.store, Log: storage.LogID{Topic: mt.ID, Partition: n}, Decompressor: b.decompressor,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if mt.Name == coordinator.OffsetsTopic && b.groups != nil {
+		b.groups.Elect(n, p)
+	}
+	return p, nil
 }
 
 // openReplica starts this broker's replica of one partition.
@@ -328,9 +412,6 @@ func (b *Broker) awaitCatalog(done func() bool) error {
 // once their groups start, a few tens of milliseconds later. It does not
 // fail: the topic exists either way, and the leaders follow.
 func (b *Broker) awaitLeaders(id [16]byte, deadline time.Time) {
-	if !b.clustered() {
-		return
-	}
 	_ = b.awaitCatalogUntil(deadline, func() bool {
 		t := b.topics.getID(id)
 		if t == nil {
@@ -384,29 +465,16 @@ func (b *Broker) assignReplicas(from, count int32, replicas int16) [][]int32 {
 
 // knownBroker reports whether id is a broker of the cluster.
 func (b *Broker) knownBroker(id int32) bool {
-	if !b.clustered() {
-		return id == b.cfg.NodeID
-	}
 	_, ok := b.cfg.Peers[id]
 	return ok
 }
 
 // brokerCount is how many brokers can hold replicas.
-func (b *Broker) brokerCount() int {
-	if !b.clustered() {
-		return 1
-	}
-	return len(b.cfg.Peers)
-}
+func (b *Broker) brokerCount() int { return len(b.cfg.Peers) }
 
 // defaultReplication is the replication factor of topics created without
-// one: min(3, brokers) in a cluster.
-func (b *Broker) defaultReplication() int16 {
-	if !b.clustered() {
-		return b.cfg.DefaultReplicationFactor
-	}
-	return int16(min(3, len(b.cfg.Peers)))
-}
+// one: min(3, brokers).
+func (b *Broker) defaultReplication() int16 { return int16(min(3, len(b.cfg.Peers))) }
 
 // metadataBrokers lists the brokers for Metadata and DescribeCluster,
 // without the fenced ones, except those in leaders: a partition's leader
@@ -414,13 +482,14 @@ func (b *Broker) defaultReplication() int16 {
 // sarama fail a write outright when the leader they are given is not in
 // the broker list, while they retry one they cannot reach.
 func (b *Broker) metadataBrokers(leaders map[int32]bool) []kmsg.MetadataResponseBroker {
-	if !b.clustered() {
-		return []kmsg.MetadataResponseBroker{b.brokerEntry()}
-	}
 	var out []kmsg.MetadataResponseBroker
 	fenced := b.ctrl.State().Fenced
 	for _, p := range b.peers() {
-		if fenced[p.ID] && p.ID != b.cfg.NodeID && !leaders[p.ID] {
+		if p.ID == b.cfg.NodeID {
+			out = append(out, b.brokerEntry()) // as this broker advertises itself
+			continue
+		}
+		if fenced[p.ID] && !leaders[p.ID] {
 			continue // unreachable: clients would only time out on it
 		}
 		host, port, err := net.SplitHostPort(p.Addr)
@@ -456,9 +525,6 @@ func (b *Broker) replicaStatus(replicas []int32, leader int32) (isr, offline []i
 // and reports whether this broker leads it; a single broker is the whole
 // ISR of its partitions.
 func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
-	if t.assign == nil {
-		return 1, true
-	}
 	if !t.parts[p].IsLeader() {
 		return 0, false
 	}
@@ -467,20 +533,10 @@ func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
 }
 
 // controllerID is the broker clients are told is the controller.
-func (b *Broker) controllerID() int32 {
-	if !b.clustered() {
-		return b.cfg.NodeID
-	}
-	return b.ctrl.LeaderID()
-}
+func (b *Broker) controllerID() int32 { return b.ctrl.LeaderID() }
 
 // currentClusterID is the cluster's ID.
-func (b *Broker) currentClusterID() string {
-	if !b.clustered() {
-		return b.clusterID
-	}
-	return b.ctrl.State().ClusterID
-}
+func (b *Broker) currentClusterID() string { return b.ctrl.State().ClusterID }
 
 // handOffLeadership moves every Raft leadership this broker holds to
 // another replica before it shuts down. Each transfer is bounded by Raft's

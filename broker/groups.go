@@ -25,46 +25,18 @@ func (c *Config) groupConfig() coordinator.Config {
 	return gc
 }
 
-// initGroups creates the coordinator and, on a single broker,
-// __consumer_offsets if it is missing. A topic that exists keeps its
-// partition count whatever the configuration says now, as in Kafka: groups
-// must not move. In a cluster the topic is created and its partitions'
-// leadership handed to the coordinator (Elect, Resign) by the cluster layer.
+// initGroups creates the coordinator. The cluster layer creates
+// __consumer_offsets (initCluster) and hands the leadership of its
+// partitions to the coordinator (Elect, Resign).
 func (b *Broker) initGroups() error {
 	gc := b.cfg.groupConfig()
 	gc.Decompressor = b.decompressor
-	if !b.clustered() {
-		t := b.topics.get(coordinator.OffsetsTopic)
-		if t == nil {
-			var err error
-			t, err = b.createTopic(coordinator.OffsetsTopic, b.cfg.OffsetsTopicPartitions, 1, map[string]string{"cleanup.policy": "compact"}, false)
-			if err != nil {
-				return fmt.Errorf("creating %s: %w", coordinator.OffsetsTopic, err)
-			}
-		}
-		gc.Partitions = int32(len(t.parts))
-	}
 	c, err := coordinator.New(gc, b.log.With().Str("component", "coordinator").Logger())
 	if err != nil {
 		return err
 	}
 	b.groups = c
 	return nil
-}
-
-// startGroups starts the coordinator; on a single broker it makes this
-// broker the coordinator of every offsets partition (loading runs in the
-// background).
-func (b *Broker) startGroups() {
-	b.groups.Start()
-	if b.clustered() {
-		return
-	}
-	if t := b.topics.get(coordinator.OffsetsTopic); t != nil {
-		for i, p := range t.parts {
-			b.groups.Elect(int32(i), p)
-		}
-	}
 }
 
 func (b *Broker) findCoordinatorAPI() kproto.API {
@@ -116,12 +88,8 @@ func (b *Broker) coordinatorFor(keyType int8, key string) (node int32, host stri
 	return -1, "", -1, errorCode(err), errorMessage(err)
 }
 
-// groupCoordinator is the broker leading the offsets partition of group:
-// this one on a single broker.
+// groupCoordinator is the broker leading the offsets partition of group.
 func (b *Broker) groupCoordinator(group string) (kmsg.MetadataResponseBroker, error) {
-	if !b.clustered() {
-		return b.brokerEntry(), nil
-	}
 	t := b.topics.get(coordinator.OffsetsTopic)
 	if t == nil || len(t.leaders) != len(t.parts) || len(t.parts) == 0 {
 		return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s is not ready", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic)

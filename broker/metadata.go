@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -75,6 +76,13 @@ func (b *Broker) metadata(_ context.Context, req *kproto.Request, r *kmsg.Metada
 				t, err = b.createTopic(*rt.Topic, -1, -1, nil, false)
 				if errors.Is(err, ErrTopicExists) {
 					t, err = b.topics.get(*rt.Topic), nil
+				} else if err == nil {
+					// Answer with the new partitions' leaders, so that
+					// the client can produce at once.
+					b.awaitLeaders(t.id, time.Now().Add(autoCreateLeaderWait))
+					if nt := b.topics.getID(t.id); nt != nil {
+						t = nt
+					}
 				}
 			}
 		}
@@ -94,6 +102,10 @@ func (b *Broker) metadata(_ context.Context, req *kproto.Request, r *kmsg.Metada
 	return resp
 }
 
+// autoCreateLeaderWait bounds how long a Metadata request that creates a
+// topic waits for the new partitions' leaders.
+const autoCreateLeaderWait = 2 * time.Second
+
 func (b *Broker) brokerEntry() kmsg.MetadataResponseBroker {
 	mb := kmsg.NewMetadataResponseBroker()
 	mb.NodeID, mb.Host, mb.Port = b.cfg.NodeID, b.advHost, b.advPort
@@ -109,20 +121,14 @@ func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataR
 		mt.AuthorizedOperations = allTopicOperations
 	}
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, len(t.parts))
-	for i, p := range t.parts {
+	for i := range t.parts {
 		mp := &mt.Partitions[i]
 		mp.Default()
 		mp.Partition = int32(i)
 		mp.OfflineReplicas = []int32{}
-		if t.assign == nil {
-			mp.Leader = b.cfg.NodeID
-			mp.LeaderEpoch = p.Offsets().LeaderEpoch
-			mp.Replicas = []int32{b.cfg.NodeID}
-			mp.ISR = []int32{b.cfg.NodeID}
-			continue
-		}
-		// In a cluster, the leader its Raft group last reported; until
-		// one has, clients are told to wait (LEADER_NOT_AVAILABLE).
+		// The leader last reported (by its Raft group, or by this broker
+		// for its local logs); until one has, clients are told to wait
+		// (LEADER_NOT_AVAILABLE).
 		mp.Replicas = t.assign[i]
 		mp.Leader, mp.LeaderEpoch = t.leaders[i].Leader, t.leaders[i].Epoch
 		if mp.Leader < 0 {

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/pubg1/pubg1/broker/cluster"
-	"github.com/pubg1/pubg1/broker/partition"
-	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -125,13 +123,9 @@ func (b *Broker) deleteTopics(_ context.Context, _ *kproto.Request, r *kmsg.Dele
 		if err == nil {
 			name := t.name
 			st.Topic, st.TopicID = &name, t.id
+			// Kafka drops the groups' offsets of a deleted topic: every
+			// broker does it when the deletion reaches its catalog.
 			err = b.deleteTopic(t)
-			if err == nil && !b.clustered() {
-				// Kafka drops the groups' offsets of a deleted topic. (In
-				// a cluster every broker does it when the deletion
-				// reaches its catalog.)
-				b.groups.TopicDeleted(name)
-			}
 		}
 		st.ErrorCode = errorCode(err)
 		st.ErrorMessage = errorMessage(err)
@@ -191,28 +185,12 @@ func (b *Broker) addPartitions(name string, count int32, assignment []kmsg.Creat
 	if validateOnly {
 		return nil
 	}
-	if b.clustered() {
-		assign := b.assignReplicas(have, count-have, t.replicas)
-		for i, a := range assignment {
-			assign[i] = a.Replicas
-		}
-		if _, err := b.propose(cluster.AddPartitionsCommand(name, have, assign)); err != nil {
-			return err
-		}
-		return b.awaitCatalog(func() bool { t := b.topics.get(name); return t != nil && len(t.parts) == int(count) })
+	assign := b.assignReplicas(have, count-have, t.replicas)
+	for i, a := range assignment {
+		assign[i] = a.Replicas
 	}
-	if err := b.saveTopic(name, storedTopic{ID: t.id, Partitions: count, Configs: t.configs}); err != nil {
+	if _, err := b.propose(cluster.AddPartitionsCommand(name, have, assign)); err != nil {
 		return err
 	}
-	nt := *t
-	nt.parts = append([]partition.Partition(nil), t.parts...)
-	for i := have; i < count; i++ {
-		p, err := partition.OpenLocal(partition.LocalOptions{Store: b.store, Log: storage.LogID{Topic: t.id, Partition: i}, Decompressor: b.decompressor})
-		if err != nil {
-			return fmt.Errorf("opening %s-%d: %w", name, i, err)
-		}
-		nt.parts = append(nt.parts, p)
-	}
-	b.topics.put(&nt)
-	return nil
+	return b.awaitCatalog(func() bool { t := b.topics.get(name); return t != nil && len(t.parts) == int(count) })
 }
