@@ -196,7 +196,7 @@ func untarGz(t *testing.T, archive, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(dir, filepath.Clean("/" + h.Name))
+		path := filepath.Join(dir, filepath.Clean("/"+h.Name))
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = os.MkdirAll(path, 0o755)
