@@ -50,6 +50,7 @@ type Broker struct {
 	legacy        *legacyData // a single-broker data directory of an older release, until migrated
 	reconcileWake chan struct{}
 	electWake     chan struct{} // wakes electLoop (failover.go)
+	metaElectWake chan struct{} // wakes metaElectLoop (metadata_failover.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 	ready         chan struct{} // closed once clients are served (see initCluster)
@@ -230,6 +231,9 @@ func (b *Broker) Start() error {
 	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
 	b.goFunc(b.reconcileLoop)
 	b.goFunc(b.electLoop)
+	if !b.single() {
+		b.goFunc(b.metaElectLoop)
+	}
 	b.goFunc(b.initCluster)
 	if b.cfg.AutoLeaderRebalance {
 		b.goFunc(func() { b.every(b.cfg.LeaderImbalanceCheckInterval, b.rebalanceLeaders) })

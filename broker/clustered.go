@@ -88,7 +88,11 @@ func (b *Broker) startCluster() error {
 	for _, addr := range b.cfg.Peers {
 		peers = append(peers, raft.ServerAddress(addr))
 	}
-	b.mux.WatchPeers(peers, raftmux.DefaultLivenessConfig(), b.wakeElect)
+	b.metaElectWake = make(chan struct{}, 1)
+	b.mux.WatchPeers(peers, raftmux.DefaultLivenessConfig(), func() {
+		b.wakeElect()
+		signal(b.metaElectWake)
+	})
 	b.registered = make(chan struct{})
 	b.caughtUp = make(chan struct{})
 	ctrl.Watch(func(*cluster.State) { b.wakeReconcile() })

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,11 @@ func Start(cfg Config) (*Controller, error) {
 	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {
 		return nil, fmt.Errorf("cluster: starting metadata group: %w", err)
 	}
+	if err := c.checkMember(rc.LocalID); err != nil {
+		_ = c.r.Shutdown().Error()
+		_ = c.trans.Close()
+		return nil, err
+	}
 	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
 		return nil, err
 	}
@@ -120,6 +126,25 @@ func Start(cfg Config) (*Controller, error) {
 	go c.serveRPC()
 	go c.watchPeers()
 	return c, nil
+}
+
+// checkMember refuses a data directory whose metadata group does not have
+// this broker as a voter: it belongs to another broker (Kafka refuses a
+// node.id that differs from the one in meta.properties), and this one would
+// wait forever for a leader.
+func (c *Controller) checkMember(id raft.ServerID) error {
+	f := c.r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("cluster: reading the metadata group's members: %w", err)
+	}
+	var ids []string
+	for _, s := range f.Configuration().Servers {
+		if s.ID == id {
+			return nil
+		}
+		ids = append(ids, string(s.ID))
+	}
+	return fmt.Errorf("%w: the data directory %s belongs to broker %s of the metadata group, not to broker %s", ErrWrongBroker, c.cfg.DataDir, strings.Join(ids, ", "), id)
 }
 
 // watchPeers fences the brokers the metadata leader cannot reach and
@@ -215,6 +240,24 @@ func (c *Controller) HandOff() {
 
 // IsLeader reports whether this broker leads the metadata group.
 func (c *Controller) IsLeader() bool { return c.r.State() == raft.Leader }
+
+// Role reports this member's Raft state, the leader it knows ("" for
+// none) and when it last heard from one.
+func (c *Controller) Role() (raft.RaftState, raft.ServerID, time.Time) {
+	_, id := c.r.LeaderWithID()
+	return c.r.State(), id, c.r.LastContact()
+}
+
+// Campaign makes this member, if it follows, stand for election at once
+// (see raftmux.Transport.Campaign): the broker calls it when the failure
+// detector finds the metadata leader's broker down, well before Raft's own
+// heartbeat timeout would.
+func (c *Controller) Campaign() error {
+	if err := c.trans.Campaign(raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))); err != nil {
+		return fmt.Errorf("cluster: campaigning: %w", err)
+	}
+	return nil
+}
 
 // Propose applies cmd through the metadata leader, forwarding it when this
 // broker does not lead, and waits for this broker to have applied it.

@@ -23,6 +23,7 @@ var (
 	ErrNotLeader      = errors.New("not the metadata leader")
 	ErrClosed         = errors.New("cluster: closed")
 	ErrBadCommand     = errors.New("cluster: bad command")
+	ErrWrongBroker    = errors.New("cluster: data directory of another broker")
 )
 
 // Leader is a partition's current leader and epoch as its Raft group

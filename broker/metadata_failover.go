@@ -1,0 +1,78 @@
+package broker
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Metadata leadership failover. The metadata group keeps Raft's own timers
+// (tuneRaft), which replace a dead leader after 1.5 to 3 s of silence and an
+// election; until then no partition's new leader can be recorded, so
+// clients would not learn of it. The failure detector that drives
+// partition failover (failover.go) drives this group too: when the broker
+// that leads it is down, the first live voter in broker ID order stands at
+// once (Raft's TimeoutNow), the next after rankDelay, and so on, provided
+// a majority of the voters is up.
+type metaElector struct {
+	b       *Broker
+	vacant  time.Time // when the leadership was first found vacant; zero while it is not
+	tried   time.Time // when this broker last stood
+}
+
+// metaElectLoop runs the metadata elector each electTick and whenever a peer
+// goes up or down.
+func (b *Broker) metaElectLoop() {
+	e := &metaElector{b: b}
+	b.everyOrWoken(electTick, b.metaElectWake, e.pass)
+}
+
+func (e *metaElector) pass(now time.Time) {
+	b := e.b
+	state, leader, _ := b.ctrl.Role()
+	if state != raft.Follower || leader == "" {
+		// Leading, already campaigning, or knowing no leader: Raft's own
+		// election is under way.
+		e.vacant = time.Time{}
+		return
+	}
+	id, err := strconv.Atoi(string(leader))
+	addr, known := b.cfg.Peers[int32(id)]
+	if err != nil || !known || !b.mux.PeerDown(raft.ServerAddress(addr)) {
+		e.vacant = time.Time{}
+		return
+	}
+	if e.vacant.IsZero() {
+		e.vacant = now
+	}
+	voters := make([]int32, 0, len(b.cfg.Peers))
+	for v := range b.cfg.Peers {
+		voters = append(voters, v)
+	}
+	slices.Sort(voters)
+	rank, live := -1, 0
+	for _, v := range voters {
+		if v != b.cfg.NodeID && !b.mux.PeerUp(raft.ServerAddress(b.cfg.Peers[v])) {
+			continue
+		}
+		if v == b.cfg.NodeID {
+			rank = live
+		}
+		live++
+	}
+	if rank < 0 || live <= len(voters)/2 {
+		return // no majority to elect anyone
+	}
+	if now.Sub(e.vacant) < time.Duration(rank)*rankDelay || now.Sub(e.tried) < campaignPause {
+		return
+	}
+	e.tried = now
+	b.log.Info().Str("known_leader", string(leader)).Msg("metadata leader's broker is down; standing for the metadata leadership")
+	b.goFunc(func() {
+		if err := b.ctrl.Campaign(); err != nil {
+			b.log.Debug().Err(err).Msg("metadata election not started")
+		}
+	})
+}
