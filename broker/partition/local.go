@@ -49,6 +49,11 @@ type Local struct {
 	producers map[int64]*producer
 	cleanedTo int64 // compaction has run below this offset
 	compactor *compactor
+	// outbox holds writes, in offset order, until they are submitted. One
+	// Append at a time submits them (submitting), without holding mu: a
+	// closed store runs Done, which takes mu, inside Submit.
+	outbox, spare []*storage.Write
+	submitting    bool
 
 	hwm      atomic.Int64
 	watchers watchSet
@@ -162,13 +167,13 @@ func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(Ap
 			// A retry of a batch already appended: answer with its offset
 			// once it is durable. An empty write is a barrier behind it.
 			res := AppendResult{BaseOffset: dup.baseOffset, LogAppendTime: dup.appendTime, LogStartOffset: p.logStart}
-			p.store.Submit(&storage.Write{Done: func(err error) {
+			p.outbox = append(p.outbox, &storage.Write{Done: func(err error) {
 				if err != nil {
 					res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
 				}
 				done(res)
 			}})
-			p.mu.Unlock()
+			p.submitAndUnlock()
 			return
 		}
 	}
@@ -205,8 +210,33 @@ func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(Ap
 		}
 		done(res)
 	}
-	// Submitting under the lock keeps store order equal to offset order.
-	p.store.Submit(w)
+	p.outbox = append(p.outbox, w)
+	p.submitAndUnlock()
+}
+
+// submitAndUnlock hands the outbox to the store in order and unlocks p.mu,
+// which is held on entry. Submit runs outside p.mu, since it may call Done,
+// which takes p.mu, before it returns; only one caller submits at a time,
+// so store order stays offset order. While another caller submits, this
+// one leaves its write to it.
+func (p *Local) submitAndUnlock() {
+	if p.submitting {
+		p.mu.Unlock()
+		return
+	}
+	p.submitting = true
+	for len(p.outbox) > 0 {
+		ws := p.outbox
+		p.outbox = p.spare[:0]
+		p.mu.Unlock()
+		for _, w := range ws {
+			p.store.Submit(w)
+		}
+		clear(ws)
+		p.mu.Lock()
+		p.spare = ws[:0]
+	}
+	p.submitting = false
 	p.mu.Unlock()
 }
 
