@@ -549,7 +549,7 @@ func (b *Broker) handOffLeadership() {
 	var wg sync.WaitGroup
 	for _, t := range b.topics.list() {
 		for _, p := range t.parts {
-			if rp, ok := p.(*partition.Replicated); ok && rp.IsLeader() {
+			if rp, ok := p.(partition.Replica); ok && rp.IsLeader() {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()

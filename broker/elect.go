@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -144,16 +145,10 @@ func (b *Broker) electLeaders(ctx context.Context, req *kproto.Request, r *kmsg.
 	return resp
 }
 
-// transferer is a replica that can hand its leadership to another.
-type transferer interface {
-	IsLeader() bool
-	TransferTo(id raft.ServerID, addr raft.ServerAddress) error
-}
-
 // planElection settles et at once when it can (its code is set and the
 // leader is -1), or returns the partition's current leader: with the local
 // replica when this broker leads it, else for forwarding.
-func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool) (int32, transferer) {
+func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool) (int32, partition.Replica) {
 	t := b.topics.get(et.topic)
 	if t == nil || et.partition < 0 || int(et.partition) >= len(t.parts) {
 		et.code = kerr.UnknownTopicOrPartition.Code
@@ -171,7 +166,7 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 		}
 		return -1, nil
 	}
-	local, _ := t.parts[et.partition].(transferer)
+	local, _ := t.parts[et.partition].(partition.Replica)
 	leadsHere := local != nil && local.IsLeader()
 	switch {
 	case leadsHere && preferred == b.cfg.NodeID, !leadsHere && leader == preferred:
@@ -198,7 +193,7 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 
 // electLocally hands the leadership of a partition this broker leads to
 // its preferred replica and waits until the metadata names it.
-func (b *Broker) electLocally(ctx context.Context, et *electTarget, p transferer) (int16, string) {
+func (b *Broker) electLocally(ctx context.Context, et *electTarget, p partition.Replica) (int16, string) {
 	preferred := et.preferred
 	addr, ok := b.cfg.Peers[preferred]
 	if !ok {
@@ -326,7 +321,7 @@ func (b *Broker) rebalanceLeaders(time.Time) {
 		}
 		for i, p := range t.parts {
 			preferred := t.assign[i][0]
-			local, ok := p.(transferer)
+			local, ok := p.(partition.Replica)
 			if preferred == b.cfg.NodeID || !imbalanced(preferred) || !ok || !local.IsLeader() {
 				continue
 			}

@@ -68,12 +68,12 @@ type vacancy struct {
 // elector runs the failover loop of one broker.
 type elector struct {
 	b      *Broker
-	vacant map[*partition.Replicated]*vacancy
+	vacant map[partition.Replica]*vacancy
 	// led is when each replica was last seen leading, for voteGrace after.
-	led map[*partition.Replicated]time.Time
+	led map[partition.Replica]time.Time
 	// seen is when each replica was first seen: a leader's silence counts
 	// from then at the earliest.
-	seen map[*partition.Replicated]time.Time
+	seen map[partition.Replica]time.Time
 	up   map[int32]bool // brokers up at the last pass; nil before the first
 	// last is when the last pass ran; resumed is when a pass came after
 	// this broker did not run for a while (stopped or starved of CPU):
@@ -89,8 +89,8 @@ func (b *Broker) wakeElect() { signal(b.electWake) }
 // electLoop checks every replica each electTick and whenever a peer goes
 // up or down or replicas open.
 func (b *Broker) electLoop() {
-	e := &elector{b: b, vacant: make(map[*partition.Replicated]*vacancy), led: make(map[*partition.Replicated]time.Time),
-		seen: make(map[*partition.Replicated]time.Time)}
+	e := &elector{b: b, vacant: make(map[partition.Replica]*vacancy), led: make(map[partition.Replica]time.Time),
+		seen: make(map[partition.Replica]time.Time)}
 	b.everyOrWoken(electTick, b.electWake, e.pass)
 }
 
@@ -115,15 +115,15 @@ func (e *elector) pass(now time.Time) {
 		}
 		return false
 	}
-	vacant := make(map[*partition.Replicated]*vacancy)
-	led := make(map[*partition.Replicated]time.Time)
-	seen := make(map[*partition.Replicated]time.Time)
+	vacant := make(map[partition.Replica]*vacancy)
+	led := make(map[partition.Replica]time.Time)
+	seen := make(map[partition.Replica]time.Time)
 	for _, t := range b.topics.list() {
 		if t.assign == nil {
 			continue
 		}
 		for i, p := range t.parts {
-			rp, ok := p.(*partition.Replicated)
+			rp, ok := p.(partition.Replica)
 			if !ok || i >= len(t.assign) {
 				continue
 			}

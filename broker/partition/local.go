@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,23 +34,21 @@ type LocalOptions struct {
 // committed once the store has synced it, so the high watermark is the end
 // of the durable log.
 type Local struct {
+	core
 	id    storage.LogID
 	store storage.Store
-	dec   kgo.Decompressor
-	now   func() time.Time
 
-	mu        sync.Mutex
-	closed    bool
-	failed    error
-	logEnd    int64
-	logStart  int64
-	index     []storage.BatchMeta // every batch kept, pending ones included
-	producers map[int64]*producer
-	cleanedTo int64 // compaction has run below this offset
-	compactor *compactor
+	// Guarded by core.mu:
+	failed   error
+	logStart int64
+	index    []storage.BatchMeta // every batch kept, pending ones included
+	// outbox holds writes, in offset order, until they are submitted. One
+	// Append at a time submits them (submitting), without holding mu: a
+	// closed store runs Done, which takes mu, inside Submit.
+	outbox, spare []*storage.Write
+	submitting    bool
 
-	hwm      atomic.Int64
-	watchers watchSet
+	hwm atomic.Int64
 }
 
 var _ Partition = (*Local)(nil)
@@ -59,20 +56,8 @@ var _ Partition = (*Local)(nil)
 // OpenLocal opens the partition log stored under opts.Log, creating it empty
 // if the store has nothing for it.
 func OpenLocal(opts LocalOptions) (*Local, error) {
-	p := &Local{
-		id:        opts.Log,
-		store:     opts.Store,
-		dec:       opts.Decompressor,
-		now:       opts.Now,
-		producers: make(map[int64]*producer),
-	}
-	if p.dec == nil {
-		p.dec = kgo.DefaultDecompressor()
-	}
-	if p.now == nil {
-		p.now = time.Now
-	}
-	p.compactor = newCompactor(p.dec)
+	p := &Local{id: opts.Log, store: opts.Store}
+	p.core = newCore(opts.Decompressor, opts.Now, p.committed)
 	v, err := p.store.Get(p.key(keyLogStart))
 	switch {
 	case err == nil && len(v) == 8:
@@ -149,64 +134,69 @@ func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(Ap
 		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: err})
 		return
 	}
-	var pr *producer
-	if h.Idempotent() {
-		pr = p.producers[h.ProducerID]
-		dup, err := pr.check(&h)
-		if err != nil {
-			p.mu.Unlock()
-			done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: p.logStart, Err: err})
-			return
-		}
-		if dup != nil {
-			// A retry of a batch already appended: answer with its offset
-			// once it is durable. An empty write is a barrier behind it.
-			res := AppendResult{BaseOffset: dup.baseOffset, LogAppendTime: dup.appendTime, LogStartOffset: p.logStart}
-			p.store.Submit(&storage.Write{Done: func(err error) {
-				if err != nil {
-					res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
-				}
-				done(res)
-			}})
-			p.mu.Unlock()
-			return
-		}
+	logStart := p.logStart
+	s, err := p.stamp(b, &h, opts, 0)
+	switch {
+	case err != nil:
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: logStart, Err: err})
+		return
+	case s.dup:
+		// A retry of a batch already appended: answer with its offset
+		// once it is durable. An empty write is a barrier behind it.
+		res := AppendResult{BaseOffset: s.base, LogAppendTime: s.appendTime, LogStartOffset: logStart}
+		p.outbox = append(p.outbox, &storage.Write{Done: func(err error) {
+			if err != nil {
+				res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+			done(res)
+		}})
+		p.submitAndUnlock()
+		return
 	}
-	base := p.logEnd
-	appendTime := int64(-1)
-	if opts.LogAppendTime {
-		appendTime = p.now().UnixMilli()
-	}
-	stamp(b, base, 0, appendTime)
-	maxTS := h.MaxTimestamp
-	if appendTime >= 0 {
-		maxTS = appendTime
-	}
-	meta := storage.BatchMeta{BaseOffset: base, LastOffset: base + int64(h.LastOffsetDelta), MaxTimestamp: maxTS, Size: int32(len(b))}
-	p.logEnd = meta.LastOffset + 1
+	meta := storage.BatchMeta{BaseOffset: s.base, LastOffset: s.last, MaxTimestamp: s.maxTS, Size: int32(len(b))}
 	p.index = append(p.index, meta)
 	w := &storage.Write{Batches: []storage.Batch{{Log: p.id, Meta: meta, Data: b}}}
-	if h.Idempotent() {
-		if pr == nil {
-			pr = &producer{epoch: h.ProducerEpoch}
-			p.producers[h.ProducerID] = pr
-		}
-		pr.record(&h, base, appendTime)
-		w.KVs = []storage.KV{{Key: p.producerKey(h.ProducerID), Value: pr.marshal()}}
+	if s.producer != nil {
+		w.KVs = []storage.KV{{Key: p.producerKey(h.ProducerID), Value: s.producer.marshal()}}
 	}
-	logStart := p.logStart
 	w.Done = func(err error) {
-		res := AppendResult{BaseOffset: base, LogAppendTime: appendTime, LogStartOffset: logStart}
+		res := AppendResult{BaseOffset: s.base, LogAppendTime: s.appendTime, LogStartOffset: logStart}
 		if err != nil {
 			res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
 			p.fail(err)
 		} else {
-			p.commit(meta.LastOffset + 1)
+			p.commit(s.last + 1)
 		}
 		done(res)
 	}
-	// Submitting under the lock keeps store order equal to offset order.
-	p.store.Submit(w)
+	p.outbox = append(p.outbox, w)
+	p.submitAndUnlock()
+}
+
+// submitAndUnlock hands the outbox to the store in order and unlocks p.mu,
+// which is held on entry. Submit runs outside p.mu, since it may call Done,
+// which takes p.mu, before it returns; only one caller submits at a time,
+// so store order stays offset order. While another caller submits, this
+// one leaves its write to it.
+func (p *Local) submitAndUnlock() {
+	if p.submitting {
+		p.mu.Unlock()
+		return
+	}
+	p.submitting = true
+	for len(p.outbox) > 0 {
+		ws := p.outbox
+		p.outbox = p.spare[:0]
+		p.mu.Unlock()
+		for _, w := range ws {
+			p.store.Submit(w)
+		}
+		clear(ws)
+		p.mu.Lock()
+		p.spare = ws[:0]
+	}
+	p.submitting = false
 	p.mu.Unlock()
 }
 
@@ -228,12 +218,6 @@ func (p *Local) commit(hwm int64) {
 	p.hwm.Store(hwm)
 	p.watchers.notify()
 }
-
-// Watch implements Partition.
-func (p *Local) Watch(ch chan<- struct{}) { p.watchers.add(ch) }
-
-// Unwatch implements Partition.
-func (p *Local) Unwatch(ch chan<- struct{}) { p.watchers.remove(ch) }
 
 // IsLeader implements Partition: a single-node log always leads.
 func (p *Local) IsLeader() bool { return true }
@@ -300,76 +284,56 @@ func (p *Local) readSize(offset, hwm int64, maxBytes int, minOne bool) int {
 	return n
 }
 
-// committedIndex returns the batches below the high watermark. The slice
-// must not be modified; it is safe to read after unlocking because appends
-// only add past its end and retention replaces the slice.
-func (p *Local) committedIndex() []storage.BatchMeta {
+// committedFrom returns the batches below the high watermark and the log
+// start. The slice must not be modified; it is safe to read after
+// unlocking because appends only add past its end and retention replaces
+// the slice.
+func (p *Local) committedFrom() ([]storage.BatchMeta, int64) {
 	hwm := p.hwm.Load()
 	p.mu.Lock()
-	idx := p.index
+	idx, start := p.index, p.logStart
 	p.mu.Unlock()
 	n := sort.Search(len(idx), func(i int) bool { return idx[i].LastOffset >= hwm })
-	return idx[:n:n]
+	return idx[:n:n], start
 }
 
-// OffsetForTime implements Partition.
-func (p *Local) OffsetForTime(ts int64) (int64, int64, error) {
-	for _, m := range p.committedIndex() {
-		if m.MaxTimestamp < ts {
-			continue
-		}
-		offset, found := int64(-1), int64(-1)
-		err := p.recordsOf(m, func(o, t int64) bool {
-			if t >= ts {
-				offset, found = o, t
-				return false
-			}
-			return true
-		})
-		if err != nil || offset >= 0 {
-			return offset, found, err
-		}
-	}
-	return -1, -1, nil
+// committed is the core's view of the log: its stored batches.
+func (p *Local) committed() (units, int64) {
+	idx, start := p.committedFrom()
+	return batchUnits{p: p, idx: idx}, start
 }
 
-// MaxTimestamp implements Partition.
-func (p *Local) MaxTimestamp() (int64, int64, error) {
-	idx := p.committedIndex()
-	best := -1
-	for i, m := range idx {
-		if best < 0 || m.MaxTimestamp > idx[best].MaxTimestamp {
-			best = i
-		}
+// batchUnits are the committed batches of a Local partition.
+type batchUnits struct {
+	p   *Local
+	idx []storage.BatchMeta
+}
+
+func (u batchUnits) len() int          { return len(u.idx) }
+func (u batchUnits) last(i int) int64  { return u.idx[i].LastOffset }
+func (u batchUnits) maxTS(i int) int64 { return u.idx[i].MaxTimestamp }
+func (u batchUnits) size(i int) int64  { return int64(u.idx[i].Size) }
+
+// read reads batches i to j-1 in one scan of the store. A batch deleted
+// meanwhile is skipped.
+func (u batchUnits) read(i, j int, fn func(data []byte) error) error {
+	if i >= j {
+		return nil
 	}
-	if best < 0 {
-		return -1, -1, nil
-	}
-	offset, maxTS := int64(-1), idx[best].MaxTimestamp
-	err := p.recordsOf(idx[best], func(o, t int64) bool {
-		if t == maxTS {
-			offset = o
+	first, last := u.idx[i].BaseOffset, u.idx[j-1].LastOffset
+	var ferr error
+	err := u.p.store.Scan(u.p.id, first, func(m storage.BatchMeta, data []byte) bool {
+		if m.LastOffset > last {
 			return false
 		}
-		return true
-	})
-	return offset, maxTS, err
-}
-
-// recordsOf walks the records of one stored batch.
-func (p *Local) recordsOf(m storage.BatchMeta, fn func(offset, ts int64) bool) error {
-	var werr error
-	err := p.store.Scan(p.id, m.LastOffset, func(got storage.BatchMeta, data []byte) bool {
-		if got.BaseOffset == m.BaseOffset {
-			werr = recordTimes(data, p.dec, fn)
-		}
-		return false
+		ferr = fn(data)
+		return ferr == nil
 	})
 	if err == nil {
-		err = werr
+		err = ferr
 	}
 	if err != nil {
-		return fmt.Errorf("partition: reading batch at %d: %w", m.BaseOffset, err)
+		return fmt.Errorf("partition: reading batches %d to %d: %w", first, last, err)
 	}
 	return nil
 }
@@ -382,24 +346,12 @@ func (p *Local) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return 0, p.hwm.Load()
 }
 
-// Size implements Partition.
-func (p *Local) Size() int64 {
-	var n int64
-	for _, m := range p.committedIndex() {
-		n += int64(m.Size)
-	}
-	return n
-}
-
 // EnforceRetention implements Partition.
 func (p *Local) EnforceRetention(now time.Time, retention time.Duration, retentionBytes int64) (int64, error) {
-	idx := p.committedIndex()
-	drop := retentionDrop(len(idx), func(i int) int64 { return int64(idx[i].Size) }, func(i int) int64 { return idx[i].MaxTimestamp },
-		now, retention, retentionBytes)
-	if drop == 0 {
+	newStart, ok := p.retentionStart(now, retention, retentionBytes)
+	if !ok {
 		return p.Offsets().LogStart, nil
 	}
-	newStart := idx[drop-1].LastOffset + 1
 	if err := p.SetLogStart(newStart); err != nil {
 		return 0, err
 	}
@@ -469,34 +421,14 @@ func (p *Local) Delete() error {
 // Compact implements Partition.
 func (p *Local) Compact(now time.Time, o CompactOptions) (CompactResult, error) {
 	var res CompactResult
-	idx := p.committedIndex()
-	p.mu.Lock()
-	cleanedTo := p.cleanedTo
-	p.mu.Unlock()
-	end, total := cleanablePart(len(idx), func(i int) int64 { return int64(idx[i].Size) },
-		func(i int) int64 { return idx[i].LastOffset }, func(i int) int64 { return idx[i].MaxTimestamp }, cleanedTo, now, o)
-	if end == 0 {
-		return res, nil
+	idx, _ := p.committedFrom()
+	end, keys, err := p.compactPlan(batchUnits{p: p, idx: idx}, now, o, &res)
+	if err != nil || end == 0 {
+		return res, err
 	}
 	clean := idx[:end]
-	res.Ran, res.BytesBefore = true, total
 	last := clean[len(clean)-1].LastOffset
-	keys := make(keyMap)
 	var scanErr error
-	err := p.store.Scan(p.id, clean[0].BaseOffset, func(m storage.BatchMeta, data []byte) bool {
-		if m.LastOffset > last {
-			return false
-		}
-		scanErr = p.compactor.scanUnit(keys, data)
-		return scanErr == nil
-	})
-	if err == nil {
-		err = scanErr
-	}
-	if err != nil {
-		return res, fmt.Errorf("partition: compaction scan: %w", err)
-	}
-
 	cutoff := now.Add(-o.DeleteRetention).UnixMilli()
 	replaced := make(map[int64]*storage.BatchMeta) // by base offset; nil: removed
 	w := &storage.Write{}

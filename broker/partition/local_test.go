@@ -290,3 +290,43 @@ func TestDeleteRemovesData(t *testing.T) {
 		}
 	})
 }
+
+// A closed store answers a write on the submitter's goroutine; an append
+// must still return, with an error, and the partition must refuse the next.
+func TestAppendOnClosedStore(t *testing.T) {
+	storagetest.ForEach(t, func(t *testing.T, open func() storage.Store) {
+		s := open()
+		p := openLocal(t, s, nil)
+		if r := appendSync(t, p, makeBatch(t, batchSpec{n: 2}), AppendOptions{Acks: AcksAll}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ {
+			b := makeBatch(t, batchSpec{n: 2})
+			h, err := CheckProduced(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := make(chan AppendResult, 1)
+			returned := make(chan struct{})
+			go func() {
+				defer close(returned)
+				p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { res <- r })
+			}()
+			select {
+			case <-returned:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("append %d on a closed store did not return", i)
+			}
+			r := <-res
+			if !errors.Is(r.Err, ErrStorage) || !errors.Is(r.Err, storage.ErrClosed) {
+				t.Fatalf("append %d on a closed store: %+v", i, r)
+			}
+		}
+		if off := p.Offsets(); off.HighWatermark != 2 {
+			t.Fatalf("offsets after the failed append: %+v", off)
+		}
+	})
+}

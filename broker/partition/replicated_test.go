@@ -268,3 +268,33 @@ func TestReplicatedLogStartAndTime(t *testing.T) {
 		}
 	}
 }
+
+// A Raft entry's newest timestamp may be that of a batch below the log
+// start; the time lookups then look at each batch at or after it.
+func TestReplicatedTimesBelowLogStart(t *testing.T) {
+	rs := newReplicaSet(t)
+	_, leader := rs.leader()
+	old := makeBatch(t, batchSpec{n: 3, firstTS: 900})
+	kept := makeBatch(t, batchSpec{n: 3, firstTS: 100, tsStep: 10})
+	leader.mu.Lock()
+	epoch := leader.epoch
+	leader.mu.Unlock()
+	stamp(old, 0, epoch, -1)
+	stamp(kept, 3, epoch, -1)
+	// One entry with both batches, as the leader packs pipelined appends.
+	if err := leader.r.ApplyLog(raft.Log{Data: append(old, kept...)}, 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.SetLogStart(3); err != nil {
+		t.Fatal(err)
+	}
+	if off, ts, err := leader.MaxTimestamp(); err != nil || off != 5 || ts != 120 {
+		t.Fatalf("max timestamp: %d %d %v", off, ts, err)
+	}
+	if off, ts, err := leader.OffsetForTime(0); err != nil || off != 3 || ts != 100 {
+		t.Fatalf("offset for time: %d %d %v", off, ts, err)
+	}
+	if off, ts, err := leader.OffsetForTime(1000); err != nil || off != -1 || ts != -1 {
+		t.Fatalf("offset for a time past the newest: %d %d %v", off, ts, err)
+	}
+}

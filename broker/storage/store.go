@@ -53,18 +53,23 @@ type Write struct {
 	Batches []Batch
 	KVs     []KV
 	// Done is called exactly once, after the sync that covers this write (or
-	// with the error that prevented it). It runs on the committer goroutine:
-	// it must be quick and must not block. A Write with no batches and no KVs
-	// is a barrier: Done runs once every earlier Write is durable.
+	// with the error that prevented it). It must be quick and must not block.
+	// It runs on the committer goroutine, except for a Write submitted after
+	// Close: then Submit calls Done with ErrClosed on the submitter's
+	// goroutine before it returns. So a caller must not hold, across Submit,
+	// a lock that its Done takes. A Write with no batches and no KVs is a
+	// barrier: Done runs once every earlier Write is durable.
 	Done func(error)
 }
 
 // Store is the storage of one broker. Implementations: Badger (durable) and
 // Memory (tests).
 type Store interface {
-	// Submit queues w for the next group commit. Writes are applied and their
-	// Done callbacks run in submission order. After Close, Done is called
-	// with ErrClosed.
+	// Submit queues w for the next group commit and returns without waiting
+	// for it. Writes are applied and their Done callbacks run in submission
+	// order, on the committer goroutine. After Close, Submit calls Done with
+	// ErrClosed itself, on the caller's goroutine, before it returns: no lock
+	// that Done takes may be held across Submit.
 	Submit(w *Write)
 
 	// Scan calls fn for each stored batch of log whose LastOffset >= from, in

@@ -1,0 +1,239 @@
+package partition
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Replica is a partition replica whose leadership is a Raft group's, with
+// the control of that leadership the broker needs: failover (Role,
+// Campaign, Nudge), preferred-leader elections (TransferTo) and shutdown
+// (HandOff). Handlers see it as a Partition only.
+type Replica interface {
+	Partition
+
+	// Role reports this replica's Raft state, the leader it knows of (if
+	// any) and when it last heard from a leader.
+	Role() (state raft.RaftState, leader raft.ServerID, lastContact time.Time)
+
+	// Campaign makes this replica, if it follows, stand for election at
+	// once.
+	Campaign() error
+
+	// Nudge makes a leader send every follower what it lacks now.
+	Nudge()
+
+	// HandOff moves the leadership to another replica, if this one leads,
+	// and returns once it moved, failed, or took too long.
+	HandOff()
+
+	// TransferTo moves the leadership to the replica id at addr.
+	TransferTo(id raft.ServerID, addr raft.ServerAddress) error
+}
+
+var _ Replica = (*Replicated)(nil)
+
+// observe follows leadership.
+func (p *Replicated) observe() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case leader := <-p.notify:
+			if !leader {
+				p.stepDown(0)
+				continue
+			}
+			p.lead()
+		case <-p.relead:
+			p.lead()
+		}
+	}
+}
+
+// lead takes up the leadership of the Raft leader. It first waits for a
+// barrier, so that every entry before it is applied and the FSM knows the
+// offsets and producer sequences to continue from; offsets and producer
+// state are then taken from the FSM, never carried over.
+func (p *Replicated) lead() {
+	for {
+		if p.r.State() != raft.Leader {
+			return // leadership was lost again; its signal follows
+		}
+		if err := p.r.Barrier(barrierTimeout).Error(); err == nil {
+			break
+		}
+		// Raft refuses the barrier while a leadership transfer is under
+		// way; if the transfer fails, this replica still leads.
+		t := time.NewTimer(leadRetry)
+		select {
+		case <-p.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	p.mu.Lock()
+	if p.closed || p.leading || p.r.State() != raft.Leader {
+		p.mu.Unlock()
+		return
+	}
+	v := p.fsm.view()
+	p.leading = true
+	p.gen++
+	p.epoch = int32(p.r.CurrentTerm())
+	p.logEnd = v.next
+	p.producers = p.fsm.cloneProducers()
+	epoch := p.epoch
+	p.mu.Unlock()
+	p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Int64("next", v.next).Msg("partition leader")
+	if p.opts.OnLeadership != nil {
+		p.opts.OnLeadership(true, epoch)
+	}
+}
+
+// stepDown stops leading: appends not yet proposed fail so their clients
+// look for the new leader. With gen other than 0 it stops only that
+// leadership, and reports whether it did.
+func (p *Replicated) stepDown(gen uint64) bool {
+	p.mu.Lock()
+	if gen != 0 && (gen != p.gen || !p.leading) {
+		p.mu.Unlock()
+		return false
+	}
+	was := p.leading
+	p.leading = false
+	p.gen++
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	for _, it := range q {
+		it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: ErrNotLeader})
+	}
+	if was && p.opts.OnLeadership != nil {
+		p.opts.OnLeadership(false, -1)
+	}
+	return true
+}
+
+// IsLeader implements Partition: whether this replica leads, with every
+// earlier entry applied, and so accepts writes.
+func (p *Replicated) IsLeader() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leading
+}
+
+// Role reports this replica's Raft state, the leader it knows of (if any)
+// and when it last heard from a leader.
+func (p *Replicated) Role() (raft.RaftState, raft.ServerID, time.Time) {
+	_, id := p.r.LeaderWithID()
+	return p.r.State(), id, p.r.LastContact()
+}
+
+// Campaign makes this replica, if it follows, stand for election at once
+// (see raftmux.Transport.Campaign). The broker calls it when the leader's
+// broker is gone, rather than leave it to Raft's election timeout.
+func (p *Replicated) Campaign() error {
+	c, ok := p.trans.(interface{ Campaign(raft.ServerID) error })
+	if !ok {
+		return fmt.Errorf("partition: %s: the transport cannot start an election", p.opts.Group)
+	}
+	if p.r.State() != raft.Follower {
+		return nil
+	}
+	if err := c.Campaign(p.opts.ID); err != nil {
+		return fmt.Errorf("partition: %s: starting an election: %w", p.opts.Group, err)
+	}
+	return nil
+}
+
+// Nudge makes a leader send every follower what it lacks now (see nudge):
+// the broker calls it when a follower's broker is back.
+func (p *Replicated) Nudge() { p.nudge() }
+
+// handOffWait bounds how long HandOff waits for the transfer.
+const handOffWait = 5 * time.Second
+
+// HandOff moves the leadership to another replica, if this one leads; it
+// returns when the transfer is done, has failed, or after handOffWait
+// (Raft's own bound is the election timeout), whichever is first.
+func (p *Replicated) HandOff() {
+	if p.r.State() != raft.Leader {
+		return
+	}
+	defer p.hold()()
+	f := p.r.LeadershipTransfer()
+	done := make(chan struct{})
+	p.wg.Add(1)
+	go func() { // Raft answers by its timeout or when the replica stops leading
+		defer p.wg.Done()
+		_ = f.Error()
+		close(done)
+	}()
+	t := time.NewTimer(handOffWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// TransferTo moves leadership to the replica id at addr, once it has
+// caught up; it waits for the transfer, bounded by Raft's election timeout.
+// The replica must answer this leader within a heartbeat timeout: Raft
+// would otherwise stop accepting writes until its transfer timed out.
+func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
+	if !p.answering(addr) {
+		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, ErrReplicaUnreachable)
+	}
+	defer p.hold()()
+	if err := p.r.LeadershipTransferToServer(id, addr).Error(); err != nil {
+		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, err)
+	}
+	return nil
+}
+
+// answerWindow is how recently a transfer's target must have answered.
+const answerWindow = 2 * time.Second
+
+// answering reports whether the replica at addr has answered this
+// replica's Raft traffic within answerWindow, waiting up to that long for
+// it to; heartbeats go out at once for it (VerifyLeader sends them), as
+// idle groups heartbeat only every few seconds. Without a transport that
+// tells, it reports true.
+func (p *Replicated) answering(addr raft.ServerAddress) bool {
+	t, ok := p.trans.(interface {
+		Answered(raft.ServerAddress) time.Time
+		Answering(raft.ServerAddress, time.Duration) bool
+	})
+	if !ok {
+		return true
+	}
+	if time.Since(t.Answered(addr)) > answerWindow {
+		p.r.VerifyLeader() // its future is not needed: only the heartbeats are
+	}
+	return t.Answering(addr, answerWindow)
+}
+
+// hold keeps appends queued, rather than proposed, while a leadership
+// transfer is under way (Raft refuses proposals then); it returns the
+// function that releases them, to the new leadership's step-down or to
+// this one's proposals.
+func (p *Replicated) hold() func() {
+	p.mu.Lock()
+	p.handing = true
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		p.handing = false
+		p.mu.Unlock()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
