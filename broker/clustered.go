@@ -324,6 +324,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tunePartitionRaft, Logger: b.log,
 		Decompressor: b.decompressor,
+		OnOutranked:  b.wakeElect,
 		OnLeadership: func(leader bool, epoch int32) {
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })

@@ -153,7 +153,7 @@ func (e *elector) pass(now time.Time) {
 					contact = at
 				}
 			}
-			delay, stand := e.standDelay(state, leader, contact, first, t.assign[i], md, up, down, now)
+			delay, stand := e.standDelay(state, leader, contact, first, rp.Outranked(), t.assign[i], md, up, down, now)
 			if !stand {
 				continue
 			}
@@ -186,10 +186,20 @@ func (e *elector) pass(now time.Time) {
 // from first, when the elector first saw the replica, at the earliest: a
 // restarted replica learns its leader from an append it may still have
 // to refuse (its log lags), and Raft marks no contact until one succeeds.
-func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
+// A replica that has just refused its vote to a candidate whose log is
+// behind its own (outranked) stands at once when no live leader is known:
+// that candidate cannot win, and waiting for its rank would leave the
+// partition without a leader for rankDelay more.
+func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
 	self := e.b.cfg.NodeID
 	if state != raft.Follower {
 		return 0, false
+	}
+	if now.Sub(outranked) < voteGrace {
+		id, err := strconv.Atoi(string(leader))
+		if leader == "" || (err == nil && down[int32(id)]) {
+			return 0, quorumUp(replicas, up)
+		}
 	}
 	gone := int32(-1) // the leader that is lost, ranked last
 	var wait time.Duration

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,6 +47,10 @@ type ReplicatedOptions struct {
 	// OnLeadership is told when this replica becomes a ready leader (its
 	// epoch) or stops leading; it must not block.
 	OnLeadership func(leader bool, epoch int32)
+	// OnOutranked is told when this replica refuses its vote to a
+	// candidate whose log is behind its own (see Outranked); it must not
+	// block.
+	OnOutranked  func()
 	Decompressor kgo.Decompressor
 	Now          func() time.Time
 }
@@ -78,6 +83,10 @@ type Replicated struct {
 	failedGen uint64
 	notify    chan bool
 	relead    chan struct{} // the leadership must be taken up again
+	// outranked is when (Unix nanoseconds) this replica last refused its
+	// vote to a candidate whose log is behind its own (see watchVotes).
+	outranked atomic.Int64
+	votes     chan raft.Observation
 	stop      chan struct{}
 	wg        sync.WaitGroup
 }
@@ -134,7 +143,14 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		return nil, fmt.Errorf("partition: starting %s: %w", opts.Group, err)
 	}
 	p.snaps.serving.Store(true)
-	p.wg.Add(3)
+	p.votes = make(chan raft.Observation, 4)
+	obs := raft.NewObserver(p.votes, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.RequestVoteRequest)
+		return ok
+	})
+	p.r.RegisterObserver(obs)
+	p.wg.Add(4)
+	go p.watchVotes(obs)
 	go p.observe()
 	go p.flush()
 	go p.answer()

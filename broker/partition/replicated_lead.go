@@ -31,9 +31,63 @@ type Replica interface {
 
 	// TransferTo moves the leadership to the replica id at addr.
 	TransferTo(id raft.ServerID, addr raft.ServerAddress) error
+
+	// Outranked is when this replica last refused its vote to a
+	// candidate whose log is behind its own (zero if never): that
+	// candidate cannot win, and this replica can.
+	Outranked() time.Time
 }
 
 var _ Replica = (*Replicated)(nil)
+
+// Outranked implements Replica.
+func (p *Replicated) Outranked() time.Time {
+	if n := p.outranked.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// watchVotes notes the vote requests of candidates whose log is behind
+// this replica's, which it refuses (Raft's election restriction), and
+// tells the broker (OnOutranked): such a candidate, a replica that has
+// just restarted and not yet caught up say, cannot be elected while this
+// replica and the others like it refuse, so one of them should stand at
+// once rather than wait for its turn.
+func (p *Replicated) watchVotes(obs *raft.Observer) {
+	defer p.wg.Done()
+	defer p.r.DeregisterObserver(obs)
+	for {
+		var o raft.Observation
+		select {
+		case <-p.stop:
+			return
+		case o = <-p.votes:
+		}
+		req, ok := o.Data.(raft.RequestVoteRequest)
+		if !ok || !p.logAhead(req.LastLogTerm, req.LastLogIndex) {
+			continue
+		}
+		p.outranked.Store(time.Now().UnixNano())
+		if p.opts.OnOutranked != nil {
+			p.opts.OnOutranked()
+		}
+	}
+}
+
+// logAhead reports whether this replica's log is more up to date than one
+// ending at index with term, as Raft compares them.
+func (p *Replicated) logAhead(term, index uint64) bool {
+	last, err := p.logs.LastIndex()
+	if err != nil || last == 0 {
+		return false
+	}
+	var l raft.Log
+	if err := p.logs.GetLog(last, &l); err != nil {
+		return false
+	}
+	return l.Term > term || (l.Term == term && last > index)
+}
 
 // observe follows leadership.
 func (p *Replicated) observe() {
