@@ -135,6 +135,20 @@ func (c *kconn) do(req kmsg.Request) kmsg.Response {
 	return resp
 }
 
+// expectClosed checks that the broker closes the connection without sending
+// anything more.
+func (c *kconn) expectClosed() {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	rest, err := io.ReadAll(c.nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.t.Fatal("connection still open")
+	}
+	if len(rest) != 0 {
+		c.t.Fatalf("%d bytes arrived before the close, want none", len(rest))
+	}
+}
+
 // expectNoResponse checks that nothing arrives within d.
 func (c *kconn) expectNoResponse(d time.Duration) {
 	c.t.Helper()

@@ -212,9 +212,48 @@ func TestProduceAcksZero(t *testing.T) {
 	if len(fp.RecordBatches) != len(batch) || !bytes.Equal(fp.RecordBatches[16:], batch[16:]) {
 		t.Fatalf("fetched %d bytes, want the %d produced", len(fp.RecordBatches), len(batch))
 	}
-	// An acks=0 produce with an error is not answered either.
-	c.send(produceReq(9, 0, uniqueTopic(t, "nope"), [16]byte{}, 0, newBatch(t, "x")))
-	c.expectNoResponse(200 * time.Millisecond)
+	// The connection stays open after a successful acks=0 produce.
+	if off := produce(t, c, name, 0, newBatch(t, "after")); off != 3 {
+		t.Fatalf("acks=-1 produce after acks=0 at offset %d, want 3", off)
+	}
+}
+
+// TestProduceAcksZeroFailureClosesConnection checks that a failed acks=0
+// produce closes the connection, as Kafka does, after answering the requests
+// before it, and that nothing behind it is served.
+func TestProduceAcksZeroFailureClosesConnection(t *testing.T) {
+	b := runBroker(t)
+	setup := dial(t, b)
+	name := uniqueTopic(t, "")
+	createTopic(t, setup, name, 1)
+	for _, tc := range []struct {
+		name  string
+		topic string
+		part  int32
+	}{
+		{"unknown topic", uniqueTopic(t, "nope"), 0},
+		{"unknown partition", name, 1},
+		{"negative partition", name, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, b)
+			md := kmsg.NewPtrMetadataRequest()
+			md.Version = 12
+			mdCorr := c.send(md)
+			c.send(produceReq(9, 0, tc.topic, [16]byte{}, tc.part, newBatch(t, "lost")))
+			// Pipelined behind the failure: must not be appended.
+			c.send(produceReq(9, 0, name, [16]byte{}, 0, newBatch(t, "behind")))
+			resp := kmsg.NewPtrMetadataResponse()
+			resp.Version = 12
+			if got := c.recv(resp); got != mdCorr {
+				t.Fatalf("first response has correlation id %d, want the metadata's %d", got, mdCorr)
+			}
+			c.expectClosed()
+		})
+	}
+	if off := listOffset(t, setup, name, 0, -1).Offset; off != 0 {
+		t.Fatalf("end offset %d: a produce behind a failed acks=0 produce was appended", off)
+	}
 }
 
 func TestProduceIdempotent(t *testing.T) {

@@ -704,6 +704,22 @@ func TestClusterTopicOperations(t *testing.T) {
 	if code, _ := produceCode(follower, "to-the-follower"); code != kerr.NotLeaderForPartition.Code {
 		t.Errorf("Produce to follower %d answered %s, want NOT_LEADER_OR_FOLLOWER", follower, outcome(nil, code))
 	}
+	// An acks=0 produce has no answer to carry NOT_LEADER_OR_FOLLOWER: the
+	// follower closes the connection instead, as Kafka does, so that the
+	// client refreshes its metadata. A leader keeps it open.
+	zero := func(p int32, value string) *kmsg.ProduceRequest {
+		req := produceRequest(9, ref, p, batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte(value)}}.build())
+		req.Acks = 0
+		return req
+	}
+	toFollower := dialRaw(t, c.broker(follower).Addr())
+	toFollower.send(zero(0, "acks-0-to-the-follower"))
+	toFollower.expectClosed()
+	toLeader := dialRaw(t, c.broker(leaders[1].Leader).Addr())
+	toLeader.send(zero(1, "acks-0-to-the-leader"))
+	md := kmsg.NewPtrMetadataRequest()
+	md.SetVersion(12)
+	toLeader.roundTrip(md)
 	if code, off := produceCode(lead, "to-the-leader"); code != 0 || off != 0 {
 		t.Errorf("Produce to leader %d answered %s at offset %d, want success at 0", lead, outcome(nil, code), off)
 	}

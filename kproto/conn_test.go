@@ -178,6 +178,62 @@ func TestRespondNilSendsNothing(t *testing.T) {
 	}
 }
 
+func TestCloseConnectionAfterEarlierResponses(t *testing.T) {
+	f := newFakeBroker(t)
+	srv := startServer(t, f.reg, ConnConfig{})
+	c := dial(t, srv.addr)
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.SetVersion(12)
+	c.send(1, meta)
+	produce := kmsg.NewPtrProduceRequest()
+	produce.SetVersion(9)
+	produce.Acks = 0
+	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: "fail"}}
+	c.send(2, produce)
+	c.send(3, apiVersionsRequest(0))
+	// The Metadata before the close is still answered once it is ready.
+	close(f.release)
+	mresp := kmsg.NewPtrMetadataResponse()
+	mresp.SetVersion(12)
+	if corr := c.recv(mresp); corr != 1 {
+		t.Fatalf("correlation id %d, want the Metadata's", corr)
+	}
+	if rest := c.expectClosed(); len(rest) != 0 {
+		t.Fatalf("%d bytes sent after the Metadata answer, want none", len(rest))
+	}
+	if err := srv.serveErr(t); !errors.Is(err, ErrClosedByHandler) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if n := f.apiVersionsCalls.Load(); n != 0 {
+		t.Fatalf("a request behind the close was handled %d times", n)
+	}
+}
+
+func TestCloseConnectionLater(t *testing.T) {
+	f := newFakeBroker(t)
+	srv := startServer(t, f.reg, ConnConfig{})
+	c := dial(t, srv.addr)
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.SetVersion(4)
+	c.send(1, hb)
+	var respond func(kmsg.Response)
+	select {
+	case respond = <-f.stashed:
+	case <-time.After(testTimeout):
+		t.Fatal("heartbeat not dispatched")
+	}
+	c.send(2, apiVersionsRequest(0))
+	waitFor(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
+	// A close from another goroutine also drops the ready answer behind it.
+	respond(CloseConnection)
+	if rest := c.expectClosed(); len(rest) != 0 {
+		t.Fatalf("%d bytes sent before the close, want none", len(rest))
+	}
+	if err := srv.serveErr(t); !errors.Is(err, ErrClosedByHandler) {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
 func TestRespondTwiceIgnored(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{})

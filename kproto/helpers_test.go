@@ -52,7 +52,11 @@ func newFakeBroker(t *testing.T) *fakeBroker {
 		}()
 	}})
 	f.reg.Register(API{Key: 0, MinVersion: 3, MaxVersion: 11, Handle: func(_ context.Context, req *Request, respond func(kmsg.Response)) {
-		if req.Msg.(*kmsg.ProduceRequest).Acks == 0 {
+		if r := req.Msg.(*kmsg.ProduceRequest); r.Acks == 0 {
+			if len(r.Topics) == 1 && r.Topics[0].Topic == "fail" {
+				respond(CloseConnection)
+				return
+			}
 			respond(nil)
 			return
 		}
@@ -198,15 +202,17 @@ func (c *client) recv(resp kmsg.Response) int32 {
 	return corrID
 }
 
-// expectClosed waits for the server to close the connection.
-func (c *client) expectClosed() {
+// expectClosed waits for the server to close the connection and returns
+// the bytes that arrived before the close.
+func (c *client) expectClosed() []byte {
 	c.t.Helper()
 	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	_, err := io.ReadAll(c.nc)
+	rest, err := io.ReadAll(c.nc)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.t.Fatal("connection still open")
 	}
+	return rest
 }
 
 // waitFor polls cond until it holds.
