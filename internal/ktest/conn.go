@@ -162,6 +162,18 @@ func (c *Conn) ReadResponse(resp kmsg.Response, corr int32, timeout time.Duratio
 	return c.Decode(body, resp)
 }
 
+// Await reads the response to req, sent with correlation id corr, decoded
+// at the request's version, waiting at most timeout for it to begin. After
+// ErrNoAnswer it may be called again.
+func (c *Conn) Await(req kmsg.Request, corr int32, timeout time.Duration) (kmsg.Response, error) {
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	if err := c.ReadResponse(resp, corr, timeout); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
 // RoundTrip sends req and reads its response, decoded at the request's
 // version, waiting at most timeout for it.
 func (c *Conn) RoundTrip(req kmsg.Request, timeout time.Duration) (kmsg.Response, error) {
@@ -169,12 +181,7 @@ func (c *Conn) RoundTrip(req kmsg.Request, timeout time.Duration) (kmsg.Response
 	if err != nil {
 		return nil, err
 	}
-	resp := req.ResponseKind()
-	resp.SetVersion(req.GetVersion())
-	if err := c.ReadResponse(resp, corr, timeout); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return c.Await(req, corr, timeout)
 }
 
 // DecodeResponse parses a response body (what follows the correlation id)
