@@ -16,13 +16,12 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/bench"
 	"github.com/pubg1/pubg1/broker/raftlog"
 	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/internal/ktest"
@@ -76,7 +75,7 @@ func startClusterWith(t *testing.T, flags ...string) *cluster {
 	t.Cleanup(c.cleanup)
 	var err error
 	for range launchAttempts {
-		if err = c.launch(); !errors.Is(err, errPortTaken) {
+		if err = c.launch(); !errors.Is(err, bench.ErrPortTaken) {
 			break
 		}
 	}
@@ -101,20 +100,14 @@ func (c *cluster) launch() error {
 			addrs = append(addrs, a)
 		}
 	}
-	peers := make([]string, clusterSize)
-	for i, a := range addrs {
-		peers[i] = fmt.Sprintf("%d=%s", i+1, a)
-	}
 	c.brokers = make([]*brokerProc, clusterSize)
 	for i, a := range addrs {
 		dir, err := os.MkdirTemp(c.base, fmt.Sprintf("broker-%d-", i+1))
 		if err != nil {
 			return err
 		}
-		c.brokers[i] = &brokerProc{
-			t: c.t, addr: a, dataDir: dir, out: &syncBuffer{},
-			flags: append([]string{"--id", strconv.Itoa(i + 1), "--peers", strings.Join(peers, ",")}, c.flags...),
-		}
+		flags := append([]string{"--id", strconv.Itoa(i + 1), "--peers", bench.Peers(addrs)}, c.flags...)
+		c.brokers[i] = newBrokerProc(c.t, a, dir, flags...)
 	}
 	for _, b := range c.brokers {
 		if err := b.launch(); err != nil {
@@ -132,11 +125,11 @@ func (c *cluster) cleanup() {
 	}
 	if c.t.Failed() {
 		for i, b := range c.brokers {
-			out := b.out.String()
+			out := b.Output()
 			if len(out) > logTail {
 				out = "[...]" + out[len(out)-logTail:]
 			}
-			c.t.Logf("broker %d (%s) output:\n%s", i+1, b.addr, out)
+			c.t.Logf("broker %d (%s) output:\n%s", i+1, b.Addr(), out)
 		}
 	}
 }
@@ -172,7 +165,7 @@ func (c *cluster) pause(id int32) {
 }
 
 func (c *cluster) resume(id int32) {
-	c.broker(id).signal(syscall.SIGCONT)
+	c.broker(id).Resume()
 	delete(c.paused, id)
 }
 

@@ -198,7 +198,7 @@ func (c *cluster) waitReplicaStatus(ctx context.Context, topic string, partition
 	var last string
 	done := ktest.Until(ctx, pollEvery, func() bool {
 		for _, id := range c.liveIDs() {
-			md, err := metadataOf(c.broker(id).addr, topic)
+			md, err := metadataOf(c.broker(id).Addr(), topic)
 			if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != int(partitions) {
 				last = fmt.Sprintf("broker %d: %v", id, err)
 				return false
@@ -926,7 +926,7 @@ func TestClusterRestartKnowsTopics(t *testing.T) {
 	// A restarted broker holds client connections until it has caught
 	// up with the cluster metadata, as long as that takes.
 	started := time.Now()
-	md, err := metadataWithin(c.broker(victim).addr, clusterWait, topics...)
+	md, err := metadataWithin(c.broker(victim).Addr(), clusterWait, topics...)
 	if err != nil {
 		t.Fatalf("metadata from the restarted broker: %v", err)
 	}
