@@ -159,7 +159,7 @@ func (p *Proc) Start(ctx context.Context) error {
 			if strings.Contains(out, "address already in use") {
 				return fmt.Errorf("%w: %s", ErrPortTaken, p.Addr)
 			}
-			return fmt.Errorf("bench: broker exited during start-up: %s", out)
+			return fmt.Errorf("bench: broker exited during start-up (%v):\n%s", r.err, out)
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()
 			<-r.done

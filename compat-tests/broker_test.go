@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/bench"
+
 	// The broker binary is built in TestMain, where go test's result cache
 	// cannot see it. Importing the broker package (and so everything it
 	// imports) makes a change there invalidate cached results; a change to
 	// cmd/pubg1 alone does not, hence -count=1 in the test command.
-	"github.com/pubg1/pubg1/bench"
 	_ "github.com/pubg1/pubg1/broker"
 )
 
