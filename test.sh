@@ -29,9 +29,29 @@ if ! (cd compat-tests/js && npm ls --depth=0 >/dev/null 2>&1); then
 fi
 
 export GOFLAGS="${GOFLAGS:-} -mod=readonly"
-echo "== go vet"
-go vet ./...
-echo "== unit tests (race detector)"
-go test -count=1 -race ./kproto/... ./coordinator/... ./broker/...
-echo "== compatibility tests (broker processes and stock clients)"
-go test -count=1 -timeout 20m ./compat-tests/...
+
+# Every stage runs even when an earlier one fails, so one run shows all the
+# failures (a failing vet must not hide the compatibility results).
+failed=()
+stage() {
+  local name=$1; shift
+  echo "== $name"
+  if ! "$@"; then
+    failed+=("$name")
+    echo "== $name: FAILED"
+  fi
+}
+
+stage "go vet" go vet ./...
+# Pinned so that every machine runs the same checks.
+stage "staticcheck" go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+stage "unit tests (race detector)" go test -count=1 -race ./internal/... ./kproto/... ./coordinator/... ./broker/... ./bench/...
+stage "compatibility tests (broker processes and stock clients)" go test -count=1 -timeout 20m ./compat-tests/...
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED stages (${#failed[@]}):"
+  printf '  - %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all stages passed"

@@ -86,19 +86,18 @@ func BenchmarkSingleBroker(b *testing.B) {
 // startCluster runs n broker processes that are peers of each other.
 func startCluster(tb testing.TB, bin string, n int, args ...string) []*Proc {
 	tb.Helper()
-	var addrs, peers []string
-	for i := 1; i <= n; i++ {
+	var addrs []string
+	for range n {
 		addr, err := FreeAddr()
 		if err != nil {
 			tb.Fatal(err)
 		}
 		addrs = append(addrs, addr)
-		peers = append(peers, fmt.Sprintf("%d=%s", i, addr))
 	}
 	var procs []*Proc
 	for i, addr := range addrs {
 		p := &Proc{Binary: bin, Addr: addr, Args: append([]string{
-			"--id", fmt.Sprint(i + 1), "--peers", strings.Join(peers, ","),
+			"--id", fmt.Sprint(i + 1), "--peers", Peers(addrs),
 			"--data", tb.TempDir(), "--log-level", "warn"}, args...)}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := p.Start(ctx)

@@ -65,7 +65,7 @@ func TestApiVersions(t *testing.T) {
 			req := kmsg.NewPtrApiVersionsRequest()
 			req.Version = v
 			req.ClientSoftwareName, req.ClientSoftwareVersion = "pubg1-test", "1.0.0"
-			resp := c.do(req).(*kmsg.ApiVersionsResponse)
+			resp := c.Do(req).(*kmsg.ApiVersionsResponse)
 			if resp.ErrorCode != 0 {
 				t.Fatalf("error %d", resp.ErrorCode)
 			}
@@ -80,7 +80,7 @@ func TestApiVersions(t *testing.T) {
 			req := kmsg.NewPtrApiVersionsRequest()
 			req.Version = v
 			req.ClientSoftwareName, req.ClientSoftwareVersion = "bad name!", "1.0.0"
-			resp := c.do(req).(*kmsg.ApiVersionsResponse)
+			resp := c.Do(req).(*kmsg.ApiVersionsResponse)
 			if resp.ErrorCode != kerr.InvalidRequest.Code {
 				t.Fatalf("error %d, want INVALID_REQUEST", resp.ErrorCode)
 			}
@@ -95,10 +95,10 @@ func TestApiVersions(t *testing.T) {
 			req := kmsg.NewPtrApiVersionsRequest()
 			req.Version = v
 			req.ClientSoftwareName, req.ClientSoftwareVersion = "pubg1-test", "1.0.0"
-			corr := c.send(req)
+			corr := c.Send(req)
 			resp := kmsg.NewPtrApiVersionsResponse()
 			resp.Version = 0
-			if got := c.recv(resp); got != corr {
+			if got := c.Recv(resp); got != corr {
 				t.Fatalf("correlation id %d, want %d", got, corr)
 			}
 			if resp.ErrorCode != kerr.UnsupportedVersion.Code {
@@ -110,7 +110,7 @@ func TestApiVersions(t *testing.T) {
 			// The connection stays usable.
 			again := kmsg.NewPtrApiVersionsRequest()
 			again.Version = 0
-			if r := c.do(again).(*kmsg.ApiVersionsResponse); r.ErrorCode != 0 || len(r.ApiKeys) != len(want) {
+			if r := c.Do(again).(*kmsg.ApiVersionsResponse); r.ErrorCode != 0 || len(r.ApiKeys) != len(want) {
 				t.Fatalf("follow-up v0: error %d, %d keys", r.ErrorCode, len(r.ApiKeys))
 			}
 		})
@@ -145,7 +145,7 @@ func TestMetadataTopicSelection(t *testing.T) {
 			req := kmsg.NewPtrMetadataRequest()
 			req.Version = tt.version
 			req.Topics = tt.topics
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			got := topicNames(resp)
 			slices.Sort(got)
 			if !slices.Equal(got, tt.want) {
@@ -185,7 +185,7 @@ func TestMetadataAutoCreate(t *testing.T) {
 			req.Version = v
 			req.AllowAutoTopicCreation = true
 			req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			if len(resp.Topics) != 1 {
 				t.Fatalf("%d topics", len(resp.Topics))
 			}
@@ -223,7 +223,7 @@ func TestMetadataAutoCreate(t *testing.T) {
 		req.Version = 4
 		req.AllowAutoTopicCreation = false
 		req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-		resp := c.do(req).(*kmsg.MetadataResponse)
+		resp := c.Do(req).(*kmsg.MetadataResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
 			t.Fatalf("topics %+v, want UNKNOWN_TOPIC_OR_PARTITION", resp.Topics)
 		}
@@ -237,7 +237,7 @@ func TestMetadataAutoCreate(t *testing.T) {
 		req := kmsg.NewPtrMetadataRequest()
 		req.Version = 1
 		req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-		resp := c.do(req).(*kmsg.MetadataResponse)
+		resp := c.Do(req).(*kmsg.MetadataResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || len(resp.Topics[0].Partitions) != 3 {
 			t.Fatalf("topics %+v", resp.Topics)
 		}
@@ -266,7 +266,7 @@ func TestMetadataTopicIDs(t *testing.T) {
 			req := kmsg.NewPtrMetadataRequest()
 			req.Version = v
 			req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || resp.Topics[0].TopicID != id {
 				t.Fatalf("topics %+v, want ID %x", resp.Topics, id)
 			}
@@ -277,7 +277,7 @@ func TestMetadataTopicIDs(t *testing.T) {
 			req := kmsg.NewPtrMetadataRequest()
 			req.Version = v
 			req.Topics = []kmsg.MetadataRequestTopic{{TopicID: id}}
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			if len(resp.Topics) != 1 {
 				t.Fatalf("%d topics", len(resp.Topics))
 			}
@@ -292,7 +292,7 @@ func TestMetadataTopicIDs(t *testing.T) {
 			req.AllowAutoTopicCreation = true
 			unknown := [16]byte{1, 2, 3}
 			req.Topics = []kmsg.MetadataRequestTopic{{TopicID: unknown}}
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.UnknownTopicID.Code {
 				t.Fatalf("topics %+v, want UNKNOWN_TOPIC_ID", resp.Topics)
 			}
@@ -314,7 +314,7 @@ func TestMetadataAuthorizedOperations(t *testing.T) {
 			req.Version = v
 			req.IncludeTopicAuthorizedOperations = include
 			req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-			resp := c.do(req).(*kmsg.MetadataResponse)
+			resp := c.Do(req).(*kmsg.MetadataResponse)
 			want := int32(math.MinInt32)
 			if include {
 				want = allTopicOps
@@ -335,7 +335,7 @@ func TestMetadataAutoCreateDisabled(t *testing.T) {
 		req.Version = v
 		req.AllowAutoTopicCreation = true
 		req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-		resp := c.do(req).(*kmsg.MetadataResponse)
+		resp := c.Do(req).(*kmsg.MetadataResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
 			t.Fatalf("v%d: topics %+v, want UNKNOWN_TOPIC_OR_PARTITION", v, resp.Topics)
 		}
@@ -344,7 +344,7 @@ func TestMetadataAutoCreateDisabled(t *testing.T) {
 		t.Fatalf("topics %q exist", names)
 	}
 	// Produce does not create topics either.
-	resp := c.do(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
+	resp := c.Do(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicOrPartition.Code {
 		t.Fatalf("produce: error %d, want UNKNOWN_TOPIC_OR_PARTITION", code)
 	}
@@ -360,7 +360,7 @@ func TestMetadataV1(t *testing.T) {
 	req := kmsg.NewPtrMetadataRequest()
 	req.Version = 1
 	req.Topics = []kmsg.MetadataRequestTopic{{Topic: ptr(name)}}
-	resp := c.do(req).(*kmsg.MetadataResponse)
+	resp := c.Do(req).(*kmsg.MetadataResponse)
 	host, port := splitAddr(t, b.Addr())
 	if len(resp.Brokers) != 1 || resp.Brokers[0].NodeID != 1 || resp.Brokers[0].Host != host || resp.Brokers[0].Port != port {
 		t.Fatalf("brokers %+v, want node 1 at %s:%d", resp.Brokers, host, port)
@@ -400,7 +400,7 @@ func TestDescribeCluster(t *testing.T) {
 		t.Run("v"+strconv.Itoa(int(v)), func(t *testing.T) {
 			req := kmsg.NewPtrDescribeClusterRequest()
 			req.Version = v
-			resp := c.do(req).(*kmsg.DescribeClusterResponse)
+			resp := c.Do(req).(*kmsg.DescribeClusterResponse)
 			if resp.ErrorCode != 0 {
 				t.Fatalf("error %d (%s)", resp.ErrorCode, deref(resp.ErrorMessage))
 			}

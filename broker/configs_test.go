@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -31,11 +32,11 @@ func describeConfigsReq(v int16, typ kmsg.ConfigResourceType, name string, keys 
 
 // topicConfigs describes a topic's configs at DescribeConfigs v4 with
 // synonyms and returns them by name.
-func topicConfigs(t testing.TB, c *kconn, topic string) map[string]kmsg.DescribeConfigsResponseResourceConfig {
+func topicConfigs(t testing.TB, c *ktest.Conn, topic string) map[string]kmsg.DescribeConfigsResponseResourceConfig {
 	t.Helper()
 	req := describeConfigsReq(4, kmsg.ConfigResourceTypeTopic, topic)
 	req.IncludeSynonyms = true
-	resp := c.do(req).(*kmsg.DescribeConfigsResponse)
+	resp := c.Do(req).(*kmsg.DescribeConfigsResponse)
 	if len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != 0 {
 		t.Fatalf("describe %s: %+v", topic, resp.Resources)
 	}
@@ -72,7 +73,7 @@ func TestDescribeTopicConfigs(t *testing.T) {
 			req := describeConfigsReq(v, kmsg.ConfigResourceTypeTopic, name)
 			req.IncludeSynonyms = v >= 1
 			req.IncludeDocumentation = v >= 3
-			resp := c.do(req).(*kmsg.DescribeConfigsResponse)
+			resp := c.Do(req).(*kmsg.DescribeConfigsResponse)
 			if len(resp.Resources) != 1 {
 				t.Fatalf("%d resources", len(resp.Resources))
 			}
@@ -125,7 +126,7 @@ func TestDescribeTopicConfigs(t *testing.T) {
 		})
 		t.Run("v"+strconv.Itoa(int(v))+"/named", func(t *testing.T) {
 			req := describeConfigsReq(v, kmsg.ConfigResourceTypeTopic, name, "retention.ms", "cleanup.policy", "no.such.config")
-			resp := c.do(req).(*kmsg.DescribeConfigsResponse)
+			resp := c.Do(req).(*kmsg.DescribeConfigsResponse)
 			r := resp.Resources[0]
 			if r.ErrorCode != 0 {
 				t.Fatalf("error %d", r.ErrorCode)
@@ -146,7 +147,7 @@ func TestDescribeTopicConfigs(t *testing.T) {
 			}
 		})
 		t.Run("v"+strconv.Itoa(int(v))+"/unknown topic", func(t *testing.T) {
-			resp := c.do(describeConfigsReq(v, kmsg.ConfigResourceTypeTopic, uniqueTopic(t, ""))).(*kmsg.DescribeConfigsResponse)
+			resp := c.Do(describeConfigsReq(v, kmsg.ConfigResourceTypeTopic, uniqueTopic(t, ""))).(*kmsg.DescribeConfigsResponse)
 			if len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
 				t.Fatalf("resources %+v, want UNKNOWN_TOPIC_OR_PARTITION", resp.Resources)
 			}
@@ -163,7 +164,7 @@ func TestDescribeBrokerConfigs(t *testing.T) {
 			want int16
 		}{{"", 0}, {"1", 0}, {"2", kerr.InvalidRequest.Code}, {"x", kerr.InvalidRequest.Code}} {
 			t.Run("v"+strconv.Itoa(int(v))+"/"+strconv.Quote(tt.name), func(t *testing.T) {
-				resp := c.do(describeConfigsReq(v, kmsg.ConfigResourceTypeBroker, tt.name)).(*kmsg.DescribeConfigsResponse)
+				resp := c.Do(describeConfigsReq(v, kmsg.ConfigResourceTypeBroker, tt.name)).(*kmsg.DescribeConfigsResponse)
 				if len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != tt.want {
 					t.Fatalf("resources %+v, want error %d", resp.Resources, tt.want)
 				}
@@ -207,7 +208,7 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 	)
 	alter := func(t *testing.T, v int16, topic string, validateOnly bool, ops ...kmsg.IncrementalAlterConfigsRequestResourceConfig) int16 {
 		t.Helper()
-		resp := c.do(incrementalReq(v, topic, validateOnly, ops...)).(*kmsg.IncrementalAlterConfigsResponse)
+		resp := c.Do(incrementalReq(v, topic, validateOnly, ops...)).(*kmsg.IncrementalAlterConfigsResponse)
 		if len(resp.Resources) != 1 || resp.Resources[0].ResourceName != topic {
 			t.Fatalf("resources %+v", resp.Resources)
 		}
@@ -320,7 +321,7 @@ func TestAlterConfigs(t *testing.T) {
 			r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, name
 			r.Configs = []kmsg.AlterConfigsRequestResourceConfig{{Name: "cleanup.policy", Value: ptr("compact")}, {Name: "retention.ms", Value: ptr("3000")}}
 			req.Resources = append(req.Resources, r)
-			resp := c.do(req).(*kmsg.AlterConfigsResponse)
+			resp := c.Do(req).(*kmsg.AlterConfigsResponse)
 			if len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != 0 || resp.Resources[0].ResourceName != name {
 				t.Fatalf("resources %+v", resp.Resources)
 			}
@@ -333,7 +334,7 @@ func TestAlterConfigs(t *testing.T) {
 			// An invalid set changes nothing.
 			r.Configs = []kmsg.AlterConfigsRequestResourceConfig{{Name: "retention.ms", Value: ptr("abc")}}
 			req.Resources = []kmsg.AlterConfigsRequestResource{r}
-			resp = c.do(req).(*kmsg.AlterConfigsResponse)
+			resp = c.Do(req).(*kmsg.AlterConfigsResponse)
 			if resp.Resources[0].ErrorCode != kerr.InvalidConfig.Code {
 				t.Fatalf("invalid value: error %d, want INVALID_CONFIG", resp.Resources[0].ErrorCode)
 			}

@@ -55,7 +55,7 @@ func TestFetchVersions(t *testing.T) {
 
 	for v := int16(4); v <= 18; v++ {
 		t.Run("v"+strconv.Itoa(int(v)), func(t *testing.T) {
-			resp := c.do(fetchReq(v, name, id, 0, 0)).(*kmsg.FetchResponse)
+			resp := c.Do(fetchReq(v, name, id, 0, 0)).(*kmsg.FetchResponse)
 			if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 				t.Fatalf("error %d, topics %d", resp.ErrorCode, len(resp.Topics))
 			}
@@ -79,7 +79,7 @@ func TestFetchVersions(t *testing.T) {
 			expectBatches(t, p.RecordBatches, batches, bases)
 
 			// From the middle: the batch holding the offset comes first.
-			resp = c.do(fetchReq(v, name, id, 0, 4)).(*kmsg.FetchResponse)
+			resp = c.Do(fetchReq(v, name, id, 0, 4)).(*kmsg.FetchResponse)
 			expectBatches(t, resp.Topics[0].Partitions[0].RecordBatches, batches[1:], bases[1:])
 		})
 	}
@@ -93,14 +93,14 @@ func TestFetchTopicID(t *testing.T) {
 	batch := newBatch(t, "x")
 	produce(t, c, name, 1, batch)
 	for v := int16(13); v <= 18; v++ {
-		resp := c.do(fetchReq(v, "", id, 1, 0)).(*kmsg.FetchResponse)
+		resp := c.Do(fetchReq(v, "", id, 1, 0)).(*kmsg.FetchResponse)
 		p := resp.Topics[0].Partitions[0]
 		if p.ErrorCode != 0 || p.Partition != 1 {
 			t.Fatalf("v%d: partition %d error %d", v, p.Partition, p.ErrorCode)
 		}
 		expectBatches(t, p.RecordBatches, [][]byte{batch}, []int64{0})
 
-		resp = c.do(fetchReq(v, "", [16]byte{0xde, 0xad}, 0, 0)).(*kmsg.FetchResponse)
+		resp = c.Do(fetchReq(v, "", [16]byte{0xde, 0xad}, 0, 0)).(*kmsg.FetchResponse)
 		if resp.ErrorCode != 0 || len(resp.Topics) != 1 || resp.Topics[0].TopicID != [16]byte{0xde, 0xad} {
 			t.Fatalf("v%d unknown ID: top-level error %d, topics %+v", v, resp.ErrorCode, resp.Topics)
 		}
@@ -191,7 +191,7 @@ func TestFetchManyPartitions(t *testing.T) {
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 	}
-	resp := c.do(req).(*kmsg.FetchResponse)
+	resp := c.Do(req).(*kmsg.FetchResponse)
 	if len(resp.Topics) != 3 {
 		t.Fatalf("%d topics", len(resp.Topics))
 	}
@@ -244,7 +244,7 @@ func TestFetchMaxBytes(t *testing.T) {
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		req.Topics = append(req.Topics, rt)
-		resp := c.do(req).(*kmsg.FetchResponse)
+		resp := c.Do(req).(*kmsg.FetchResponse)
 		parts := resp.Topics[0].Partitions
 		for _, p := range parts {
 			if p.ErrorCode != 0 {
@@ -328,7 +328,7 @@ func TestFetchLeaderEpoch(t *testing.T) {
 			}
 			req := fetchReq(v, name, id, 0, 0)
 			req.Topics[0].Partitions[0].CurrentLeaderEpoch = tt.epoch
-			resp := c.do(req).(*kmsg.FetchResponse)
+			resp := c.Do(req).(*kmsg.FetchResponse)
 			p := resp.Topics[0].Partitions[0]
 			if p.ErrorCode != tt.want {
 				t.Fatalf("v%d epoch %d: error %d, want %d", v, tt.epoch, p.ErrorCode, tt.want)
@@ -372,7 +372,7 @@ func TestFetchSessions(t *testing.T) {
 				}
 				req := fetchReq(v, name, id, 0, 0)
 				req.SessionID, req.SessionEpoch = tt.id, tt.epoch
-				resp := c.do(req).(*kmsg.FetchResponse)
+				resp := c.Do(req).(*kmsg.FetchResponse)
 				if resp.ErrorCode != tt.want {
 					t.Fatalf("top-level error %d, want %d", resp.ErrorCode, tt.want)
 				}
@@ -406,15 +406,15 @@ func TestFetchLongPoll(t *testing.T) {
 	req.MaxWaitMillis = 20000
 	req.MinBytes = 1
 	start := time.Now()
-	corr := fc.send(req)
+	corr := fc.Send(req)
 	// The fetch must still be waiting: nothing was produced.
-	fc.expectNoResponse(200 * time.Millisecond)
+	fc.ExpectNoResponse(200 * time.Millisecond)
 	batch := newBatch(t, "wake up")
 	produce(t, pc, name, 1, batch)
 
 	resp := kmsg.NewPtrFetchResponse()
 	resp.Version = 11
-	if got := fc.recv(resp); got != corr {
+	if got := fc.Recv(resp); got != corr {
 		t.Fatalf("correlation id %d, want %d", got, corr)
 	}
 	if elapsed := time.Since(start); elapsed >= 10*time.Second {
@@ -438,7 +438,7 @@ func TestFetchMaxWaitExpires(t *testing.T) {
 	req.MaxWaitMillis = 300
 	req.MinBytes = 1
 	start := time.Now()
-	resp := c.do(req).(*kmsg.FetchResponse)
+	resp := c.Do(req).(*kmsg.FetchResponse)
 	elapsed := time.Since(start)
 	if elapsed < 250*time.Millisecond {
 		t.Fatalf("answered after %v, before MaxWait", elapsed)
@@ -460,12 +460,12 @@ func TestFetchResponseOrder(t *testing.T) {
 	req.MaxWaitMillis = 500
 	req.MinBytes = 1
 	start := time.Now()
-	fetchCorr := c.send(req)
+	fetchCorr := c.Send(req)
 	md := kmsg.NewPtrMetadataRequest()
 	md.Version = 12
-	mdCorr := c.send(md)
+	mdCorr := c.Send(md)
 
-	corr, body := c.readFrame(testTimeout)
+	corr, body := c.Next()
 	if corr != fetchCorr {
 		t.Fatalf("first response has correlation id %d, want the fetch's %d (metadata is %d)", corr, fetchCorr, mdCorr)
 	}
@@ -474,13 +474,15 @@ func TestFetchResponseOrder(t *testing.T) {
 	}
 	fresp := kmsg.NewPtrFetchResponse()
 	fresp.Version = 12
-	decodeResponse(t, body, fresp)
+	if err := c.Decode(body, fresp); err != nil {
+		t.Fatal(err)
+	}
 	if fresp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("fetch error %d", fresp.Topics[0].Partitions[0].ErrorCode)
 	}
 	mresp := kmsg.NewPtrMetadataResponse()
 	mresp.Version = 12
-	if got := c.recv(mresp); got != mdCorr {
+	if got := c.Recv(mresp); got != mdCorr {
 		t.Fatalf("second response has correlation id %d, want %d", got, mdCorr)
 	}
 }
@@ -494,7 +496,7 @@ func TestFetchOldVersions(t *testing.T) {
 	createTopic(t, c, name, 1)
 	produce(t, c, name, 0, newBatch(t, "x"))
 	for v := int16(0); v <= 3; v++ {
-		resp := c.do(fetchReq(v, name, [16]byte{}, 0, 0)).(*kmsg.FetchResponse)
+		resp := c.Do(fetchReq(v, name, [16]byte{}, 0, 0)).(*kmsg.FetchResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != kerr.UnsupportedVersion.Code || len(resp.Topics[0].Partitions[0].RecordBatches) != 0 {
 			t.Fatalf("v%d: %+v, want UNSUPPORTED_VERSION", v, resp.Topics)
 		}

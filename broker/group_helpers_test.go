@@ -6,6 +6,7 @@ import (
 
 	"github.com/pubg1/pubg1/broker"
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -48,7 +49,7 @@ func joinReq(version int16, group, memberID string, instanceID *string, session 
 
 // joined is a member after a successful JoinGroup.
 type joined struct {
-	c          *kconn
+	c          *ktest.Conn
 	group      string
 	memberID   string
 	instanceID *string
@@ -60,17 +61,17 @@ type joined struct {
 
 // join joins group on c with JoinGroup v9, answering MEMBER_ID_REQUIRED
 // as clients do, and fails the test on any other error.
-func join(t testing.TB, c *kconn, group string, topics ...string) *joined {
+func join(t testing.TB, c *ktest.Conn, group string, topics ...string) *joined {
 	t.Helper()
-	resp := c.do(joinReq(9, group, "", nil, 10*time.Second, []string{"range"}, topics...)).(*kmsg.JoinGroupResponse)
+	resp := c.Do(joinReq(9, group, "", nil, 10*time.Second, []string{"range"}, topics...)).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.MemberIDRequired.Code {
 		t.Fatalf("first join: error %d, want MEMBER_ID_REQUIRED", resp.ErrorCode)
 	}
-	resp = c.do(joinReq(9, group, resp.MemberID, nil, 10*time.Second, []string{"range"}, topics...)).(*kmsg.JoinGroupResponse)
+	resp = c.Do(joinReq(9, group, resp.MemberID, nil, 10*time.Second, []string{"range"}, topics...)).(*kmsg.JoinGroupResponse)
 	return checkJoined(t, c, group, nil, resp)
 }
 
-func checkJoined(t testing.TB, c *kconn, group string, instanceID *string, resp *kmsg.JoinGroupResponse) *joined {
+func checkJoined(t testing.TB, c *ktest.Conn, group string, instanceID *string, resp *kmsg.JoinGroupResponse) *joined {
 	t.Helper()
 	if resp.ErrorCode != 0 {
 		t.Fatalf("join %s: error %d", group, resp.ErrorCode)
@@ -97,7 +98,7 @@ func (m *joined) syncReq(assignments map[string][]byte) *kmsg.SyncGroupRequest {
 // sync sends m's SyncGroup and returns its answer.
 func (m *joined) sync(t testing.TB, assignments map[string][]byte) *kmsg.SyncGroupResponse {
 	t.Helper()
-	return m.c.do(m.syncReq(assignments)).(*kmsg.SyncGroupResponse)
+	return m.c.Do(m.syncReq(assignments)).(*kmsg.SyncGroupResponse)
 }
 
 // heartbeat sends m's Heartbeat v4 and returns its error code.
@@ -106,7 +107,7 @@ func (m *joined) heartbeat(t testing.TB) int16 {
 	req := kmsg.NewPtrHeartbeatRequest()
 	req.Version = 4
 	req.Group, req.Generation, req.MemberID, req.InstanceID = m.group, m.generation, m.memberID, m.instanceID
-	return m.c.do(req).(*kmsg.HeartbeatResponse).ErrorCode
+	return m.c.Do(req).(*kmsg.HeartbeatResponse).ErrorCode
 }
 
 // commitReq builds an OffsetCommit request for one partition.
@@ -125,9 +126,9 @@ func commitReq(version int16, group string, generation int32, memberID, topic st
 
 // commit commits one offset with OffsetCommit v8 and returns the
 // partition's error code.
-func commit(t testing.TB, c *kconn, group string, generation int32, memberID, topic string, partition int32, offset int64) int16 {
+func commit(t testing.TB, c *ktest.Conn, group string, generation int32, memberID, topic string, partition int32, offset int64) int16 {
 	t.Helper()
-	return commitCode(t, c.do(commitReq(8, group, generation, memberID, topic, partition, offset, nil)).(*kmsg.OffsetCommitResponse))
+	return commitCode(t, c.Do(commitReq(8, group, generation, memberID, topic, partition, offset, nil)).(*kmsg.OffsetCommitResponse))
 }
 
 func commitCode(t testing.TB, resp *kmsg.OffsetCommitResponse) int16 {
@@ -139,7 +140,7 @@ func commitCode(t testing.TB, resp *kmsg.OffsetCommitResponse) int16 {
 }
 
 // fetchOffset asks OffsetFetch v7 for one partition's committed offset.
-func fetchOffset(t testing.TB, c *kconn, group, topic string, partition int32) (int64, int16) {
+func fetchOffset(t testing.TB, c *ktest.Conn, group, topic string, partition int32) (int64, int16) {
 	t.Helper()
 	req := kmsg.NewPtrOffsetFetchRequest()
 	req.Version = 7
@@ -147,7 +148,7 @@ func fetchOffset(t testing.TB, c *kconn, group, topic string, partition int32) (
 	rt := kmsg.NewOffsetFetchRequestTopic()
 	rt.Topic, rt.Partitions = topic, []int32{partition}
 	req.Topics = append(req.Topics, rt)
-	resp := c.do(req).(*kmsg.OffsetFetchResponse)
+	resp := c.Do(req).(*kmsg.OffsetFetchResponse)
 	if resp.ErrorCode != 0 {
 		return -1, resp.ErrorCode
 	}
@@ -159,12 +160,12 @@ func fetchOffset(t testing.TB, c *kconn, group, topic string, partition int32) (
 }
 
 // describeGroup describes one group with DescribeGroups v5.
-func describeGroup(t testing.TB, c *kconn, group string) kmsg.DescribeGroupsResponseGroup {
+func describeGroup(t testing.TB, c *ktest.Conn, group string) kmsg.DescribeGroupsResponseGroup {
 	t.Helper()
 	req := kmsg.NewPtrDescribeGroupsRequest()
 	req.Version = 5
 	req.Groups = []string{group}
-	resp := c.do(req).(*kmsg.DescribeGroupsResponse)
+	resp := c.Do(req).(*kmsg.DescribeGroupsResponse)
 	if len(resp.Groups) != 1 {
 		t.Fatalf("describe groups answered %d groups", len(resp.Groups))
 	}

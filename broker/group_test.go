@@ -9,6 +9,7 @@ import (
 
 	"github.com/pubg1/pubg1/broker"
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -21,7 +22,7 @@ func TestFindCoordinator(t *testing.T) {
 	for v := int16(0); v <= 3; v++ {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.Version, req.CoordinatorKey = v, "g"
-		resp := c.do(req).(*kmsg.FindCoordinatorResponse)
+		resp := c.Do(req).(*kmsg.FindCoordinatorResponse)
 		if resp.ErrorCode != 0 || resp.NodeID != 1 || resp.Host != host || resp.Port != int32(port) {
 			t.Errorf("v%d: error %d, coordinator %d at %s:%d, want 1 at %s", v, resp.ErrorCode, resp.NodeID, resp.Host, resp.Port, b.Addr())
 		}
@@ -29,7 +30,7 @@ func TestFindCoordinator(t *testing.T) {
 	for v := int16(4); v <= 6; v++ {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.Version, req.CoordinatorKeys = v, []string{"a", "b", ""}
-		resp := c.do(req).(*kmsg.FindCoordinatorResponse)
+		resp := c.Do(req).(*kmsg.FindCoordinatorResponse)
 		if len(resp.Coordinators) != 3 {
 			t.Fatalf("v%d: %d coordinators for 3 keys", v, len(resp.Coordinators))
 		}
@@ -45,7 +46,7 @@ func TestFindCoordinator(t *testing.T) {
 	}{{1, kerr.TransactionalIDAuthorizationFailed.Code}, {2, kerr.CoordinatorNotAvailable.Code}, {7, kerr.InvalidRequest.Code}} {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.Version, req.CoordinatorType, req.CoordinatorKeys = 4, tc.keyType, []string{"x"}
-		resp := c.do(req).(*kmsg.FindCoordinatorResponse)
+		resp := c.Do(req).(*kmsg.FindCoordinatorResponse)
 		if len(resp.Coordinators) != 1 || resp.Coordinators[0].ErrorCode != tc.want || resp.Coordinators[0].NodeID != -1 {
 			t.Errorf("key type %d: %+v, want error %s", tc.keyType, resp.Coordinators, errName(tc.want))
 		}
@@ -56,17 +57,17 @@ func TestJoinGroupMemberIDRequired(t *testing.T) {
 	b := groupBroker(t)
 	c := dial(t, b)
 	const group = "required"
-	resp := c.do(joinReq(4, group, "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
+	resp := c.Do(joinReq(4, group, "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.MemberIDRequired.Code || !strings.HasPrefix(resp.MemberID, "pubg1-broker-test-") || resp.Generation != -1 {
 		t.Fatalf("first join v4: error %s, member %q, generation %d; want MEMBER_ID_REQUIRED with a member ID", errName(resp.ErrorCode), resp.MemberID, resp.Generation)
 	}
-	m := checkJoined(t, c, group, nil, c.do(joinReq(4, group, resp.MemberID, nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
+	m := checkJoined(t, c, group, nil, c.Do(joinReq(4, group, resp.MemberID, nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
 	if m.memberID != resp.MemberID || m.generation != 1 || m.leader != m.memberID || len(m.members) != 1 || m.protocol != "range" {
 		t.Fatalf("second join: %+v", m)
 	}
 	// Before v4 the first join is accepted at once.
 	c2 := dial(t, b)
-	resp = c2.do(joinReq(3, "old-client", "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
+	resp = c2.Do(joinReq(3, "old-client", "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != 0 || resp.MemberID == "" || resp.Generation != 1 {
 		t.Fatalf("join v3: error %s, member %q, generation %d", errName(resp.ErrorCode), resp.MemberID, resp.Generation)
 	}
@@ -78,33 +79,33 @@ func TestJoinGroupErrors(t *testing.T) {
 	}))
 	c := dial(t, b)
 	for _, session := range []time.Duration{999 * time.Millisecond, time.Minute + time.Millisecond} {
-		resp := c.do(joinReq(9, "g", "", nil, session, []string{"range"})).(*kmsg.JoinGroupResponse)
+		resp := c.Do(joinReq(9, "g", "", nil, session, []string{"range"})).(*kmsg.JoinGroupResponse)
 		if resp.ErrorCode != kerr.InvalidSessionTimeout.Code {
 			t.Errorf("session %v: error %s, want INVALID_SESSION_TIMEOUT", session, errName(resp.ErrorCode))
 		}
 	}
-	resp := c.do(joinReq(9, "", "", nil, 10*time.Second, []string{"range"})).(*kmsg.JoinGroupResponse)
+	resp := c.Do(joinReq(9, "", "", nil, 10*time.Second, []string{"range"})).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.InvalidGroupID.Code {
 		t.Errorf("empty group ID: error %s, want INVALID_GROUP_ID", errName(resp.ErrorCode))
 	}
-	resp = c.do(joinReq(9, "nogroup", "someone", nil, 10*time.Second, []string{"range"})).(*kmsg.JoinGroupResponse)
+	resp = c.Do(joinReq(9, "nogroup", "someone", nil, 10*time.Second, []string{"range"})).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Errorf("member ID for a group that does not exist: error %s, want UNKNOWN_MEMBER_ID", errName(resp.ErrorCode))
 	}
-	resp = c.do(joinReq(9, "noprotocols", "", nil, 10*time.Second, nil)).(*kmsg.JoinGroupResponse)
+	resp = c.Do(joinReq(9, "noprotocols", "", nil, 10*time.Second, nil)).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.InconsistentGroupProtocol.Code {
 		t.Errorf("join without protocols: error %s, want INCONSISTENT_GROUP_PROTOCOL", errName(resp.ErrorCode))
 	}
 
 	join(t, c, "proto", "t")
 	c2 := dial(t, b)
-	resp = c2.do(joinReq(9, "proto", "", nil, 10*time.Second, []string{"roundrobin"})).(*kmsg.JoinGroupResponse)
+	resp = c2.Do(joinReq(9, "proto", "", nil, 10*time.Second, []string{"roundrobin"})).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.InconsistentGroupProtocol.Code {
 		t.Errorf("join with no protocol in common: error %s, want INCONSISTENT_GROUP_PROTOCOL", errName(resp.ErrorCode))
 	}
 	other := joinReq(9, "proto", "", nil, 10*time.Second, []string{"range"})
 	other.ProtocolType = "connect"
-	if resp = c2.do(other).(*kmsg.JoinGroupResponse); resp.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+	if resp = c2.Do(other).(*kmsg.JoinGroupResponse); resp.ErrorCode != kerr.InconsistentGroupProtocol.Code {
 		t.Errorf("join with another protocol type: error %s, want INCONSISTENT_GROUP_PROTOCOL", errName(resp.ErrorCode))
 	}
 }
@@ -134,13 +135,13 @@ func TestGroupRebalance(t *testing.T) {
 	// A second member joins: its JoinGroup waits while the first learns of
 	// the rebalance from its heartbeat and joins again.
 	cb := dial(t, b)
-	resp := cb.do(joinReq(9, group, "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
+	resp := cb.Do(joinReq(9, group, "", nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
 	if resp.ErrorCode != kerr.MemberIDRequired.Code {
 		t.Fatalf("second member's first join: %s", errName(resp.ErrorCode))
 	}
 	bID := resp.MemberID
-	corr := cb.send(joinReq(9, group, bID, nil, 10*time.Second, []string{"range"}, "t"))
-	eventually(t, "the first member to hear of the rebalance", func() bool {
+	corr := cb.Send(joinReq(9, group, bID, nil, 10*time.Second, []string{"range"}, "t"))
+	ktest.Eventually(t, "the first member to hear of the rebalance", func() bool {
 		code := a.heartbeat(t)
 		if code != 0 && code != kerr.RebalanceInProgress.Code {
 			t.Fatalf("heartbeat during rebalance: %s", errName(code))
@@ -153,10 +154,10 @@ func TestGroupRebalance(t *testing.T) {
 	if s := a.sync(t, nil); s.ErrorCode != kerr.RebalanceInProgress.Code {
 		t.Fatalf("sync of the old generation during the rebalance: %s", errName(s.ErrorCode))
 	}
-	a2 := checkJoined(t, a.c, group, nil, a.c.do(joinReq(9, group, a.memberID, nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
+	a2 := checkJoined(t, a.c, group, nil, a.c.Do(joinReq(9, group, a.memberID, nil, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
 	bResp := kmsg.NewPtrJoinGroupResponse()
 	bResp.Version = 9
-	if got := cb.recv(bResp); got != corr {
+	if got := cb.Recv(bResp); got != corr {
 		t.Fatalf("correlation %d, want %d", got, corr)
 	}
 	b2 := checkJoined(t, cb, group, nil, bResp)
@@ -182,13 +183,13 @@ func TestGroupRebalance(t *testing.T) {
 		t.Errorf("commit from outside a group with members: %s, want UNKNOWN_MEMBER_ID", errName(code))
 	}
 	// The follower's sync waits for the leader's.
-	corr = cb.send(b2.syncReq(nil))
+	corr = cb.Send(b2.syncReq(nil))
 	if s := a2.sync(t, map[string][]byte{a2.memberID: []byte("A"), b2.memberID: []byte("B")}); s.ErrorCode != 0 || string(s.MemberAssignment) != "A" {
 		t.Fatalf("leader sync: %s %q", errName(s.ErrorCode), s.MemberAssignment)
 	}
 	sb := kmsg.NewPtrSyncGroupResponse()
 	sb.Version = 5
-	if got := cb.recv(sb); got != corr {
+	if got := cb.Recv(sb); got != corr {
 		t.Fatalf("correlation %d, want %d", got, corr)
 	}
 	if sb.ErrorCode != 0 || string(sb.MemberAssignment) != "B" {
@@ -212,7 +213,7 @@ func TestStaticMemberFenced(t *testing.T) {
 	instance := ptr("instance-1")
 	c1 := dial(t, b)
 	// Static members join at once, even at v5+ (no MEMBER_ID_REQUIRED).
-	m1 := checkJoined(t, c1, group, instance, c1.do(joinReq(9, group, "", instance, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
+	m1 := checkJoined(t, c1, group, instance, c1.Do(joinReq(9, group, "", instance, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
 	if !strings.HasPrefix(m1.memberID, "instance-1-") {
 		t.Fatalf("static member ID %q does not start with its instance ID", m1.memberID)
 	}
@@ -222,7 +223,7 @@ func TestStaticMemberFenced(t *testing.T) {
 	// The same instance restarts without its member ID: it takes over,
 	// without a rebalance since its protocols did not change.
 	c2 := dial(t, b)
-	m2 := checkJoined(t, c2, group, instance, c2.do(joinReq(9, group, "", instance, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
+	m2 := checkJoined(t, c2, group, instance, c2.Do(joinReq(9, group, "", instance, 10*time.Second, []string{"range"}, "t")).(*kmsg.JoinGroupResponse))
 	if m2.memberID == m1.memberID || m2.generation != m1.generation {
 		t.Fatalf("rejoined static member: ID %q (old %q), generation %d (old %d)", m2.memberID, m1.memberID, m2.generation, m1.generation)
 	}
@@ -233,7 +234,7 @@ func TestStaticMemberFenced(t *testing.T) {
 		t.Errorf("heartbeat of the old member ID: %s, want FENCED_INSTANCE_ID", errName(code))
 	}
 	old := joinReq(9, group, m1.memberID, instance, 10*time.Second, []string{"range"}, "t")
-	if resp := c1.do(old).(*kmsg.JoinGroupResponse); resp.ErrorCode != kerr.FencedInstanceID.Code {
+	if resp := c1.Do(old).(*kmsg.JoinGroupResponse); resp.ErrorCode != kerr.FencedInstanceID.Code {
 		t.Errorf("join of the old member ID: %s, want FENCED_INSTANCE_ID", errName(resp.ErrorCode))
 	}
 	if code := m2.heartbeat(t); code != 0 {
@@ -243,7 +244,7 @@ func TestStaticMemberFenced(t *testing.T) {
 	req := kmsg.NewPtrLeaveGroupRequest()
 	req.Version, req.Group = 5, group
 	req.Members = []kmsg.LeaveGroupRequestMember{{InstanceID: instance}, {InstanceID: ptr("nobody")}}
-	resp := c1.do(req).(*kmsg.LeaveGroupResponse)
+	resp := c1.Do(req).(*kmsg.LeaveGroupResponse)
 	if resp.ErrorCode != 0 || len(resp.Members) != 2 || resp.Members[0].ErrorCode != 0 || resp.Members[1].ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("leave by instance ID: %+v", resp)
 	}
@@ -258,11 +259,11 @@ func TestLeaveGroup(t *testing.T) {
 	m := join(t, c, "leave-v0", "t")
 	req := kmsg.NewPtrLeaveGroupRequest()
 	req.Version, req.Group, req.MemberID = 0, "leave-v0", "unknown"
-	if resp := c.do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != kerr.UnknownMemberID.Code {
+	if resp := c.Do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Errorf("v0 leave of an unknown member: %s", errName(resp.ErrorCode))
 	}
 	req.MemberID = m.memberID
-	if resp := c.do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != 0 {
+	if resp := c.Do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != 0 {
 		t.Errorf("v0 leave: %s", errName(resp.ErrorCode))
 	}
 	if d := describeGroup(t, c, "leave-v0"); d.State != "Empty" {
@@ -272,12 +273,12 @@ func TestLeaveGroup(t *testing.T) {
 	req = kmsg.NewPtrLeaveGroupRequest()
 	req.Version, req.Group = 3, "no-such-group"
 	req.Members = []kmsg.LeaveGroupRequestMember{{MemberID: "x"}}
-	resp := c.do(req).(*kmsg.LeaveGroupResponse)
+	resp := c.Do(req).(*kmsg.LeaveGroupResponse)
 	if resp.ErrorCode != 0 || len(resp.Members) != 1 || resp.Members[0].ErrorCode != kerr.UnknownMemberID.Code {
 		t.Errorf("leave of a group that does not exist: %+v", resp)
 	}
 	req.Group = ""
-	if resp := c.do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != kerr.InvalidGroupID.Code {
+	if resp := c.Do(req).(*kmsg.LeaveGroupResponse); resp.ErrorCode != kerr.InvalidGroupID.Code {
 		t.Errorf("leave of group \"\": %s, want INVALID_GROUP_ID", errName(resp.ErrorCode))
 	}
 }
@@ -288,12 +289,12 @@ func TestSessionExpiry(t *testing.T) {
 	b := groupBroker(t)
 	c := dial(t, b)
 	const group = "expiry"
-	resp := c.do(joinReq(3, group, "", nil, 300*time.Millisecond, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
+	resp := c.Do(joinReq(3, group, "", nil, 300*time.Millisecond, []string{"range"}, "t")).(*kmsg.JoinGroupResponse)
 	m := checkJoined(t, c, group, nil, resp)
 	if s := m.sync(t, map[string][]byte{m.memberID: {}}); s.ErrorCode != 0 {
 		t.Fatalf("sync: %s", errName(s.ErrorCode))
 	}
-	eventually(t, "the silent member to be removed", func() bool {
+	ktest.Eventually(t, "the silent member to be removed", func() bool {
 		return describeGroup(t, c, group).State == "Empty"
 	})
 	if code := m.heartbeat(t); code != kerr.UnknownMemberID.Code {
@@ -313,7 +314,7 @@ func TestOffsetCommitAndFetch(t *testing.T) {
 	// A standalone consumer commits without a generation.
 	for v := int16(0); v <= 9; v++ {
 		group := "simple-v" + strconv.Itoa(int(v))
-		resp := c.do(commitReq(v, group, -1, "", topic, 1, 40+int64(v), ptr("meta"))).(*kmsg.OffsetCommitResponse)
+		resp := c.Do(commitReq(v, group, -1, "", topic, 1, 40+int64(v), ptr("meta"))).(*kmsg.OffsetCommitResponse)
 		if code := commitCode(t, resp); code != 0 {
 			t.Errorf("v%d simple commit: %s", v, errName(code))
 		}
@@ -321,21 +322,21 @@ func TestOffsetCommitAndFetch(t *testing.T) {
 			t.Errorf("v%d: committed %d (%s), want %d", v, off, errName(code), 40+v)
 		}
 	}
-	if code := commitCode(t, c.do(commitReq(8, "simple", -1, "", "no-such-topic", 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.UnknownTopicOrPartition.Code {
+	if code := commitCode(t, c.Do(commitReq(8, "simple", -1, "", "no-such-topic", 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.UnknownTopicOrPartition.Code {
 		t.Errorf("commit to an unknown topic: %s", errName(code))
 	}
-	if code := commitCode(t, c.do(commitReq(8, "simple", -1, "", topic, 3, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.UnknownTopicOrPartition.Code {
+	if code := commitCode(t, c.Do(commitReq(8, "simple", -1, "", topic, 3, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.UnknownTopicOrPartition.Code {
 		t.Errorf("commit to an unknown partition: %s", errName(code))
 	}
 	big := strings.Repeat("m", 4097)
-	if code := commitCode(t, c.do(commitReq(8, "simple", -1, "", topic, 0, 1, &big)).(*kmsg.OffsetCommitResponse)); code != kerr.OffsetMetadataTooLarge.Code {
+	if code := commitCode(t, c.Do(commitReq(8, "simple", -1, "", topic, 0, 1, &big)).(*kmsg.OffsetCommitResponse)); code != kerr.OffsetMetadataTooLarge.Code {
 		t.Errorf("commit with 4097 bytes of metadata: %s", errName(code))
 	}
 	// A generation for a group that does not exist.
-	if code := commitCode(t, c.do(commitReq(8, "ghost", 3, "m", topic, 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.IllegalGeneration.Code {
+	if code := commitCode(t, c.Do(commitReq(8, "ghost", 3, "m", topic, 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.IllegalGeneration.Code {
 		t.Errorf("v8 commit with a generation to a missing group: %s, want ILLEGAL_GENERATION", errName(code))
 	}
-	if code := commitCode(t, c.do(commitReq(9, "ghost", 3, "m", topic, 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.GroupIDNotFound.Code {
+	if code := commitCode(t, c.Do(commitReq(9, "ghost", 3, "m", topic, 0, 1, nil)).(*kmsg.OffsetCommitResponse)); code != kerr.GroupIDNotFound.Code {
 		t.Errorf("v9 commit with a generation to a missing group: %s, want GROUP_ID_NOT_FOUND", errName(code))
 	}
 
@@ -351,7 +352,7 @@ func TestOffsetCommitAndFetch(t *testing.T) {
 		{Group: "simple-v8", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{0, 1}}}},
 		{Group: "nobody"},
 	}
-	resp := c.do(req).(*kmsg.OffsetFetchResponse)
+	resp := c.Do(req).(*kmsg.OffsetFetchResponse)
 	type po struct {
 		group, topic string
 		part         int32
@@ -386,7 +387,7 @@ func TestDeleteGroups(t *testing.T) {
 	req := kmsg.NewPtrDeleteGroupsRequest()
 	req.Version = 2
 	req.Groups = []string{"busy", "idle", "missing"}
-	resp := c.do(req).(*kmsg.DeleteGroupsResponse)
+	resp := c.Do(req).(*kmsg.DeleteGroupsResponse)
 	want := map[string]int16{"busy": kerr.NonEmptyGroup.Code, "idle": 0, "missing": kerr.GroupIDNotFound.Code}
 	if len(resp.Groups) != 3 {
 		t.Fatalf("%d answers for 3 groups", len(resp.Groups))
@@ -405,7 +406,7 @@ func TestDeleteGroups(t *testing.T) {
 	dreq := kmsg.NewPtrDescribeGroupsRequest()
 	dreq.Version = 6
 	dreq.Groups = []string{"idle"}
-	if d := c.do(dreq).(*kmsg.DescribeGroupsResponse); len(d.Groups) != 1 || d.Groups[0].ErrorCode != kerr.GroupIDNotFound.Code || d.Groups[0].ErrorMessage == nil {
+	if d := c.Do(dreq).(*kmsg.DescribeGroupsResponse); len(d.Groups) != 1 || d.Groups[0].ErrorCode != kerr.GroupIDNotFound.Code || d.Groups[0].ErrorMessage == nil {
 		t.Errorf("v6 describe of a deleted group: %+v", d.Groups)
 	}
 }
@@ -424,7 +425,7 @@ func TestListGroups(t *testing.T) {
 	list := func(version int16, states, types []string) map[string]kmsg.ListGroupsResponseGroup {
 		req := kmsg.NewPtrListGroupsRequest()
 		req.Version, req.StatesFilter, req.TypesFilter = version, states, types
-		resp := c.do(req).(*kmsg.ListGroupsResponse)
+		resp := c.Do(req).(*kmsg.ListGroupsResponse)
 		if resp.ErrorCode != 0 {
 			t.Fatalf("list groups v%d: %s", version, errName(resp.ErrorCode))
 		}
@@ -469,7 +470,7 @@ func TestOffsetDelete(t *testing.T) {
 		for _, topic := range topics {
 			req.Topics = append(req.Topics, kmsg.OffsetDeleteRequestTopic{Topic: topic, Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}})
 		}
-		return c.do(req).(*kmsg.OffsetDeleteResponse)
+		return c.Do(req).(*kmsg.OffsetDeleteResponse)
 	}
 	resp := del("g", "subscribed", "other", "missing")
 	codes := map[string]int16{}
@@ -514,7 +515,7 @@ func TestGroupsSurviveRestart(t *testing.T) {
 
 	b = groupBroker(t, brokertest.WithDataDir(dir))
 	c = dial(t, b)
-	eventually(t, "the groups to load", func() bool {
+	ktest.Eventually(t, "the groups to load", func() bool {
 		_, code := fetchOffset(t, c, "durable", "t", 1)
 		return code != kerr.CoordinatorLoadInProgress.Code
 	})
@@ -563,7 +564,7 @@ func TestOffsetsExpire(t *testing.T) {
 	// While the consumer group has a member subscribed to the topic, its
 	// offset stays past retention.
 	start := time.Now()
-	eventually(t, "the standalone offset to expire", func() bool {
+	ktest.Eventually(t, "the standalone offset to expire", func() bool {
 		off, _ := fetchOffset(t, c, "standalone", "t", 0)
 		return off == -1
 	})
@@ -582,18 +583,18 @@ func TestOffsetsExpire(t *testing.T) {
 	leave := kmsg.NewPtrLeaveGroupRequest()
 	leave.Version, leave.Group = 5, "consumers"
 	leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: m.memberID}}
-	if resp := c.do(leave).(*kmsg.LeaveGroupResponse); resp.ErrorCode != 0 || resp.Members[0].ErrorCode != 0 {
+	if resp := c.Do(leave).(*kmsg.LeaveGroupResponse); resp.ErrorCode != 0 || resp.Members[0].ErrorCode != 0 {
 		t.Fatalf("leave: %+v", resp)
 	}
 	emptied := time.Now()
-	eventually(t, "the empty group's offset to expire", func() bool {
+	ktest.Eventually(t, "the empty group's offset to expire", func() bool {
 		off, _ := fetchOffset(t, c, "consumers", "t", 0)
 		return off == -1
 	})
 	if time.Since(emptied) < retention/2 {
 		t.Errorf("empty group's offset expired %v after it became empty, retention is %v", time.Since(emptied), retention)
 	}
-	eventually(t, "the groups to go", func() bool {
+	ktest.Eventually(t, "the groups to go", func() bool {
 		return describeGroup(t, c, "consumers").State == "Dead" && describeGroup(t, c, "standalone").State == "Dead"
 	})
 }

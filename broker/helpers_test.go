@@ -7,14 +7,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubg1/pubg1/broker"
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -22,131 +21,15 @@ import (
 // testTimeout bounds every single network wait of a test.
 const testTimeout = 10 * time.Second
 
-// kconn is a raw Kafka client connection: it sends each request at exactly
-// the version set on it, which kgo.Client does not, and decodes the response
-// at that version.
-type kconn struct {
-	t    testing.TB
-	nc   net.Conn
-	corr int32
-}
-
-func dial(t testing.TB, b *broker.Broker) *kconn {
+// dial opens a raw connection to b. Every response must re-encode to
+// exactly the bytes received, so one encoded at the wrong version does not
+// slip through.
+func dial(t testing.TB, b *broker.Broker) *ktest.Conn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", b.Addr(), testTimeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", b.Addr(), err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	return &kconn{t: t, nc: nc}
-}
-
-// send writes req, whose version must be set, as one frame and returns its
-// correlation id. Request header v1, or v2 (with an empty tag section) when
-// the request is flexible at its version.
-func (c *kconn) send(req kmsg.Request) int32 {
-	c.t.Helper()
-	c.corr++
-	body := binary.BigEndian.AppendUint16(nil, uint16(req.Key()))
-	body = binary.BigEndian.AppendUint16(body, uint16(req.GetVersion()))
-	body = binary.BigEndian.AppendUint32(body, uint32(c.corr))
-	const clientID = "pubg1-broker-test"
-	body = binary.BigEndian.AppendUint16(body, uint16(len(clientID)))
-	body = append(body, clientID...)
-	if req.IsFlexible() {
-		body = append(body, 0)
-	}
-	body = req.AppendTo(body)
-	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
-	_ = c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
-	if _, err := c.nc.Write(append(frame, body...)); err != nil {
-		c.t.Fatalf("writing %s v%d: %v", kmsg.NameForKey(req.Key()), req.GetVersion(), err)
-	}
-	return c.corr
-}
-
-// readFrame reads one response frame and splits off the correlation id.
-func (c *kconn) readFrame(timeout time.Duration) (int32, []byte) {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
-	var size [4]byte
-	if _, err := io.ReadFull(c.nc, size[:]); err != nil {
-		c.t.Fatalf("reading response size: %v", err)
-	}
-	n := binary.BigEndian.Uint32(size[:])
-	if n < 4 || n > 64<<20 {
-		c.t.Fatalf("response frame of %d bytes", n)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(c.nc, body); err != nil {
-		c.t.Fatalf("reading response body: %v", err)
-	}
-	return int32(binary.BigEndian.Uint32(body)), body[4:]
-}
-
-// decodeResponse parses a response body (after the correlation id) into
-// resp, whose version must be set, and fails the test if it cannot.
-func decodeResponse(t testing.TB, body []byte, resp kmsg.Response) {
-	t.Helper()
-	if err := decodeBody(body, resp); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// decodeBody parses a response body (after the correlation id) into resp,
-// whose version must be set. ApiVersions always answers with header v0;
-// other flexible responses have a tag section first. The decoded response
-// must re-encode to exactly the bytes received, so a response encoded at the
-// wrong version does not slip through.
-func decodeBody(body []byte, resp kmsg.Response) error {
-	name := fmt.Sprintf("%s v%d", kmsg.NameForKey(resp.Key()), resp.GetVersion())
-	if resp.Key() != kmsg.ApiVersions.Int16() && resp.IsFlexible() {
-		if len(body) < 1 || body[0] != 0 {
-			return fmt.Errorf("%s: response header tag section is not empty", name)
-		}
-		body = body[1:]
-	}
-	if err := resp.ReadFrom(body); err != nil {
-		return fmt.Errorf("decoding %s: %w", name, err)
-	}
-	if again := resp.AppendTo(nil); !bytes.Equal(again, body) {
-		return fmt.Errorf("%s: %d response bytes re-encode to %d different bytes", name, len(body), len(again))
-	}
-	return nil
-}
-
-// recv reads the next response into resp and returns its correlation id.
-func (c *kconn) recv(resp kmsg.Response) int32 {
-	c.t.Helper()
-	corr, body := c.readFrame(testTimeout)
-	decodeResponse(c.t, body, resp)
-	return corr
-}
-
-// do sends req and returns its response, decoded at the request's version.
-func (c *kconn) do(req kmsg.Request) kmsg.Response {
-	c.t.Helper()
-	corr := c.send(req)
-	resp := req.ResponseKind()
-	resp.SetVersion(req.GetVersion())
-	if got := c.recv(resp); got != corr {
-		c.t.Fatalf("%s: correlation id %d, want %d", kmsg.NameForKey(req.Key()), got, corr)
-	}
-	return resp
-}
-
-// expectNoResponse checks that nothing arrives within d.
-func (c *kconn) expectNoResponse(d time.Duration) {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	var one [1]byte
-	n, err := c.nc.Read(one[:])
-	if n > 0 || err == nil {
-		c.t.Fatal("got a response where none was expected")
-	}
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		c.t.Fatalf("connection failed instead of staying silent: %v", err)
-	}
+	c := ktest.Dial(t, b.Addr())
+	c.ClientID = "pubg1-broker-test" // the prefix of member IDs
+	c.Exact = true
+	return c
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -171,7 +54,7 @@ func uniqueTopic(t testing.TB, suffix string) string {
 }
 
 // createTopic creates a topic over c at CreateTopics v7 and returns its ID.
-func createTopic(t testing.TB, c *kconn, name string, partitions int32, configs ...string) [16]byte {
+func createTopic(t testing.TB, c *ktest.Conn, name string, partitions int32, configs ...string) [16]byte {
 	t.Helper()
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.Version = 7
@@ -184,7 +67,7 @@ func createTopic(t testing.TB, c *kconn, name string, partitions int32, configs 
 		rt.Configs = append(rt.Configs, cfg)
 	}
 	req.Topics = append(req.Topics, rt)
-	resp := c.do(req).(*kmsg.CreateTopicsResponse)
+	resp := c.Do(req).(*kmsg.CreateTopicsResponse)
 	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
 		t.Fatalf("creating topic %s: %+v", name, resp.Topics)
 	}
@@ -295,9 +178,9 @@ func produceReq(version int16, acks int16, topic string, id [16]byte, part int32
 
 // produce appends batch to topic/part with Produce v9, acks=-1, and returns
 // the base offset.
-func produce(t testing.TB, c *kconn, topic string, part int32, batch []byte) int64 {
+func produce(t testing.TB, c *ktest.Conn, topic string, part int32, batch []byte) int64 {
 	t.Helper()
-	resp := c.do(produceReq(9, -1, topic, [16]byte{}, part, batch)).(*kmsg.ProduceResponse)
+	resp := c.Do(produceReq(9, -1, topic, [16]byte{}, part, batch)).(*kmsg.ProduceResponse)
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 		t.Fatalf("produce to %s-%d: response %+v", topic, part, resp.Topics)
 	}
@@ -336,9 +219,9 @@ func fetchReq(version int16, topic string, id [16]byte, part int32, offset int64
 }
 
 // fetchOne fetches one partition with Fetch v11 and returns its answer.
-func fetchOne(t testing.TB, c *kconn, topic string, part int32, offset int64) kmsg.FetchResponseTopicPartition {
+func fetchOne(t testing.TB, c *ktest.Conn, topic string, part int32, offset int64) kmsg.FetchResponseTopicPartition {
 	t.Helper()
-	resp := c.do(fetchReq(11, topic, [16]byte{}, part, offset)).(*kmsg.FetchResponse)
+	resp := c.Do(fetchReq(11, topic, [16]byte{}, part, offset)).(*kmsg.FetchResponse)
 	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 		t.Fatalf("fetch %s-%d: error %d, %d topics", topic, part, resp.ErrorCode, len(resp.Topics))
 	}
@@ -346,9 +229,9 @@ func fetchOne(t testing.TB, c *kconn, topic string, part int32, offset int64) km
 }
 
 // listOffset asks ListOffsets v7 for one partition and timestamp.
-func listOffset(t testing.TB, c *kconn, topic string, part int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+func listOffset(t testing.TB, c *ktest.Conn, topic string, part int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
 	t.Helper()
-	resp := c.do(listOffsetsReq(7, topic, part, ts)).(*kmsg.ListOffsetsResponse)
+	resp := c.Do(listOffsetsReq(7, topic, part, ts)).(*kmsg.ListOffsetsResponse)
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 		t.Fatalf("list offsets %s-%d: %+v", topic, part, resp.Topics)
 	}
@@ -369,7 +252,7 @@ func listOffsetsReq(version int16, topic string, part int32, ts int64) *kmsg.Lis
 }
 
 // metadataFor asks Metadata v12 about the named topics (nil: all).
-func metadataFor(t testing.TB, c *kconn, allowAuto bool, names ...string) *kmsg.MetadataResponse {
+func metadataFor(t testing.TB, c *ktest.Conn, allowAuto bool, names ...string) *kmsg.MetadataResponse {
 	t.Helper()
 	req := kmsg.NewPtrMetadataRequest()
 	req.Version = 12
@@ -382,7 +265,7 @@ func metadataFor(t testing.TB, c *kconn, allowAuto bool, names ...string) *kmsg.
 		rt.Topic = ptr(n)
 		req.Topics = append(req.Topics, rt)
 	}
-	return c.do(req).(*kmsg.MetadataResponse)
+	return c.Do(req).(*kmsg.MetadataResponse)
 }
 
 // isInternal reports whether a Metadata topic is internal; Metadata v0 has
@@ -425,16 +308,4 @@ func newClient(t testing.TB, b *broker.Broker, opts ...kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
-}
-
-// eventually polls cond until it holds or the test timeout passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

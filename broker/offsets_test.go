@@ -9,22 +9,23 @@ import (
 
 	"github.com/pubg1/pubg1/broker"
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func deleteRecords(t testing.TB, c *kconn, topic string, part int32, offset int64) kmsg.DeleteRecordsResponseTopicPartition {
+func deleteRecords(t testing.TB, c *ktest.Conn, topic string, part int32, offset int64) kmsg.DeleteRecordsResponseTopicPartition {
 	t.Helper()
 	return deleteRecordsV(t, c, 1, topic, part, offset)
 }
 
-func deleteRecordsV(t testing.TB, c *kconn, v int16, topic string, part int32, offset int64) kmsg.DeleteRecordsResponseTopicPartition {
+func deleteRecordsV(t testing.TB, c *ktest.Conn, v int16, topic string, part int32, offset int64) kmsg.DeleteRecordsResponseTopicPartition {
 	t.Helper()
 	req := kmsg.NewPtrDeleteRecordsRequest()
 	req.Version = v
 	req.TimeoutMillis = 10000
 	req.Topics = []kmsg.DeleteRecordsRequestTopic{{Topic: topic, Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Partition: part, Offset: offset}}}}
-	resp := c.do(req).(*kmsg.DeleteRecordsResponse)
+	resp := c.Do(req).(*kmsg.DeleteRecordsResponse)
 	if len(resp.Topics) != 1 || resp.Topics[0].Topic != topic || len(resp.Topics[0].Partitions) != 1 {
 		t.Fatalf("delete records: %+v", resp.Topics)
 	}
@@ -71,7 +72,7 @@ func TestListOffsets(t *testing.T) {
 				continue
 			}
 			t.Run("v"+strconv.Itoa(int(v))+"/"+tt.name, func(t *testing.T) {
-				resp := c.do(listOffsetsReq(v, name, 0, tt.ts)).(*kmsg.ListOffsetsResponse)
+				resp := c.Do(listOffsetsReq(v, name, 0, tt.ts)).(*kmsg.ListOffsetsResponse)
 				if len(resp.Topics) != 1 || resp.Topics[0].Topic != name || len(resp.Topics[0].Partitions) != 1 {
 					t.Fatalf("response %+v", resp.Topics)
 				}
@@ -118,7 +119,7 @@ func TestListOffsets(t *testing.T) {
 				topic string
 				part  int32
 			}{{name, 2}, {name, -1}, {uniqueTopic(t, "nope"), 0}} {
-				resp := c.do(listOffsetsReq(v, tp.topic, tp.part, -1)).(*kmsg.ListOffsetsResponse)
+				resp := c.Do(listOffsetsReq(v, tp.topic, tp.part, -1)).(*kmsg.ListOffsetsResponse)
 				p := resp.Topics[0].Partitions[0]
 				if p.ErrorCode != kerr.UnknownTopicOrPartition.Code || p.Partition != tp.part {
 					t.Fatalf("%s-%d: partition %d error %d, want UNKNOWN_TOPIC_OR_PARTITION", tp.topic, tp.part, p.Partition, p.ErrorCode)
@@ -137,7 +138,7 @@ func TestListOffsets(t *testing.T) {
 		}{{-1, 0}, {0, 0}, {5, kerr.UnknownLeaderEpoch.Code}} {
 			req := listOffsetsReq(7, name, 0, -1)
 			req.Topics[0].Partitions[0].CurrentLeaderEpoch = tt.epoch
-			resp := c.do(req).(*kmsg.ListOffsetsResponse)
+			resp := c.Do(req).(*kmsg.ListOffsetsResponse)
 			if code := resp.Topics[0].Partitions[0].ErrorCode; code != tt.want {
 				t.Fatalf("epoch %d: error %d, want %d", tt.epoch, code, tt.want)
 			}
@@ -159,7 +160,7 @@ func TestOffsetForLeaderEpoch(t *testing.T) {
 		r.Version = v
 		r.ReplicaID = -1
 		r.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: topic, Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{Partition: part, LeaderEpoch: epoch, CurrentLeaderEpoch: current}}}}
-		resp := c.do(r).(*kmsg.OffsetForLeaderEpochResponse)
+		resp := c.Do(r).(*kmsg.OffsetForLeaderEpochResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].Topic != topic || len(resp.Topics[0].Partitions) != 1 {
 			t.Fatalf("response %+v", resp.Topics)
 		}
@@ -286,7 +287,7 @@ func TestRetention(t *testing.T) {
 			}
 			produce(t, c, name, 0, batch)
 		}
-		eventually(t, "retention.bytes to advance the log start", func() bool {
+		ktest.Eventually(t, "retention.bytes to advance the log start", func() bool {
 			return listOffset(t, c, name, 0, -2).Offset != 0
 		})
 		if lo := listOffset(t, c, name, 0, -2); lo.Offset != 2 {
@@ -304,7 +305,7 @@ func TestRetention(t *testing.T) {
 		produce(t, c, name, 0, makeBatch(t, batchOpts{firstTS: old}, "old", "older"))
 		produce(t, c, name, 0, makeBatch(t, batchOpts{firstTS: old + 1}, "old too"))
 		produce(t, c, name, 0, newBatch(t, "new"))
-		eventually(t, "retention.ms to advance the log start", func() bool {
+		ktest.Eventually(t, "retention.ms to advance the log start", func() bool {
 			return listOffset(t, c, name, 0, -2).Offset != 0
 		})
 		if lo := listOffset(t, c, name, 0, -2); lo.Offset != 3 {

@@ -25,6 +25,13 @@ func (b *Broker) produceAPI() kproto.API {
 // (the CRC check runs in parallel across connections) and hands it to the
 // partition; the response goes out when the last partition's append is
 // durable. Nothing here touches individual records.
+//
+// An acks=0 produce gets no response; if it fails, the connection is closed
+// instead, as Kafka does, so that the client notices and refreshes its
+// metadata. Failed means refused before the partition accepted the batch
+// (unknown topic or partition, not the leader, an invalid batch); like
+// Kafka's, an acks=0 produce does not wait to learn whether the accepted
+// batch became durable.
 func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(kmsg.Response)) {
 	r := req.Msg.(*kmsg.ProduceRequest)
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
@@ -35,6 +42,9 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 	// response cannot be sent before every partition has been handed over.
 	var pending atomic.Int32
 	pending.Store(1)
+	// failed is set by any partition's error, including one an append
+	// reports while the handler still runs; only acks=0 reads it.
+	var failed atomic.Bool
 	finish := func() {
 		if pending.Add(-1) == 0 && acks != partition.AcksNone {
 			respond(resp)
@@ -64,7 +74,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = kerr.TransactionalIDAuthorizationFailed
 			}
 			if err == nil {
-				err = b.appendBatch(t, rp, acks, sp, finish, &pending)
+				err = b.appendBatch(t, rp, acks, sp, finish, &pending, &failed)
 			}
 			if errors.Is(err, partition.ErrOldMessageFormat) && r.Version >= 3 {
 				// Produce v3+ may only carry v2 batches: Kafka calls
@@ -72,6 +82,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = fmt.Errorf("%w: %w", partition.ErrInvalidRecord, err)
 			}
 			if err != nil {
+				failed.Store(true)
 				sp.ErrorCode = errorCode(err)
 				if r.Version >= 8 {
 					sp.ErrorMessage = errorMessage(err)
@@ -80,14 +91,18 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 		}
 	}
 	if acks == partition.AcksNone {
-		respond(nil)
+		if failed.Load() {
+			respond(kproto.CloseConnection)
+		} else {
+			respond(nil)
+		}
 	}
 	finish()
 }
 
 // appendBatch checks one partition's batch and starts its append; the
-// append fills sp and calls finish when done.
-func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32) error {
+// append fills sp, sets failed if it fails, and calls finish when done.
+func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32, failed *atomic.Bool) error {
 	ec := &t.effective
 	if acks == partition.AcksAll && ec.minInSync > 1 {
 		// As in Kafka, a leader whose ISR is smaller than
@@ -118,6 +133,7 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, ac
 		sp.LogAppendTime = res.LogAppendTime
 		sp.LogStartOffset = res.LogStartOffset
 		if res.Err != nil {
+			failed.Store(true)
 			sp.ErrorCode = errorCode(res.Err)
 			sp.ErrorMessage = errorMessage(res.Err)
 			sp.BaseOffset = -1

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
-	"io"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -27,7 +27,7 @@ func TestProduceVersions(t *testing.T) {
 			if v%2 == 1 {
 				acks = 1
 			}
-			resp := c.do(produceReq(v, acks, name, id, 0, newBatch(t, "a", "b"))).(*kmsg.ProduceResponse)
+			resp := c.Do(produceReq(v, acks, name, id, 0, newBatch(t, "a", "b"))).(*kmsg.ProduceResponse)
 			if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 				t.Fatalf("response %+v", resp.Topics)
 			}
@@ -71,7 +71,7 @@ func TestProduceOldVersions(t *testing.T) {
 	createTopic(t, c, name, 1)
 	// v0-v2 carrying v2 record batches are served, as Kafka 3 did.
 	for v := int16(0); v <= 2; v++ {
-		resp := c.do(produceReq(v, -1, name, [16]byte{}, 0, newBatch(t, "a"))).(*kmsg.ProduceResponse)
+		resp := c.Do(produceReq(v, -1, name, [16]byte{}, 0, newBatch(t, "a"))).(*kmsg.ProduceResponse)
 		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 			t.Fatalf("v%d: response %+v", v, resp.Topics)
 		}
@@ -83,7 +83,7 @@ func TestProduceOldVersions(t *testing.T) {
 	// and nothing is written.
 	old := newBatch(t, "x")
 	old[16] = 1
-	resp := c.do(produceReq(2, -1, name, [16]byte{}, 0, old)).(*kmsg.ProduceResponse)
+	resp := c.Do(produceReq(2, -1, name, [16]byte{}, 0, old)).(*kmsg.ProduceResponse)
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnsupportedForMessageFormat.Code {
 		t.Fatalf("magic 1 at v2: error %d, want UNSUPPORTED_FOR_MESSAGE_FORMAT", code)
 	}
@@ -149,7 +149,7 @@ func TestProduceErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := c.do(produceReq(tt.version, tt.acks, tt.topic, tt.id, tt.part, tt.records)).(*kmsg.ProduceResponse)
+			resp := c.Do(produceReq(tt.version, tt.acks, tt.topic, tt.id, tt.part, tt.records)).(*kmsg.ProduceResponse)
 			if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
 				t.Fatalf("response %+v", resp.Topics)
 			}
@@ -171,7 +171,7 @@ func TestProduceErrors(t *testing.T) {
 	}
 
 	t.Run("min.insync.replicas leaves acks=1 alone", func(t *testing.T) {
-		resp := c.do(produceReq(9, 1, strict, id, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
+		resp := c.Do(produceReq(9, 1, strict, id, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
 		if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.BaseOffset != 0 {
 			t.Fatalf("acks=1: error %d (%s) at offset %d, want offset 0", p.ErrorCode, deref(p.ErrorMessage), p.BaseOffset)
 		}
@@ -179,7 +179,7 @@ func TestProduceErrors(t *testing.T) {
 
 	t.Run("max.message.bytes follows config changes", func(t *testing.T) {
 		big := newBatch(t, strings.Repeat("v", 2000))
-		resp := c.do(incrementalReq(1, small, false, op(kmsg.IncrementalAlterConfigOpSet, "max.message.bytes", ptr("5000")))).(*kmsg.IncrementalAlterConfigsResponse)
+		resp := c.Do(incrementalReq(1, small, false, op(kmsg.IncrementalAlterConfigOpSet, "max.message.bytes", ptr("5000")))).(*kmsg.IncrementalAlterConfigsResponse)
 		if resp.Resources[0].ErrorCode != 0 {
 			t.Fatalf("alter: error %d", resp.Resources[0].ErrorCode)
 		}
@@ -196,25 +196,64 @@ func TestProduceAcksZero(t *testing.T) {
 	name := uniqueTopic(t, "")
 	createTopic(t, c, name, 1)
 	batch := newBatch(t, "fire", "and", "forget")
-	c.send(produceReq(9, 0, name, [16]byte{}, 0, batch))
+	c.Send(produceReq(9, 0, name, [16]byte{}, 0, batch))
 	md := kmsg.NewPtrMetadataRequest()
 	md.Version = 12
-	mdCorr := c.send(md)
+	mdCorr := c.Send(md)
 	resp := kmsg.NewPtrMetadataResponse()
 	resp.Version = 12
-	if got := c.recv(resp); got != mdCorr {
+	if got := c.Recv(resp); got != mdCorr {
 		t.Fatalf("first response has correlation id %d, want the metadata's %d: acks=0 was answered", got, mdCorr)
 	}
-	eventually(t, "the acks=0 batch to be readable", func() bool {
+	ktest.Eventually(t, "the acks=0 batch to be readable", func() bool {
 		return listOffset(t, c, name, 0, -1).Offset == 3
 	})
 	fp := fetchOne(t, c, name, 0, 0)
 	if len(fp.RecordBatches) != len(batch) || !bytes.Equal(fp.RecordBatches[16:], batch[16:]) {
 		t.Fatalf("fetched %d bytes, want the %d produced", len(fp.RecordBatches), len(batch))
 	}
-	// An acks=0 produce with an error is not answered either.
-	c.send(produceReq(9, 0, uniqueTopic(t, "nope"), [16]byte{}, 0, newBatch(t, "x")))
-	c.expectNoResponse(200 * time.Millisecond)
+	// The connection stays open after a successful acks=0 produce.
+	if off := produce(t, c, name, 0, newBatch(t, "after")); off != 3 {
+		t.Fatalf("acks=-1 produce after acks=0 at offset %d, want 3", off)
+	}
+}
+
+// TestProduceAcksZeroFailureClosesConnection checks that a failed acks=0
+// produce closes the connection, as Kafka does, after answering the requests
+// before it, and that nothing behind it is served.
+func TestProduceAcksZeroFailureClosesConnection(t *testing.T) {
+	b := runBroker(t)
+	setup := dial(t, b)
+	name := uniqueTopic(t, "")
+	createTopic(t, setup, name, 1)
+	for _, tc := range []struct {
+		name  string
+		topic string
+		part  int32
+	}{
+		{"unknown topic", uniqueTopic(t, "nope"), 0},
+		{"unknown partition", name, 1},
+		{"negative partition", name, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, b)
+			md := kmsg.NewPtrMetadataRequest()
+			md.Version = 12
+			mdCorr := c.Send(md)
+			c.Send(produceReq(9, 0, tc.topic, [16]byte{}, tc.part, newBatch(t, "lost")))
+			// Pipelined behind the failure: must not be appended.
+			c.Send(produceReq(9, 0, name, [16]byte{}, 0, newBatch(t, "behind")))
+			resp := kmsg.NewPtrMetadataResponse()
+			resp.Version = 12
+			if got := c.Recv(resp); got != mdCorr {
+				t.Fatalf("first response has correlation id %d, want the metadata's %d", got, mdCorr)
+			}
+			c.ExpectClosed()
+		})
+	}
+	if off := listOffset(t, setup, name, 0, -1).Offset; off != 0 {
+		t.Fatalf("end offset %d: a produce behind a failed acks=0 produce was appended", off)
+	}
 }
 
 func TestProduceIdempotent(t *testing.T) {
@@ -244,7 +283,7 @@ func TestProduceIdempotent(t *testing.T) {
 	if lo := listOffset(t, c, name, 0, -1); lo.Offset != 3 {
 		t.Fatalf("end offset %d after a duplicate, want 3", lo.Offset)
 	}
-	resp := c.do(produceReq(9, -1, name, [16]byte{}, 0, mk(5, "gap"))).(*kmsg.ProduceResponse)
+	resp := c.Do(produceReq(9, -1, name, [16]byte{}, 0, mk(5, "gap"))).(*kmsg.ProduceResponse)
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.OutOfOrderSequenceNumber.Code {
 		t.Fatalf("sequence gap: error %d, want OUT_OF_ORDER_SEQUENCE_NUMBER", code)
 	}
@@ -308,21 +347,15 @@ func TestProducePipelined(t *testing.T) {
 		// are small enough for the socket buffers.
 		var corrs []int32
 		for i := range perConn {
-			corrs = append(corrs, c.send(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "r"+strconv.Itoa(i), "s"))))
+			corrs = append(corrs, c.Send(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "r"+strconv.Itoa(i), "s"))))
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 		go func() {
 			var offs []int64
 			for _, want := range corrs {
 				resp := kmsg.NewPtrProduceResponse()
 				resp.Version = 9
-				corr, body := readFrameNoFatal(c)
-				if body == nil || corr != want {
-					t.Errorf("response %d: correlation id %d, want %d", len(offs), corr, want)
-					results <- nil
-					return
-				}
-				if err := decodeBody(body, resp); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+				// Off the test goroutine: errors, not t.Fatal.
+				if err := c.ReadResponse(resp, want, testTimeout); err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
 					t.Errorf("response %d: %v %+v", len(offs), err, resp.Topics)
 					results <- nil
 					return
@@ -363,20 +396,6 @@ func TestProducePipelined(t *testing.T) {
 	}
 }
 
-// readFrameNoFatal reads one response frame off the test goroutine, where
-// t.Fatal must not be called; it returns a nil body on error.
-func readFrameNoFatal(c *kconn) (int32, []byte) {
-	var size [4]byte
-	if _, err := io.ReadFull(c.nc, size[:]); err != nil {
-		return 0, nil
-	}
-	body := make([]byte, binary.BigEndian.Uint32(size[:]))
-	if _, err := io.ReadFull(c.nc, body); err != nil || len(body) < 4 {
-		return 0, nil
-	}
-	return int32(binary.BigEndian.Uint32(body)), body[4:]
-}
-
 // TestLogAppendTime checks a topic with message.timestamp.type=LogAppendTime:
 // the broker stamps the batch's max timestamp and timestamp type, keeps the
 // CRC valid, and reports the time in the Produce response.
@@ -387,7 +406,7 @@ func TestLogAppendTime(t *testing.T) {
 	createTopic(t, c, name, 1, "message.timestamp.type", "LogAppendTime")
 	batch := makeBatch(t, batchOpts{firstTS: 1000, tsDeltas: []int64{0, 5}}, "a", "b")
 	before := time.Now().UnixMilli()
-	resp := c.do(produceReq(9, -1, name, [16]byte{}, 0, batch)).(*kmsg.ProduceResponse)
+	resp := c.Do(produceReq(9, -1, name, [16]byte{}, 0, batch)).(*kmsg.ProduceResponse)
 	after := time.Now().UnixMilli()
 	p := resp.Topics[0].Partitions[0]
 	if p.ErrorCode != 0 || p.LogAppendTime < before || p.LogAppendTime > after {

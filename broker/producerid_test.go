@@ -5,17 +5,18 @@ import (
 	"testing"
 
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func initProducerID(t testing.TB, c *kconn, v int16, txnID *string) *kmsg.InitProducerIDResponse {
+func initProducerID(t testing.TB, c *ktest.Conn, v int16, txnID *string) *kmsg.InitProducerIDResponse {
 	t.Helper()
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.Version = v
 	req.TransactionalID = txnID
 	req.TransactionTimeoutMillis = 60000
-	return c.do(req).(*kmsg.InitProducerIDResponse)
+	return c.Do(req).(*kmsg.InitProducerIDResponse)
 }
 
 func TestInitProducerID(t *testing.T) {
@@ -45,7 +46,7 @@ func TestInitProducerID(t *testing.T) {
 		req.Version = 4
 		req.TransactionTimeoutMillis = 60000
 		req.ProducerID, req.ProducerEpoch = last, 0
-		resp := c1.do(req).(*kmsg.InitProducerIDResponse)
+		resp := c1.Do(req).(*kmsg.InitProducerIDResponse)
 		if resp.ErrorCode != 0 || resp.ProducerID <= last || resp.ProducerEpoch != 0 {
 			t.Fatalf("error %d, producer ID %d epoch %d after %d", resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch, last)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pubg1/pubg1/broker"
 	"github.com/pubg1/pubg1/broker/brokertest"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -35,7 +36,7 @@ func newTopic(name string, partitions int32, rf int16, configs ...string) kmsg.C
 
 // partitionCount returns a topic's partition count from Metadata, or -1 if
 // the topic does not exist.
-func partitionCount(t testing.TB, c *kconn, name string) int {
+func partitionCount(t testing.TB, c *ktest.Conn, name string) int {
 	t.Helper()
 	resp := metadataFor(t, c, false, name)
 	if resp.Topics[0].ErrorCode == kerr.UnknownTopicOrPartition.Code {
@@ -53,7 +54,7 @@ func TestCreateTopicsVersions(t *testing.T) {
 	for v := int16(0); v <= 7; v++ {
 		t.Run("v"+strconv.Itoa(int(v)), func(t *testing.T) {
 			name := uniqueTopic(t, "")
-			resp := c.do(createTopicsReq(v, newTopic(name, 3, 1, "retention.ms", "12345"))).(*kmsg.CreateTopicsResponse)
+			resp := c.Do(createTopicsReq(v, newTopic(name, 3, 1, "retention.ms", "12345"))).(*kmsg.CreateTopicsResponse)
 			if len(resp.Topics) != 1 {
 				t.Fatalf("%d topics", len(resp.Topics))
 			}
@@ -152,7 +153,7 @@ func TestCreateTopicsErrors(t *testing.T) {
 			rt := tt.topic(uniqueTopic(t, ""))
 			req := createTopicsReq(7, rt)
 			req.ValidateOnly = tt.validate
-			resp := c.do(req).(*kmsg.CreateTopicsResponse)
+			resp := c.Do(req).(*kmsg.CreateTopicsResponse)
 			if len(resp.Topics) != 1 {
 				t.Fatalf("%d topics", len(resp.Topics))
 			}
@@ -184,7 +185,7 @@ func TestCreateTopicsErrors(t *testing.T) {
 
 	t.Run("duplicate in one request", func(t *testing.T) {
 		name := uniqueTopic(t, "")
-		resp := c.do(createTopicsReq(7, newTopic(name, 1, 1), newTopic(name, 2, 1))).(*kmsg.CreateTopicsResponse)
+		resp := c.Do(createTopicsReq(7, newTopic(name, 1, 1), newTopic(name, 2, 1))).(*kmsg.CreateTopicsResponse)
 		if len(resp.Topics) != 2 {
 			t.Fatalf("%d topics", len(resp.Topics))
 		}
@@ -200,7 +201,7 @@ func TestCreateTopicsErrors(t *testing.T) {
 
 	t.Run("mixed request", func(t *testing.T) {
 		good, bad := uniqueTopic(t, "good"), uniqueTopic(t, "bad")
-		resp := c.do(createTopicsReq(4, newTopic(good, 1, 1), newTopic(bad, 0, 1))).(*kmsg.CreateTopicsResponse)
+		resp := c.Do(createTopicsReq(4, newTopic(good, 1, 1), newTopic(bad, 0, 1))).(*kmsg.CreateTopicsResponse)
 		codes := []int16{resp.Topics[0].ErrorCode, resp.Topics[1].ErrorCode}
 		if !slices.Equal(codes, []int16{0, kerr.InvalidPartitions.Code}) {
 			t.Fatalf("errors %v", codes)
@@ -232,7 +233,7 @@ func TestDeleteTopics(t *testing.T) {
 		t.Run("v"+strconv.Itoa(int(v))+"/by name", func(t *testing.T) {
 			name := uniqueTopic(t, "")
 			id := createTopic(t, c, name, 2)
-			resp := c.do(deleteTopicsReq(v, name)).(*kmsg.DeleteTopicsResponse)
+			resp := c.Do(deleteTopicsReq(v, name)).(*kmsg.DeleteTopicsResponse)
 			if len(resp.Topics) != 1 || deref(resp.Topics[0].Topic) != name || resp.Topics[0].ErrorCode != 0 {
 				t.Fatalf("topics %+v", resp.Topics)
 			}
@@ -244,7 +245,7 @@ func TestDeleteTopics(t *testing.T) {
 			}
 		})
 		t.Run("v"+strconv.Itoa(int(v))+"/unknown name", func(t *testing.T) {
-			resp := c.do(deleteTopicsReq(v, uniqueTopic(t, ""))).(*kmsg.DeleteTopicsResponse)
+			resp := c.Do(deleteTopicsReq(v, uniqueTopic(t, ""))).(*kmsg.DeleteTopicsResponse)
 			if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
 				t.Fatalf("topics %+v, want UNKNOWN_TOPIC_OR_PARTITION", resp.Topics)
 			}
@@ -257,7 +258,7 @@ func TestDeleteTopics(t *testing.T) {
 		req := kmsg.NewPtrDeleteTopicsRequest()
 		req.Version = 6
 		req.Topics = []kmsg.DeleteTopicsRequestTopic{{TopicID: id}}
-		resp := c.do(req).(*kmsg.DeleteTopicsResponse)
+		resp := c.Do(req).(*kmsg.DeleteTopicsResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 || deref(resp.Topics[0].Topic) != name || resp.Topics[0].TopicID != id {
 			t.Fatalf("topics %+v", resp.Topics)
 		}
@@ -270,14 +271,14 @@ func TestDeleteTopics(t *testing.T) {
 		both := kmsg.NewPtrDeleteTopicsRequest()
 		both.Version = 6
 		both.Topics = []kmsg.DeleteTopicsRequestTopic{{Topic: ptr(other), TopicID: otherID}}
-		if r := c.do(both).(*kmsg.DeleteTopicsResponse); len(r.Topics) != 1 || r.Topics[0].ErrorCode != kerr.InvalidRequest.Code {
+		if r := c.Do(both).(*kmsg.DeleteTopicsResponse); len(r.Topics) != 1 || r.Topics[0].ErrorCode != kerr.InvalidRequest.Code {
 			t.Fatalf("name and ID: %+v, want INVALID_REQUEST", r.Topics)
 		}
 		if partitionCount(t, c, other) != 1 {
 			t.Fatal("topic deleted by a refused request")
 		}
 		// Deleting the same ID again: it is gone.
-		resp = c.do(req).(*kmsg.DeleteTopicsResponse)
+		resp = c.Do(req).(*kmsg.DeleteTopicsResponse)
 		if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != kerr.UnknownTopicID.Code {
 			t.Fatalf("second delete: %+v, want UNKNOWN_TOPIC_ID", resp.Topics)
 		}
@@ -292,15 +293,15 @@ func TestDeletedTopicIsGone(t *testing.T) {
 	for range 3 {
 		produce(t, c, name, 0, newBatch(t, "a", "b"))
 	}
-	if resp := c.do(deleteTopicsReq(6, name)).(*kmsg.DeleteTopicsResponse); resp.Topics[0].ErrorCode != 0 {
+	if resp := c.Do(deleteTopicsReq(6, name)).(*kmsg.DeleteTopicsResponse); resp.Topics[0].ErrorCode != 0 {
 		t.Fatalf("delete: error %d", resp.Topics[0].ErrorCode)
 	}
 
-	presp := c.do(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
+	presp := c.Do(produceReq(9, -1, name, [16]byte{}, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
 	if code := presp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicOrPartition.Code {
 		t.Fatalf("produce after delete: error %d, want UNKNOWN_TOPIC_OR_PARTITION", code)
 	}
-	presp = c.do(produceReq(13, -1, "", id, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
+	presp = c.Do(produceReq(13, -1, "", id, 0, newBatch(t, "x"))).(*kmsg.ProduceResponse)
 	if code := presp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicID.Code {
 		t.Fatalf("produce v13 by old ID after delete: error %d, want UNKNOWN_TOPIC_ID", code)
 	}
@@ -324,7 +325,7 @@ func TestDeletedTopicIsGone(t *testing.T) {
 	if off := produce(t, c, name, 0, newBatch(t, "new")); off != 0 {
 		t.Fatalf("first produce to re-created topic at offset %d, want 0", off)
 	}
-	fresp := c.do(fetchReq(13, "", id, 0, 0)).(*kmsg.FetchResponse)
+	fresp := c.Do(fetchReq(13, "", id, 0, 0)).(*kmsg.FetchResponse)
 	if code := fresp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnknownTopicID.Code {
 		t.Fatalf("fetch by the old ID: error %d, want UNKNOWN_TOPIC_ID", code)
 	}
@@ -340,7 +341,7 @@ func TestDeleteTopicSurvivesRestart(t *testing.T) {
 	createTopic(t, c1, gone, 1)
 	keptID := createTopic(t, c1, kept, 2)
 	produce(t, c1, kept, 1, newBatch(t, "a", "b", "c"))
-	if resp := c1.do(deleteTopicsReq(5, gone)).(*kmsg.DeleteTopicsResponse); resp.Topics[0].ErrorCode != 0 {
+	if resp := c1.Do(deleteTopicsReq(5, gone)).(*kmsg.DeleteTopicsResponse); resp.Topics[0].ErrorCode != 0 {
 		t.Fatalf("delete: error %d", resp.Topics[0].ErrorCode)
 	}
 	if err := b1.Close(); err != nil {
@@ -401,7 +402,7 @@ func TestCreatePartitions(t *testing.T) {
 				req.Version = v
 				req.TimeoutMillis = 10000
 				req.Topics = []kmsg.CreatePartitionsRequestTopic{{Topic: name, Count: count}}
-				resp := c.do(req).(*kmsg.CreatePartitionsResponse)
+				resp := c.Do(req).(*kmsg.CreatePartitionsResponse)
 				if len(resp.Topics) != 1 || resp.Topics[0].Topic != name || resp.Topics[0].ErrorCode != kerr.InvalidPartitions.Code {
 					t.Fatalf("topics %+v, want INVALID_PARTITIONS", resp.Topics)
 				}
@@ -416,7 +417,7 @@ func TestCreatePartitions(t *testing.T) {
 		req := kmsg.NewPtrCreatePartitionsRequest()
 		req.Version = 3
 		req.Topics = []kmsg.CreatePartitionsRequestTopic{{Topic: uniqueTopic(t, ""), Count: 4}}
-		resp := c.do(req).(*kmsg.CreatePartitionsResponse)
+		resp := c.Do(req).(*kmsg.CreatePartitionsResponse)
 		if resp.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
 			t.Fatalf("error %d, want UNKNOWN_TOPIC_OR_PARTITION", resp.Topics[0].ErrorCode)
 		}
@@ -429,7 +430,7 @@ func TestCreatePartitions(t *testing.T) {
 		req.Version = 3
 		req.ValidateOnly = true
 		req.Topics = []kmsg.CreatePartitionsRequestTopic{{Topic: name, Count: 5}}
-		resp := c.do(req).(*kmsg.CreatePartitionsResponse)
+		resp := c.Do(req).(*kmsg.CreatePartitionsResponse)
 		if resp.Topics[0].ErrorCode != 0 {
 			t.Fatalf("error %d", resp.Topics[0].ErrorCode)
 		}
@@ -448,7 +449,7 @@ func TestCreateTopicCollision(t *testing.T) {
 	rt := kmsg.NewCreateTopicsRequestTopic()
 	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "coll_name", 1, 1
 	req.Topics = append(req.Topics, rt)
-	resp := c.do(req).(*kmsg.CreateTopicsResponse)
+	resp := c.Do(req).(*kmsg.CreateTopicsResponse)
 	if code := resp.Topics[0].ErrorCode; code != kerr.InvalidTopicException.Code {
 		t.Fatalf("colliding name: error %d, want INVALID_TOPIC_EXCEPTION", code)
 	}

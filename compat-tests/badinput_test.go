@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -31,7 +32,7 @@ func TestBadInput(t *testing.T) {
 		if !b.Alive() {
 			t.Fatal("the broker process exited")
 		}
-		dialRaw(t, b.Addr()).apiMaxVersions()
+		apiMaxVersions(t, dialRaw(t, b.Addr()))
 	}
 	header := func(key, version int16, flexible bool) []byte {
 		return appendRequestHeader(nil, key, version, 1, flexible)
@@ -48,18 +49,18 @@ func TestBadInput(t *testing.T) {
 		// The size alone is refused; the bytes that follow are never read.
 		{"frame over max-request-bytes", append(binary.BigEndian.AppendUint32(nil, 2_000_000), bytes.Repeat([]byte{1}, 4096)...)},
 		{"negative size", append(binary.BigEndian.AppendUint32(nil, uint32(0xfffffffb)), bytes.Repeat([]byte{1}, 16)...)},
-		{"unknown API key", frame(append(header(9999, 0, false), 0, 0, 0, 0))},
-		{"truncated Produce v9", frame(func() []byte { p := produceV9(); return p[:len(p)-40] }())},
+		{"unknown API key", ktest.Frame(append(header(9999, 0, false), 0, 0, 0, 0))},
+		{"truncated Produce v9", ktest.Frame(func() []byte { p := produceV9(); return p[:len(p)-40] }())},
 		// 0xff forever is a varint that never ends where the
 		// transactional ID's length should be.
-		{"garbage Produce v9", frame(append(header(kmsg.Produce.Int16(), 9, true), bytes.Repeat([]byte{0xff}, 64)...))},
-		{"header shorter than its fixed part", frame([]byte{0, 18, 0})},
+		{"garbage Produce v9", ktest.Frame(append(header(kmsg.Produce.Int16(), 9, true), bytes.Repeat([]byte{0xff}, 64)...))},
+		{"header shorter than its fixed part", ktest.Frame([]byte{0, 18, 0})},
 	}
 	for _, tc := range closes {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialRaw(t, b.Addr())
-			c.write(tc.bytes)
-			c.expectClosed()
+			c.Write(tc.bytes)
+			c.ExpectClosed()
 			stillServes(t)
 		})
 	}
@@ -71,10 +72,10 @@ func TestBadInput(t *testing.T) {
 		c := dialRaw(t, b.Addr())
 		body := appendRequestHeader(nil, kmsg.ApiVersions.Int16(), 127, 42, true)
 		body = append(body, 0) // some body of an unknown shape
-		c.write(frame(body))
+		c.Write(ktest.Frame(body))
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(0)
-		c.receive(resp, 42, rawTimeout)
+		c.Receive(resp, 42, rawTimeout)
 		if !errors.Is(kerr.ErrorForCode(resp.ErrorCode), kerr.UnsupportedVersion) {
 			t.Errorf("ApiVersions v127 answered error code %d, want %d (UNSUPPORTED_VERSION)", resp.ErrorCode, kerr.UnsupportedVersion.Code)
 		}
@@ -90,7 +91,7 @@ func TestBadInput(t *testing.T) {
 		if !listed {
 			t.Errorf("ApiVersions v127 answer does not list ApiVersions 0-3 or more: %+v", resp.ApiKeys)
 		}
-		c.apiMaxVersions() // the retry, on the same connection
+		apiMaxVersions(t, c) // the retry, on the same connection
 	})
 
 	// Produce v0-v2 may carry the old message formats, which PubG1 does
@@ -114,7 +115,7 @@ func TestBadInput(t *testing.T) {
 			}
 			req.Topics = append(req.Topics, rt)
 		}
-		resp := c.roundTrip(req).(*kmsg.ProduceResponse)
+		resp := c.Do(req).(*kmsg.ProduceResponse)
 		if len(resp.Topics) != len(req.Topics) {
 			t.Fatalf("Produce v2 for %d topics answered %d", len(req.Topics), len(resp.Topics))
 		}
@@ -132,7 +133,7 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		}
-		c.apiMaxVersions() // the connection is still usable
+		apiMaxVersions(t, c) // the connection is still usable
 	})
 
 	// Nothing was written by any of the above, and real clients work.

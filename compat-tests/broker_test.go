@@ -10,11 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pubg1/pubg1/bench"
 
 	// The broker binary is built in TestMain, where go test's result cache
 	// cannot see it. Importing the broker package (and so everything it
@@ -61,7 +61,7 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer collects a broker's output from its copying goroutine while
+// syncBuffer collects a process's output from its copying goroutine while
 // tests read it.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -80,53 +80,42 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// since returns the output written after the first n bytes.
-func (b *syncBuffer) since(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf.Bytes()[n:])
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-// brokerProc is one pubg1 broker process owned by a test. Restart brings it
-// back on the same port and data directory.
+// brokerProc is one pubg1 broker process owned by a test: a bench.Proc
+// whose failures fail the test. Restart brings it back on the same port and
+// data directory.
 type brokerProc struct {
 	t       testing.TB
-	addr    string
 	dataDir string
-	flags   []string
-	out     *syncBuffer // every run's stdout and stderr
-
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once cmd has exited and waitErr is set
-	waitErr error
+	proc    *bench.Proc
 }
 
-var errPortTaken = errors.New("listen port already in use")
+func newBrokerProc(t testing.TB, addr, dataDir string, flags ...string) *brokerProc {
+	return &brokerProc{t: t, dataDir: dataDir, proc: &bench.Proc{
+		Binary:    brokerBin,
+		Addr:      addr,
+		Args:      append([]string{"--log-format", "json", "--data", dataDir}, flags...),
+		ReadyLine: "broker ready",
+	}}
+}
 
 // startBroker starts a broker on a free 127.0.0.1 port with its own data
 // directory and waits until it serves. The broker is stopped (and its output
 // logged if the test failed) when the test ends.
 func startBroker(t testing.TB, extraFlags ...string) *brokerProc {
 	t.Helper()
-	b := &brokerProc{t: t, dataDir: t.TempDir(), flags: extraFlags, out: &syncBuffer{}}
+	b := newBrokerProc(t, "", t.TempDir(), extraFlags...)
 	t.Cleanup(func() {
 		if b.Alive() {
 			b.Stop()
 		}
 		if t.Failed() {
-			t.Logf("broker %s output:\n%s", b.addr, b.out.String())
+			t.Logf("broker %s output:\n%s", b.Addr(), b.Output())
 		}
 	})
 	var err error
 	for range launchAttempts {
-		b.addr = freeAddr(t)
-		if err = b.launch(); !errors.Is(err, errPortTaken) {
+		b.proc.Addr = freeAddr(t)
+		if err = b.launch(); !errors.Is(err, bench.ErrPortTaken) {
 			break
 		}
 	}
@@ -141,121 +130,57 @@ func startBroker(t testing.TB, extraFlags ...string) *brokerProc {
 // picks again.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := bench.FreeAddr()
 	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Addr is the host:port clients connect to.
-func (b *brokerProc) Addr() string { return b.addr }
+func (b *brokerProc) Addr() string { return b.proc.Addr }
+
+// Output is everything the broker printed, over all its runs.
+func (b *brokerProc) Output() string { return b.proc.Output() }
 
 // launch starts the process and waits until it accepts connections.
 func (b *brokerProc) launch() error {
-	args := append([]string{"serve", "--log-format", "json", "--listen", b.addr, "--data", b.dataDir}, b.flags...)
-	start := b.out.Len()
-	fmt.Fprintf(b.out, "=== pubg1 %s\n", strings.Join(args, " "))
-	cmd := exec.Command(brokerBin, args...)
-	cmd.Stdout, cmd.Stderr = b.out, b.out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("running %s: %w", brokerBin, err)
-	}
-	b.cmd, b.done, b.waitErr = cmd, make(chan struct{}), nil
-	go func(done chan struct{}) {
-		b.waitErr = cmd.Wait()
-		close(done)
-	}(b.done)
-
-	// Ready means this run logged that it is ready and the port accepts:
-	// the log line alone does not show the socket is reachable, and a
-	// connect alone could reach some other process that took the port.
-	deadline := time.Now().Add(readyTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-b.done:
-			out := b.out.since(start)
-			if strings.Contains(out, "address already in use") {
-				return fmt.Errorf("%w: %s", errPortTaken, b.addr)
-			}
-			return fmt.Errorf("broker exited before it was ready (%v):\n%s", b.waitErr, out)
-		case <-tick.C:
-		}
-		if strings.Contains(b.out.since(start), "broker ready") {
-			if c, err := net.DialTimeout("tcp", b.addr, time.Second); err == nil {
-				c.Close()
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			b.signal(syscall.SIGKILL)
-			<-b.done
-			return fmt.Errorf("broker not ready on %s after %v", b.addr, readyTimeout)
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	return b.proc.Start(ctx)
 }
 
 // Alive reports whether the process is running.
-func (b *brokerProc) Alive() bool {
-	if b.done == nil {
-		return false
-	}
-	select {
-	case <-b.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (b *brokerProc) signal(sig syscall.Signal) {
-	if err := b.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		b.t.Errorf("sending %v to broker: %v", sig, err)
-	}
-}
+func (b *brokerProc) Alive() bool { return b.proc.Alive() }
 
 // Kill stops the broker with SIGKILL, as a crash would, and waits for it.
-func (b *brokerProc) Kill() {
-	b.t.Helper()
-	b.signal(syscall.SIGKILL)
-	select {
-	case <-b.done:
-	case <-time.After(stopTimeout):
-		b.t.Fatalf("broker still running %v after SIGKILL", stopTimeout)
-	}
-}
+func (b *brokerProc) Kill() { b.proc.Kill() }
 
 // Pause freezes the broker with SIGSTOP: it keeps its sockets but answers
 // nothing. Kill and Stop work on a paused broker.
 func (b *brokerProc) Pause() {
 	b.t.Helper()
-	b.signal(syscall.SIGSTOP)
+	if err := b.proc.Pause(); err != nil {
+		b.t.Error(err)
+	}
+}
+
+// Resume thaws a paused broker with SIGCONT.
+func (b *brokerProc) Resume() {
+	b.t.Helper()
+	if err := b.proc.Resume(); err != nil {
+		b.t.Error(err)
+	}
 }
 
 // Stop asks the broker to shut down with SIGTERM and fails the test unless
-// it exits cleanly; after stopTimeout it is killed.
+// it exits cleanly within stopTimeout (after which it is killed, once the Go
+// runtime has printed every goroutine into the output shown with the
+// failure).
 func (b *brokerProc) Stop() {
 	b.t.Helper()
-	b.signal(syscall.SIGTERM)
-	b.signal(syscall.SIGCONT) // in case it is paused
-	select {
-	case <-b.done:
-		if b.waitErr != nil {
-			b.t.Errorf("broker did not exit cleanly after SIGTERM: %v", b.waitErr)
-		}
-	case <-time.After(stopTimeout):
-		b.t.Errorf("broker still running %v after SIGTERM; killing it", stopTimeout)
-		// SIGQUIT makes the Go runtime print every goroutine into the
-		// broker's output (shown with the failure) before it exits.
-		b.signal(syscall.SIGQUIT)
-		select {
-		case <-b.done:
-		case <-time.After(5 * time.Second):
-			b.Kill()
-		}
+	if err := b.proc.Shutdown(stopTimeout); err != nil {
+		b.t.Errorf("broker %s did not exit cleanly after SIGTERM: %v", b.Addr(), err)
 	}
 }
 
@@ -270,7 +195,7 @@ func (b *brokerProc) Restart() {
 	// between makes this retry, and then only a few times.
 	var err error
 	for range launchAttempts {
-		if err = b.launch(); !errors.Is(err, errPortTaken) {
+		if err = b.launch(); !errors.Is(err, bench.ErrPortTaken) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

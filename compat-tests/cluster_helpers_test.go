@@ -11,22 +11,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/bench"
 	"github.com/pubg1/pubg1/broker/raftlog"
 	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -77,7 +75,7 @@ func startClusterWith(t *testing.T, flags ...string) *cluster {
 	t.Cleanup(c.cleanup)
 	var err error
 	for range launchAttempts {
-		if err = c.launch(); !errors.Is(err, errPortTaken) {
+		if err = c.launch(); !errors.Is(err, bench.ErrPortTaken) {
 			break
 		}
 	}
@@ -102,20 +100,14 @@ func (c *cluster) launch() error {
 			addrs = append(addrs, a)
 		}
 	}
-	peers := make([]string, clusterSize)
-	for i, a := range addrs {
-		peers[i] = fmt.Sprintf("%d=%s", i+1, a)
-	}
 	c.brokers = make([]*brokerProc, clusterSize)
 	for i, a := range addrs {
 		dir, err := os.MkdirTemp(c.base, fmt.Sprintf("broker-%d-", i+1))
 		if err != nil {
 			return err
 		}
-		c.brokers[i] = &brokerProc{
-			t: c.t, addr: a, dataDir: dir, out: &syncBuffer{},
-			flags: append([]string{"--id", strconv.Itoa(i + 1), "--peers", strings.Join(peers, ",")}, c.flags...),
-		}
+		flags := append([]string{"--id", strconv.Itoa(i + 1), "--peers", bench.Peers(addrs)}, c.flags...)
+		c.brokers[i] = newBrokerProc(c.t, a, dir, flags...)
 	}
 	for _, b := range c.brokers {
 		if err := b.launch(); err != nil {
@@ -133,11 +125,11 @@ func (c *cluster) cleanup() {
 	}
 	if c.t.Failed() {
 		for i, b := range c.brokers {
-			out := b.out.String()
+			out := b.Output()
 			if len(out) > logTail {
 				out = "[...]" + out[len(out)-logTail:]
 			}
-			c.t.Logf("broker %d (%s) output:\n%s", i+1, b.addr, out)
+			c.t.Logf("broker %d (%s) output:\n%s", i+1, b.Addr(), out)
 		}
 	}
 }
@@ -173,7 +165,7 @@ func (c *cluster) pause(id int32) {
 }
 
 func (c *cluster) resume(id int32) {
-	c.broker(id).signal(syscall.SIGCONT)
+	c.broker(id).Resume()
 	delete(c.paused, id)
 }
 
@@ -226,23 +218,6 @@ func (c *cluster) client(seeds []int32, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-// poll calls cond every pollEvery until it is true or ctx ends; it reports
-// whether cond became true.
-func pollUntil(ctx context.Context, cond func() bool) bool {
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return cond()
-		case <-tick.C:
-		}
-	}
-}
-
 // waitReady waits until every live broker answers Metadata with all the
 // brokers and the same non-empty cluster ID.
 func (c *cluster) waitReady(ctx context.Context) {
@@ -250,7 +225,7 @@ func (c *cluster) waitReady(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var last string
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		ids := map[string]bool{}
 		for _, id := range c.liveIDs() {
 			m, err := metadataOf(c.broker(id).Addr())
@@ -281,7 +256,7 @@ func (c *cluster) waitReady(ctx context.Context) {
 func (c *cluster) waitFenced(ctx context.Context, victim int32, killedAt time.Time) {
 	c.t.Helper()
 	var listed []int32
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		listed = listed[:0]
 		for _, id := range c.liveIDs() {
 			m, err := metadataOf(c.broker(id).Addr())
@@ -375,7 +350,7 @@ func (c *cluster) awaitLeaders(ctx context.Context, topic string, partitions int
 		return true
 	}
 	turn := 0
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		ids := c.liveIDs()
 		if len(ids) == 0 {
 			last = "no live broker"
@@ -484,81 +459,16 @@ func checkReplicaSets(t *testing.T, topic string, leaders map[int32]partLeader, 
 // errors instead of failing the test: they are sent to brokers that may be
 // dead or frozen.
 
-// pinnedConn is a connection to one broker carrying one request at a
-// time, whose answer may come late or never.
-type pinnedConn struct {
-	nc   net.Conn
-	req  kmsg.Request
-	corr int32
-}
-
-var errNoAnswer = errors.New("no answer")
-
-// dialPinned connects to addr.
-func dialPinned(addr string) (*pinnedConn, error) {
-	nc, err := net.DialTimeout("tcp", addr, probeTimeout)
+// dialPinned connects to addr for requests whose answer may come late or
+// never; only ktest.Conn's error-returning methods suit it.
+func dialPinned(addr string) (*ktest.Conn, error) {
+	c, err := ktest.Connect(addr, probeTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &pinnedConn{nc: nc}, nil
+	c.ClientID, c.Timeout = compatClientID, probeTimeout
+	return c, nil
 }
-
-// send writes req, whose version must be set.
-func (r *pinnedConn) send(req kmsg.Request) error {
-	r.corr++
-	r.req = req
-	body := appendRequestHeader(nil, req.Key(), req.GetVersion(), r.corr, req.IsFlexible())
-	if err := r.nc.SetWriteDeadline(time.Now().Add(probeTimeout)); err != nil {
-		return err
-	}
-	_, err := r.nc.Write(frame(req.AppendTo(body)))
-	return err
-}
-
-// await reads the answer, waiting at most timeout; errNoAnswer (wrapped)
-// means nothing arrived in time and await may be called again.
-func (r *pinnedConn) await(timeout time.Duration) (kmsg.Response, error) {
-	if err := r.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
-	}
-	var size [4]byte
-	if n, err := io.ReadFull(r.nc, size[:]); err != nil {
-		var ne net.Error
-		if n == 0 && errors.As(err, &ne) && ne.Timeout() {
-			return nil, fmt.Errorf("%w within %v", errNoAnswer, timeout)
-		}
-		return nil, fmt.Errorf("reading answer size: %w", err)
-	}
-	n := binary.BigEndian.Uint32(size[:])
-	if n < 4 || n > 64<<20 {
-		return nil, fmt.Errorf("answer frame of %d bytes", n)
-	}
-	body := make([]byte, n)
-	if err := r.nc.SetReadDeadline(time.Now().Add(probeTimeout)); err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(r.nc, body); err != nil {
-		return nil, fmt.Errorf("reading %d-byte answer: %w", n, err)
-	}
-	if got := int32(binary.BigEndian.Uint32(body)); got != r.corr {
-		return nil, fmt.Errorf("answer has correlation id %d, want %d", got, r.corr)
-	}
-	body = body[4:]
-	resp := r.req.ResponseKind()
-	resp.SetVersion(r.req.GetVersion())
-	if resp.Key() != kmsg.ApiVersions.Int16() && resp.IsFlexible() {
-		var err error
-		if body, err = skipTaggedFields(body); err != nil {
-			return nil, fmt.Errorf("answer header: %w", err)
-		}
-	}
-	if err := resp.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("decoding %s answer: %w", kmsg.NameForKey(resp.Key()), err)
-	}
-	return resp, nil
-}
-
-func (r *pinnedConn) close() { r.nc.Close() }
 
 // requestTo sends req to addr and waits probeTimeout for the answer.
 func requestTo(addr string, req kmsg.Request) (kmsg.Response, error) {
@@ -567,15 +477,12 @@ func requestTo(addr string, req kmsg.Request) (kmsg.Response, error) {
 
 // requestWithin sends req to addr and waits up to timeout for the answer.
 func requestWithin(addr string, req kmsg.Request, timeout time.Duration) (kmsg.Response, error) {
-	r, err := dialPinned(addr)
+	c, err := dialPinned(addr)
 	if err != nil {
 		return nil, err
 	}
-	defer r.close()
-	if err := r.send(req); err != nil {
-		return nil, err
-	}
-	return r.await(timeout)
+	defer c.Close()
+	return c.RoundTrip(req, timeout)
 }
 
 // metadataOf asks one broker for the metadata of the given topics (of
@@ -735,7 +642,7 @@ func (l *loadProducer) counts() (int, map[int32]int) {
 func (l *loadProducer) waitAcks(ctx context.Context, t *testing.T, what string, cond func(total int, perPart map[int32]int) bool) {
 	t.Helper()
 	ended := false
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		select {
 		case <-l.done:
 			ended = true
@@ -851,7 +758,7 @@ func (c *cluster) endOffsets(ctx context.Context, topic string, partitions int32
 	adm := kadm.NewClient(c.client(nil))
 	var ends map[int32]int64
 	var last error
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer lcancel()
 		listed, err := adm.ListEndOffsets(lctx, topic)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -220,7 +221,7 @@ func (w *snapWriter) produceUntilStart(ctx context.Context, t *testing.T, id int
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*snapRetentionCheck)
 	defer cancel()
-	if pollUntil(pctx, func() bool { s = w.c.offsetOn(ctx, id, w.topic, -2); return cond(s) }) {
+	if ktest.Until(pctx, pollEvery, func() bool { s = w.c.offsetOn(ctx, id, w.topic, -2); return cond(s) }) {
 		return s
 	}
 	t.Fatalf("log start on broker %d is %d after %d records (%d more in this phase)", id, s, len(w.acks), snapMaxRecords)
@@ -288,7 +289,7 @@ func (c *cluster) offsetOn(ctx context.Context, id int32, topic string, timestam
 	defer cancel()
 	var off int64
 	var last string
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		code, o, err := listOffsetsAt(c.broker(id).Addr(), topic, 0, timestamp)
 		off, last = o, outcome(err, code)
 		return err == nil && code == 0

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,6 +27,18 @@ import (
 // takes 1.5 to 3 s here, the report to the metadata group and its spread
 // to every broker a little more, and the 2 shared cores add noise.
 const maxFailover = 10 * time.Second
+
+// Failover timings of the brokers (broker/failover.go) that tests wait out.
+const (
+	// rankDelay separates the replicas of a partition that stand for
+	// election in turn.
+	rankDelay = 2 * time.Second
+	// leaderlessGrace is how long a replica that knows no leader waits
+	// for the live leader the metadata names before it stands.
+	leaderlessGrace = 10 * time.Second
+	// standWindow outlasts every delay after which a replica stands.
+	standWindow = leaderlessGrace + rankDelay
+)
 
 // producerOpts are those of every producer here: idempotent (franz-go's
 // default), acks=all, default retries, and a delivery timeout generous
@@ -183,9 +196,9 @@ func TestClusterFollowerKill(t *testing.T) {
 func (c *cluster) waitReplicaStatus(ctx context.Context, topic string, partitions int32, what string, ok func(kmsg.MetadataResponseTopicPartition) bool) {
 	c.t.Helper()
 	var last string
-	done := pollUntil(ctx, func() bool {
+	done := ktest.Until(ctx, pollEvery, func() bool {
 		for _, id := range c.liveIDs() {
-			md, err := metadataOf(c.broker(id).addr, topic)
+			md, err := metadataOf(c.broker(id).Addr(), topic)
 			if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != int(partitions) {
 				last = fmt.Sprintf("broker %d: %v", id, err)
 				return false
@@ -284,7 +297,7 @@ func TestClusterCreateTopicWithBrokerDown(t *testing.T) {
 	c.waitReady(ctx)
 	wctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
-	if !pollUntil(wctx, func() bool {
+	if !ktest.Until(wctx, pollEvery, func() bool {
 		m, err := metadataOf(c.broker(victim).Addr(), topic)
 		return err == nil && len(m.Topics) == 1 && m.Topics[0].ErrorCode == 0 && m.Topics[0].TopicID == [16]byte(created.ID)
 	}) {
@@ -343,7 +356,7 @@ func TestClusterCreateTopicControllerPaused(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connecting to broker %d: %v", via, err)
 	}
-	defer conn.close()
+	defer conn.Close()
 	c.pause(ctrl)
 	pausedAt := time.Now()
 	req := kmsg.NewPtrCreateTopicsRequest()
@@ -352,10 +365,11 @@ func TestClusterCreateTopicControllerPaused(t *testing.T) {
 	rt := kmsg.NewCreateTopicsRequestTopic()
 	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 1, 3
 	req.Topics = append(req.Topics, rt)
-	if err := conn.send(req); err != nil {
+	corr, err := conn.WriteRequest(req)
+	if err != nil {
 		t.Fatalf("sending CreateTopics to broker %d: %v", via, err)
 	}
-	resp, err := conn.await(45 * time.Second)
+	resp, err := conn.Await(req, corr, 45*time.Second)
 	took := time.Since(pausedAt)
 	if err != nil {
 		t.Fatalf("CreateTopics to broker %d with controller %d frozen: %v after %v", via, ctrl, err, took)
@@ -397,7 +411,7 @@ func TestClusterPausedLeader(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connecting to leader %d: %v", old, err)
 	}
-	defer conn.close()
+	defer conn.Close()
 	m, err := metadataOf(c.broker(old).Addr())
 	if err != nil {
 		t.Fatalf("metadata: %v", err)
@@ -406,10 +420,12 @@ func TestClusterPausedLeader(t *testing.T) {
 	pausedAt := time.Now()
 	t.Logf("SIGSTOPped broker %d, leader of the partition at epoch %d (metadata controller: %d)", old, oldEpoch, m.ControllerID)
 	batch := batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte(pausedValue)}}.build()
-	if err := conn.send(produceRequest(9, topicRef{name: topic}, 0, batch)); err != nil {
+	frozenProduce := produceRequest(9, topicRef{name: topic}, 0, batch)
+	frozenCorr, err := conn.WriteRequest(frozenProduce)
+	if err != nil {
 		t.Fatalf("sending Produce to the frozen leader: %v", err)
 	}
-	if resp, err := conn.await(3 * time.Second); !errors.Is(err, errNoAnswer) {
+	if resp, err := conn.Await(frozenProduce, frozenCorr, 3*time.Second); !errors.Is(err, ktest.ErrNoAnswer) {
 		t.Fatalf("frozen broker answered Produce: %v %+v", err, resp)
 	}
 
@@ -427,7 +443,7 @@ func TestClusterPausedLeader(t *testing.T) {
 	resumedAt := time.Now()
 	var absent []string
 	all := append(slices.Clone(acks), during...)
-	resp, err := conn.await(15 * time.Second)
+	resp, err := conn.Await(frozenProduce, frozenCorr, 15*time.Second)
 	switch {
 	case err != nil:
 		t.Logf("the Produce sent during the pause got no answer after SIGCONT: %v", err)
@@ -453,7 +469,7 @@ func TestClusterPausedLeader(t *testing.T) {
 	var last string
 	wctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
-	if !pollUntil(wctx, func() bool {
+	if !ktest.Until(wctx, pollEvery, func() bool {
 		code, _, err := listOffsetsOf(c.broker(old).Addr(), topic, 0)
 		if err != nil || code != kerr.NotLeaderForPartition.Code {
 			last = "ListOffsets: " + outcome(err, code)
@@ -502,21 +518,23 @@ func TestClusterPausedFollower(t *testing.T) {
 				before[tp] = c.waitLeadersEverywhere(ctx, tp, int32(len(ls)), nil)
 			}
 
+			stoppedAt := time.Now()
 			if mode == "frozen" {
 				c.pause(victim)
 			} else {
 				c.broker(victim).Kill()
 			}
-			time.Sleep(4 * time.Second) // its peers count it down after 1.5 s
+			c.waitFenced(ctx, victim, stoppedAt) // its peers count it down
 			for _, tp := range topics {
 				c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil) // what it led has moved
 			}
 			if mode == "frozen" {
 				c.resume(victim)
-			} else {
-				c.restartAll(ctx)
 			}
-			time.Sleep(12 * time.Second) // past every delay after which a replica stands
+			c.restartAll(ctx) // restarts a killed victim; waits until every broker is back in Metadata
+			// Nothing to poll for: leadership must not move while every
+			// replica's reason to stand runs out.
+			time.Sleep(standWindow)
 			for _, tp := range topics {
 				after := c.waitLeadersEverywhere(ctx, tp, int32(len(before[tp])), nil)
 				moved := 0
@@ -574,7 +592,7 @@ func TestClusterTopicOperations(t *testing.T) {
 		defer cancel()
 		var resp kmsg.Response
 		var err error
-		pollUntil(rctx, func() bool {
+		ktest.Until(rctx, pollEvery, func() bool {
 			resp, err = cl.Broker(int(id)).Request(rctx, req)
 			return err == nil
 		})
@@ -704,6 +722,22 @@ func TestClusterTopicOperations(t *testing.T) {
 	if code, _ := produceCode(follower, "to-the-follower"); code != kerr.NotLeaderForPartition.Code {
 		t.Errorf("Produce to follower %d answered %s, want NOT_LEADER_OR_FOLLOWER", follower, outcome(nil, code))
 	}
+	// An acks=0 produce has no answer to carry NOT_LEADER_OR_FOLLOWER: the
+	// follower closes the connection instead, as Kafka does, so that the
+	// client refreshes its metadata. A leader keeps it open.
+	zero := func(p int32, value string) *kmsg.ProduceRequest {
+		req := produceRequest(9, ref, p, batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte(value)}}.build())
+		req.Acks = 0
+		return req
+	}
+	toFollower := dialRaw(t, c.broker(follower).Addr())
+	toFollower.Send(zero(0, "acks-0-to-the-follower"))
+	toFollower.ExpectClosed()
+	toLeader := dialRaw(t, c.broker(leaders[1].Leader).Addr())
+	toLeader.Send(zero(1, "acks-0-to-the-leader"))
+	md := kmsg.NewPtrMetadataRequest()
+	md.SetVersion(12)
+	toLeader.Do(md)
 	if code, off := produceCode(lead, "to-the-leader"); code != 0 || off != 0 {
 		t.Errorf("Produce to leader %d answered %s at offset %d, want success at 0", lead, outcome(nil, code), off)
 	}
@@ -777,7 +811,7 @@ func (c *cluster) waitTopicsEverywhere(ctx context.Context, want map[string]int,
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var last string
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		for _, id := range c.liveIDs() {
 			m, err := metadataOf(c.broker(id).Addr())
 			if err != nil {
@@ -825,7 +859,7 @@ func (c *cluster) waitConfigsEverywhere(ctx context.Context, cl *kgo.Client, top
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var last string
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		for _, id := range c.liveIDs() {
 			req := kmsg.NewPtrDescribeConfigsRequest()
 			res := kmsg.NewDescribeConfigsRequestResource()
@@ -892,7 +926,7 @@ func TestClusterRestartKnowsTopics(t *testing.T) {
 	// A restarted broker holds client connections until it has caught
 	// up with the cluster metadata, as long as that takes.
 	started := time.Now()
-	md, err := metadataWithin(c.broker(victim).addr, clusterWait, topics...)
+	md, err := metadataWithin(c.broker(victim).Addr(), clusterWait, topics...)
 	if err != nil {
 		t.Fatalf("metadata from the restarted broker: %v", err)
 	}

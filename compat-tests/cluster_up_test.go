@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -80,7 +81,7 @@ func TestClusterUp(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var brokers int
-	pollUntil(wctx, func() bool {
+	ktest.Until(wctx, pollEvery, func() bool {
 		m, err := adm.Metadata(wctx)
 		brokers = len(m.Brokers)
 		return err == nil && brokers == 4

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -80,13 +81,13 @@ func TestCompaction(t *testing.T) {
 	total := rounds*keys + 2
 
 	var got []*kgo.Record
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		got = readToEnd(ctx, t, b, topic)
 		return len(got) < total/2
 	}) {
 		t.Fatalf("the compacted topic still holds %d of %d records", len(got), total)
 	}
-	pollUntil(ctx, func() bool { // compaction may run in steps
+	ktest.Until(ctx, pollEvery, func() bool { // compaction may run in steps
 		got = readToEnd(ctx, t, b, topic)
 		return len(got) == len(want)
 	})
@@ -118,7 +119,7 @@ func TestCompaction(t *testing.T) {
 		}
 	}
 	var offsetsLog []*kgo.Record
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		offsetsLog = readToEnd(ctx, t, b, "__consumer_offsets")
 		return len(offsetsLog) < 10
 	}) {

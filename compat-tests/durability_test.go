@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -95,19 +96,15 @@ func TestKillDurability(t *testing.T) {
 	// called back, the acknowledged set is final.
 	closeProducer()
 	var final []ack
-	deadline := time.Now().Add(rawTimeout)
-	for {
+	var calls int
+	if !ktest.Until(testContext(t, rawTimeout), pollEvery, func() bool {
 		mu.Lock()
-		calls := callbacks
+		defer mu.Unlock()
+		calls = callbacks
 		final = append(final[:0], acked...)
-		mu.Unlock()
-		if calls == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the producer called back for only %d of %d records", calls, n)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return calls == n
+	}) {
+		t.Fatalf("the producer called back for only %d of %d records", calls, n)
 	}
 	if n == len(final) {
 		t.Fatalf("all %d records were acknowledged although the broker was frozen before the last were produced", n)

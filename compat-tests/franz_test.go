@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -257,10 +258,10 @@ func checkDeleteTopic(ctx context.Context, t *testing.T, cl *kgo.Client, adm *ka
 	if err != nil {
 		t.Fatalf("DeleteTopics %s: %v (%s)", topic, err, dr.ErrMessage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var last int16
-	for {
+	if !ktest.Until(wctx, pollEvery, func() bool {
 		req := kmsg.NewPtrMetadataRequest()
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(topic)
@@ -274,14 +275,9 @@ func checkDeleteTopic(ctx context.Context, t *testing.T, cl *kgo.Client, adm *ka
 			t.Fatalf("Metadata for one topic answered %d", len(resp.Topics))
 		}
 		last = resp.Topics[0].ErrorCode
-		if errors.Is(kerr.ErrorForCode(last), kerr.UnknownTopicOrPartition) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("topic %s still known %v after deletion (error code %d)", topic, 10*time.Second, last)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return errors.Is(kerr.ErrorForCode(last), kerr.UnknownTopicOrPartition)
+	}) {
+		t.Fatalf("topic %s still known %v after deletion (error code %d)", topic, 10*time.Second, last)
 	}
 	// kadm's ListTopics may answer from franz-go's metadata cache, so ask
 	// the broker directly for every topic.

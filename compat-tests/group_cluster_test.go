@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pubg1/pubg1/coordinator"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -82,7 +83,7 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 
 	// Mid-consumption: a quarter of the stream consumed, a commit
 	// acknowledged on every partition, the producer still going.
-	progressed := pollUntil(testContext(t, clusterWait), func() bool {
+	progressed := ktest.Until(testContext(t, clusterWait), pollEvery, func() bool {
 		n, committed := reader.progress()
 		return n >= coordKillRecords/4 && len(committed) == coordKillPartitions
 	})
@@ -130,7 +131,7 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	ends := endsOf(acks)
 	consumeCtx, cancel := context.WithDeadline(ctx, killedAt.Add(coordKillConsumeWait))
 	defer cancel()
-	if !pollUntil(consumeCtx, func() bool { return len(reader.missing(acks, 1)) == 0 }) {
+	if !ktest.Until(consumeCtx, pollEvery, func() bool { return len(reader.missing(acks, 1)) == 0 }) {
 		t.Fatalf("%v after the kill the member has not consumed these acknowledged records: %s",
 			coordKillConsumeWait, strings.Join(reader.missing(acks, 10), "; "))
 	}
@@ -167,7 +168,7 @@ func TestClusterGroupCoordinatorKill(t *testing.T) {
 	next := startGroupReader(t, ctx, c, "new member", group, topic)
 	resumeCtx, cancel := context.WithTimeout(ctx, coordKillConsumeWait)
 	defer cancel()
-	if !pollUntil(resumeCtx, func() bool { return len(next.missing(pending, 1)) == 0 }) {
+	if !ktest.Until(resumeCtx, pollEvery, func() bool { return len(next.missing(pending, 1)) == 0 }) {
 		t.Fatalf("the new member has not consumed these records within %v: %s", coordKillConsumeWait, strings.Join(next.missing(pending, 10), "; "))
 	}
 	first := next.firstOffsets()
@@ -190,7 +191,7 @@ func agreedCoordinator(ctx context.Context, t *testing.T, c *cluster, adm *kadm.
 	defer cancel()
 	var named int32
 	var last string
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer dcancel()
 		described, err := adm.DescribeGroups(dctx, group)
@@ -233,7 +234,7 @@ func waitNewCoordinator(ctx context.Context, t *testing.T, c *cluster, group str
 	var first time.Duration
 	var named int32
 	last := "no answer yet"
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		var answers []string
 		agreed := map[int32]bool{}
 		valid := true
@@ -290,7 +291,7 @@ func fetchCommitted(ctx context.Context, t *testing.T, adm *kadm.Client, group, 
 	defer cancel()
 	var out map[int32]int64
 	var last error
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer fcancel()
 		resp, err := adm.FetchOffsets(fctx, group)
@@ -351,7 +352,7 @@ func waitGroupState(ctx context.Context, t *testing.T, adm *kadm.Client, group, 
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var last string
-	ok := pollUntil(ctx, func() bool {
+	ok := ktest.Until(ctx, pollEvery, func() bool {
 		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer dcancel()
 		described, err := adm.DescribeGroups(dctx, group)

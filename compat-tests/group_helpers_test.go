@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -27,6 +28,8 @@ const (
 	// groupWait bounds each wait of a group scenario: a rebalance, or
 	// consuming what was produced.
 	groupWait = 90 * time.Second
+	// groupPollEvery spaces the DescribeGroups of a wait for a group state.
+	groupPollEvery = 100 * time.Millisecond
 	// groupStopWait bounds a member's clean shutdown (commit and leave).
 	groupStopWait = 30 * time.Second
 )
@@ -135,51 +138,51 @@ func waitAssigned(ctx context.Context, t testing.TB, adm *kadm.Client, group, to
 	ctx, cancel := context.WithTimeout(ctx, groupWait)
 	defer cancel()
 	var last string
-	for {
+	var assigned map[string][]int32
+	if !ktest.Until(ctx, groupPollEvery, func() bool {
 		described, err := adm.DescribeGroups(ctx, group)
-		if err == nil {
-			d := described[group]
-			owner := make(map[int32]string)
-			assigned := make(map[string][]int32)
-			ok := d.Err == nil && d.State == "Stable" && len(d.Members) == n
-			for _, m := range d.Members {
-				if slices.Contains(gone, m.MemberID) {
-					ok = false
-				}
-				if !strings.HasPrefix(m.ClientHost, "/127.0.0.1") || m.ClientID == "" {
-					t.Fatalf("member %s: client ID %q, host %q", m.MemberID, m.ClientID, m.ClientHost)
-				}
-				a, isConsumer := m.Assigned.AsConsumer()
-				if !isConsumer {
-					ok = false
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		d := described[group]
+		owner := make(map[int32]string)
+		assigned = make(map[string][]int32)
+		ok := d.Err == nil && d.State == "Stable" && len(d.Members) == n
+		for _, m := range d.Members {
+			if slices.Contains(gone, m.MemberID) {
+				ok = false
+			}
+			if !strings.HasPrefix(m.ClientHost, "/127.0.0.1") || m.ClientID == "" {
+				t.Fatalf("member %s: client ID %q, host %q", m.MemberID, m.ClientID, m.ClientHost)
+			}
+			a, isConsumer := m.Assigned.AsConsumer()
+			if !isConsumer {
+				ok = false
+				continue
+			}
+			for _, at := range a.Topics {
+				if at.Topic != topic {
 					continue
 				}
-				for _, at := range a.Topics {
-					if at.Topic != topic {
-						continue
+				for _, p := range at.Partitions {
+					if prev, dup := owner[p]; dup && d.State == "Stable" {
+						t.Fatalf("partition %d is assigned to both %s and %s", p, prev, m.MemberID)
 					}
-					for _, p := range at.Partitions {
-						if prev, dup := owner[p]; dup && d.State == "Stable" {
-							t.Fatalf("partition %d is assigned to both %s and %s", p, prev, m.MemberID)
-						}
-						owner[p] = m.MemberID
-						assigned[m.MemberID] = append(assigned[m.MemberID], p)
-					}
+					owner[p] = m.MemberID
+					assigned[m.MemberID] = append(assigned[m.MemberID], p)
 				}
 			}
-			if ok && len(owner) == groupPartitions {
-				return assigned
-			}
-			last = fmt.Sprintf("state %s, %d members, %d of %d partitions assigned: %v (err %v)", d.State, len(d.Members), len(owner), groupPartitions, assigned, d.Err)
-		} else {
-			last = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("group %s never had %d members sharing all of %s: last %s", group, n, topic, last)
-		case <-time.After(100 * time.Millisecond):
+		if ok && len(owner) == groupPartitions {
+			return true
 		}
+		last = fmt.Sprintf("state %s, %d members, %d of %d partitions assigned: %v (err %v)", d.State, len(d.Members), len(owner), groupPartitions, assigned, d.Err)
+		return false
+	}) {
+		t.Fatalf("group %s never had %d members sharing all of %s: last %s", group, n, topic, last)
 	}
+	return assigned
 }
 
 // consumedLog collects what members consumed.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -113,7 +114,7 @@ func TestKafkaGoTopicAdmin(t *testing.T) {
 		t.Fatalf("deleting topic %s: %v", topic, err)
 	}
 	var last error
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		_, last = kafkaGoPartitions(ctx, b, topic)
 		return errors.Is(last, kafka.UnknownTopicOrPartition)
 	}) {
@@ -369,7 +370,7 @@ func TestKafkaGoOffsets(t *testing.T) {
 			done <- res
 		}()
 		end := int64(len(all))
-		if !pollUntil(ctx, func() bool { return r.Stats().Offset == end }) {
+		if !ktest.Until(ctx, pollEvery, func() bool { return r.Stats().Offset == end }) {
 			t.Fatalf("the reader never began fetching at the end offset %d (at %d)", end, r.Stats().Offset)
 		}
 		newer := makeRecords(3, 5, 1, base.Add(2*time.Hour))
@@ -503,7 +504,7 @@ func waitKafkaGoGroup(ctx context.Context, t testing.TB, adm *kadm.Client, group
 	t.Helper()
 	var last string
 	var owner map[int32]string
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		described, err := adm.DescribeGroups(ctx, group)
 		if err != nil {
 			last = err.Error()
@@ -598,7 +599,7 @@ func collectKafkaGo(ctx context.Context, t testing.TB, out <-chan kafkaGoConsume
 func waitCommitted(ctx context.Context, t testing.TB, adm *kadm.Client, group, topic string, want map[int32]int64) {
 	t.Helper()
 	got := make(map[int32]int64)
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		resp, err := adm.FetchOffsets(ctx, group)
 		if err != nil {
 			return false

@@ -35,7 +35,7 @@ func TestFetchLongPoll(t *testing.T) {
 		end = r.Offset + 1
 	}
 
-	maxVersions := dialRaw(t, b.Addr()).apiMaxVersions()
+	maxVersions := apiMaxVersions(t, dialRaw(t, b.Addr()))
 	fetchVersions := []int16{12, maxVersions[kmsg.Fetch.Int16()]} // the last with topic names, and the newest
 	produceVersion := maxVersions[kmsg.Produce.Int16()]
 
@@ -47,7 +47,7 @@ func TestFetchLongPoll(t *testing.T) {
 			c := dialRaw(t, b.Addr())
 			const wait = 300 * time.Millisecond
 			start := time.Now()
-			resp := c.roundTrip(fetchRequest(v, topic, 0, end, wait, 1)).(*kmsg.FetchResponse)
+			resp := c.Do(fetchRequest(v, topic, 0, end, wait, 1)).(*kmsg.FetchResponse)
 			elapsed := time.Since(start)
 			fp := onlyPartition(t, resp, name, end)
 			if fp.Err != nil || len(fp.Records) != 0 || fp.HighWatermark != end {
@@ -72,19 +72,19 @@ func TestFetchLongPoll(t *testing.T) {
 			c := dialRaw(t, b.Addr())
 			value := fmt.Sprintf("pipelined-v%d", v)
 			start := time.Now()
-			fetchCorr := c.send(fetchRequest(v, topic, 0, end, longWait, 1))
-			produceCorr := c.send(produceRequest(produceVersion, topic, 0,
+			fetchCorr := c.Send(fetchRequest(v, topic, 0, end, longWait, 1))
+			produceCorr := c.Send(produceRequest(produceVersion, topic, 0,
 				batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte(value)}}.build()))
 
 			fresp := kmsg.NewPtrFetchResponse()
 			fresp.SetVersion(v)
-			c.receive(fresp, fetchCorr, longWait+rawTimeout)
+			c.Receive(fresp, fetchCorr, longWait+rawTimeout)
 			elapsed := time.Since(start)
 			checkWoken(t, onlyPartition(t, fresp, name, end), end, value, elapsed, wakeLimit)
 
 			presp := kmsg.NewPtrProduceResponse()
 			presp.SetVersion(produceVersion)
-			c.receive(presp, produceCorr, rawTimeout)
+			c.Receive(presp, produceCorr, rawTimeout)
 			sp := presp.Topics[0].Partitions[0]
 			if err := kerr.ErrorForCode(sp.ErrorCode); err != nil || sp.BaseOffset != end {
 				t.Fatalf("pipelined Produce: base offset %d, error %v; want %d", sp.BaseOffset, err, end)
@@ -103,7 +103,7 @@ func TestFetchLongPoll(t *testing.T) {
 		c := dialRaw(t, b.Addr())
 		value := "other-connection"
 		start := time.Now()
-		corr := c.send(fetchRequest(fetchVersions[1], topic, 0, end, longWait, 1))
+		corr := c.Send(fetchRequest(fetchVersions[1], topic, 0, end, longWait, 1))
 		select {
 		case <-time.After(200 * time.Millisecond): // time for the fetch to park
 		case <-ctx.Done():
@@ -115,7 +115,7 @@ func TestFetchLongPoll(t *testing.T) {
 		}
 		resp := kmsg.NewPtrFetchResponse()
 		resp.SetVersion(fetchVersions[1])
-		c.receive(resp, corr, longWait+rawTimeout)
+		c.Receive(resp, corr, longWait+rawTimeout)
 		checkWoken(t, onlyPartition(t, resp, name, end), end, value, time.Since(start), wakeLimit)
 		produced[end] = value
 		end++
@@ -127,7 +127,7 @@ func TestFetchLongPoll(t *testing.T) {
 		c := dialRaw(t, b.Addr())
 		const wait = 500 * time.Millisecond
 		start := time.Now()
-		resp := c.roundTrip(fetchRequest(fetchVersions[1], topic, 0, 0, wait, 1<<20)).(*kmsg.FetchResponse)
+		resp := c.Do(fetchRequest(fetchVersions[1], topic, 0, 0, wait, 1<<20)).(*kmsg.FetchResponse)
 		elapsed := time.Since(start)
 		fp := onlyPartition(t, resp, name, 0)
 		if fp.Err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -173,7 +174,7 @@ func cellCreateDelete(ctx context.Context, t testing.TB, e *matrixEnv, client st
 		t.Fatalf("after the client created %s the broker lists %+v", name, details)
 	}
 	runOp[map[string]any](ctx, t, d, "delete", e.args(name))
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		m, err := metadataOf(e.b.Addr(), name)
 		return err == nil && len(m.Topics) == 1 && m.Topics[0].ErrorCode == kerr.UnknownTopicOrPartition.Code
 	}) {
@@ -410,7 +411,7 @@ func cellGroups(ctx context.Context, t testing.TB, e *matrixEnv, client string, 
 	}()
 	defer func() { cancel(); <-polled }()
 	adm := kadm.NewClient(newClient(t, e.b))
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		ds, err := adm.DescribeGroups(ctx, group)
 		return err == nil && ds[group].State == "Stable" && len(ds[group].Members) == 1
 	}) {
@@ -452,7 +453,7 @@ func cellLeaderKill(ctx context.Context, t testing.TB, e *matrixEnv, client stri
 	topic := e.name(client, "leader-kill")
 	// Every broker up, listed by every broker, with a controller: the
 	// previous client's cell restarted the broker it killed.
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		for id := int32(1); id <= clusterSize; id++ {
 			m, err := metadataOf(c.broker(id).Addr())
 			if err != nil || len(m.Brokers) != clusterSize || m.ControllerID < 1 {
@@ -469,7 +470,7 @@ func cellLeaderKill(ctx context.Context, t testing.TB, e *matrixEnv, client stri
 	}
 	// Every broker knows the leader before the client asks any of them.
 	var leader int32
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		leader = -1
 		for id := int32(1); id <= clusterSize; id++ {
 			ls, err := c.leadersFrom(id, topic)
@@ -518,7 +519,7 @@ func cellLeaderKill(ctx context.Context, t testing.TB, e *matrixEnv, client stri
 	}
 	// Read everything back with the client from the cluster.
 	end := int64(-1)
-	if !pollUntil(ctx, func() bool {
+	if !ktest.Until(ctx, pollEvery, func() bool {
 		ends, err := adm.ListEndOffsets(ctx, topic)
 		if err != nil {
 			return false

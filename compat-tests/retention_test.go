@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,7 +40,7 @@ func TestRetention(t *testing.T) {
 			t.Fatalf("retention.bytes=2000 deleted everything: start offset %d, end %d", start, end)
 		}
 		// Nor does it delete below retention.bytes.
-		resp := dialRaw(t, b.Addr()).roundTrip(fetchRequest(12, topicRef{name, created.ID}, 0, start, 0, 1)).(*kmsg.FetchResponse)
+		resp := dialRaw(t, b.Addr()).Do(fetchRequest(12, topicRef{name, created.ID}, 0, start, 0, 1)).(*kmsg.FetchResponse)
 		if fp := onlyPartition(t, resp, name, start); fp.Err != nil {
 			t.Fatalf("Fetch from the start offset %d: %v", start, fp.Err)
 		}
@@ -94,9 +95,11 @@ func produceBatches(ctx context.Context, t *testing.T, cl *kgo.Client, topic str
 // moved it far enough for done.
 func waitForStart(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, done func(start int64) bool) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	for {
+	var start int64
+	if !ktest.Until(wctx, pollEvery, func() bool {
+		// ctx, not wctx: the last look after the wait must still work.
 		starts, err := adm.ListStartOffsets(ctx, topic)
 		if err != nil {
 			t.Fatalf("ListStartOffsets: %v", err)
@@ -105,15 +108,12 @@ func waitForStart(ctx context.Context, t *testing.T, adm *kadm.Client, topic str
 		if !ok || o.Err != nil {
 			t.Fatalf("start offset of %s: %+v", topic, o)
 		}
-		if done(o.Offset) {
-			return o.Offset
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("retention did not move the start offset of %s within 20s", topic)
-		case <-time.After(50 * time.Millisecond):
-		}
+		start = o.Offset
+		return done(start)
+	}) {
+		t.Fatalf("retention did not move the start offset of %s within 20s", topic)
 	}
+	return start
 }
 
 // checkAfterRetention reads from the new start, fails to read below it,
@@ -149,8 +149,8 @@ func checkAfterRetention(ctx context.Context, t *testing.T, b *brokerProc, cl *k
 	}
 
 	c := dialRaw(t, b.Addr())
-	for _, v := range []int16{12, c.apiMaxVersions()[kmsg.Fetch.Int16()]} {
-		resp := c.roundTrip(fetchRequest(v, topic, 0, 0, 0, 1)).(*kmsg.FetchResponse)
+	for _, v := range []int16{12, apiMaxVersions(t, c)[kmsg.Fetch.Int16()]} {
+		resp := c.Do(fetchRequest(v, topic, 0, 0, 0, 1)).(*kmsg.FetchResponse)
 		fp := onlyPartition(t, resp, topic.name, 0)
 		if !errors.Is(fp.Err, kerr.OffsetOutOfRange) {
 			t.Errorf("Fetch v%d at offset 0, below the start: error %v, want %v", v, fp.Err, kerr.OffsetOutOfRange)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/pubg1/pubg1/internal/ktest"
 )
 
 // TestSarama produces and consumes with sarama at a recent protocol version
@@ -231,18 +232,14 @@ func saramaAdmin(t *testing.T, b *brokerProc, cfg *sarama.Config, topic string) 
 		t.Fatalf("DeleteTopic %s: %v", topic, err)
 	}
 	// Kafka deletes asynchronously; wait, bounded, for the topic to go.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if !ktest.Until(testContext(t, 10*time.Second), pollEvery, func() bool {
 		topics, err := admin.ListTopics()
 		if err != nil {
 			t.Fatalf("ListTopics after delete: %v", err)
 		}
-		if _, ok := topics[topic]; !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ListTopics still lists %s 10s after DeleteTopic", topic)
-		}
-		time.Sleep(50 * time.Millisecond)
+		_, ok := topics[topic]
+		return !ok
+	}) {
+		t.Fatalf("ListTopics still lists %s 10s after DeleteTopic", topic)
 	}
 }

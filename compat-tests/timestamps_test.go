@@ -77,9 +77,9 @@ func checkTimestamps(ctx context.Context, t *testing.T, b *brokerProc, topic top
 	}
 	// Produce answers say which time the broker used (-1 for CreateTime).
 	c := dialRaw(t, b.Addr())
-	pv := c.apiMaxVersions()[kmsg.Produce.Int16()]
+	pv := apiMaxVersions(t, c)[kmsg.Produce.Int16()]
 	raw := batchSpec{producerID: -1, timestamp: old, values: [][]byte{[]byte("by hand")}}.build()
-	presp := c.roundTrip(produceRequest(pv, topic, 0, raw)).(*kmsg.ProduceResponse)
+	presp := c.Do(produceRequest(pv, topic, 0, raw)).(*kmsg.ProduceResponse)
 	after := time.Now().UnixMilli()
 
 	sp := presp.Topics[0].Partitions[0]

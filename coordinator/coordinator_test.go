@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -82,16 +84,17 @@ func newHarness(t *testing.T, cfg Config, parts []partition.Partition) *harness 
 
 func (h *harness) waitLoaded() {
 	h.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		_, err := h.c.ListGroups(nil, nil)
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, ErrLoadInProgress) || time.Now().After(deadline) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var err error
+	if !ktest.Until(ctx, 5*time.Millisecond, func() bool {
+		_, err = h.c.ListGroups(nil, nil)
+		if err != nil && !errors.Is(err, ErrLoadInProgress) {
 			h.t.Fatalf("loading: %v", err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return err == nil
+	}) {
+		h.t.Fatalf("loading: %v", err)
 	}
 }
 

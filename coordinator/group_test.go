@@ -1,9 +1,12 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/pubg1/pubg1/internal/ktest"
 )
 
 func joinRequest(group, memberID string, instanceID *string, rebalance time.Duration, protocols ...string) JoinRequest {
@@ -93,16 +96,17 @@ func TestUnsyncedMemberRemoved(t *testing.T) {
 	if s.Err != nil {
 		t.Fatalf("leader sync: %v", s.Err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		err := h.heartbeat(HeartbeatRequest{Group: "g", Generation: 1, MemberID: leader.MemberID})
-		if errors.Is(err, ErrRebalanceInProgress) {
-			break
-		}
-		if err != nil || time.Now().After(deadline) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var err error
+	if !ktest.Until(ctx, 20*time.Millisecond, func() bool {
+		err = h.heartbeat(HeartbeatRequest{Group: "g", Generation: 1, MemberID: leader.MemberID})
+		if err != nil && !errors.Is(err, ErrRebalanceInProgress) {
 			t.Fatalf("heartbeat: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return err != nil
+	}) {
+		t.Fatalf("heartbeat: %v after %v, want the rebalance under way", err, waitTimeout)
 	}
 	if waited := time.Since(start); waited < rebalance/2 {
 		t.Errorf("the follower was removed after %v; the rebalance timeout is %v", waited, rebalance)

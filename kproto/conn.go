@@ -83,6 +83,7 @@ func (c ConnConfig) withDefaults() ConnConfig {
 type slot struct {
 	ch       chan kmsg.Response // capacity 1, so respond never blocks
 	answered atomic.Bool
+	closes   atomic.Bool // answered with CloseConnection
 	key      int16
 	version  int16 // the version to encode the response at
 	corrID   int32
@@ -92,6 +93,9 @@ type slot struct {
 // it is dropped rather than allowed to block or to answer a later request.
 func (s *slot) respond(resp kmsg.Response) {
 	if s.answered.CompareAndSwap(false, true) {
+		if resp == CloseConnection {
+			s.closes.Store(true)
+		}
 		s.ch <- resp
 	}
 }
@@ -150,6 +154,13 @@ func Serve(ctx context.Context, nc net.Conn, reg *Registry, cfg ConnConfig) erro
 	}()
 
 	readErr := c.readLoop(handlerCtx)
+	if errors.Is(readErr, ErrClosedByHandler) {
+		// The writer sends what precedes the close, then closes.
+		select {
+		case <-c.writeDone:
+		case <-ctx.Done():
+		}
+	}
 	close(c.stop) // before close, so the writer ignores the errors close causes
 	c.close()
 	<-c.writeDone
@@ -238,6 +249,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 			continue
 		}
 		api.Handle(ctx, req, s.respond)
+		if s.closes.Load() {
+			// Requests behind this one are not read, as in Kafka, which
+			// reads a connection's next request only after answering.
+			return ErrClosedByHandler
+		}
 	}
 }
 
@@ -276,6 +292,13 @@ func (c *conn) writeLoop() error {
 		}
 		if resp == nil {
 			continue // acks=0 produce: the client expects nothing
+		}
+		if resp == CloseConnection {
+			if err := c.flush(bw); err != nil {
+				return err
+			}
+			c.close()
+			return ErrClosedByHandler
 		}
 		if resp.Key() != s.key {
 			c.close()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -31,10 +32,10 @@ func TestApiVersions(t *testing.T) {
 	srv := startServer(t, f.reg, ConnConfig{})
 	c := dial(t, srv.addr)
 	for v := int16(0); v <= 4; v++ {
-		c.send(int32(v), apiVersionsRequest(v))
+		c.SendAs(int32(v), apiVersionsRequest(v))
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(v)
-		if corr := c.recv(resp); corr != int32(v) {
+		if corr := c.Recv(resp); corr != int32(v) {
 			t.Fatalf("v%d: correlation id %d", v, corr)
 		}
 		if resp.ErrorCode != 0 || !sameKeys(resp.ApiKeys, f.reg.Versions()) {
@@ -50,10 +51,10 @@ func TestApiVersionsTooNew(t *testing.T) {
 	for i, v := range []int16{5, 127} { // 5 is known to kmsg but not registered
 		// A future body the server cannot know: it must not be decoded.
 		body := AppendRequestHeader(nil, Header{Key: 18, Version: v, CorrelationID: int32(100 + i)})
-		c.sendRaw(append(body, 0xde, 0xad, 0xbe, 0xef))
+		c.SendFrame(append(body, 0xde, 0xad, 0xbe, 0xef))
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(0)
-		if corr := c.recv(resp); corr != int32(100+i) {
+		if corr := c.Recv(resp); corr != int32(100+i) {
 			t.Fatalf("v%d: correlation id %d", v, corr)
 		}
 		// As Kafka does, only ApiVersions' own range is listed.
@@ -67,10 +68,10 @@ func TestApiVersionsTooNew(t *testing.T) {
 		t.Fatalf("handler called %d times for versions it does not serve", n)
 	}
 	// The client retries at a version the server has, on the same connection.
-	c.send(7, apiVersionsRequest(3))
+	c.SendAs(7, apiVersionsRequest(3))
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(3)
-	if corr := c.recv(resp); corr != 7 || resp.ErrorCode != 0 {
+	if corr := c.Recv(resp); corr != 7 || resp.ErrorCode != 0 {
 		t.Fatalf("correlation id %d, error %d", corr, resp.ErrorCode)
 	}
 }
@@ -82,20 +83,20 @@ func TestResponsesInRequestOrder(t *testing.T) {
 
 	meta := kmsg.NewPtrMetadataRequest()
 	meta.SetVersion(12)
-	c.send(1, meta)
-	c.send(2, apiVersionsRequest(3))
+	c.SendAs(1, meta)
+	c.SendAs(2, apiVersionsRequest(3))
 	// The ApiVersions answer is ready while Metadata still waits.
-	waitFor(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
+	ktest.Eventually(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
 	close(f.release)
 
 	mresp := kmsg.NewPtrMetadataResponse()
 	mresp.SetVersion(12)
-	if corr := c.recv(mresp); corr != 1 {
+	if corr := c.Recv(mresp); corr != 1 {
 		t.Fatalf("first response has correlation id %d, want 1", corr)
 	}
 	aresp := kmsg.NewPtrApiVersionsResponse()
 	aresp.SetVersion(3)
-	if corr := c.recv(aresp); corr != 2 {
+	if corr := c.Recv(aresp); corr != 2 {
 		t.Fatalf("second response has correlation id %d, want 2", corr)
 	}
 }
@@ -111,13 +112,13 @@ func TestPipelinedManyInOrder(t *testing.T) {
 		batch = binary.BigEndian.AppendUint32(batch, uint32(len(body)))
 		batch = append(batch, body...)
 	}
-	if _, err := c.nc.Write(batch); err != nil {
+	if _, err := c.NetConn().Write(batch); err != nil {
 		t.Fatal(err)
 	}
 	for i := range int32(n) {
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(int16(i % 5))
-		if corr := c.recv(resp); corr != i {
+		if corr := c.Recv(resp); corr != i {
 			t.Fatalf("response %d has correlation id %d", i, corr)
 		}
 	}
@@ -132,11 +133,11 @@ func TestBackpressure(t *testing.T) {
 	for i := range int32(n) {
 		meta := kmsg.NewPtrMetadataRequest()
 		meta.SetVersion(4)
-		c.send(i, meta)
+		c.SendAs(i, meta)
 	}
 	// The reader then waits with one more request decoded but not
 	// dispatched.
-	waitFor(t, "queue full", func() bool { return f.metadataCalls.Load() == maxInFlight })
+	ktest.Eventually(t, "queue full", func() bool { return f.metadataCalls.Load() == maxInFlight })
 	time.Sleep(50 * time.Millisecond) // nothing to poll for: checks that nothing more happens
 	if got := f.metadataCalls.Load(); got != maxInFlight {
 		t.Fatalf("%d requests dispatched with %d in flight allowed", got, maxInFlight)
@@ -145,7 +146,7 @@ func TestBackpressure(t *testing.T) {
 	for i := range int32(n) {
 		resp := kmsg.NewPtrMetadataResponse()
 		resp.SetVersion(4)
-		if corr := c.recv(resp); corr != i {
+		if corr := c.Recv(resp); corr != i {
 			t.Fatalf("response %d has correlation id %d", i, corr)
 		}
 	}
@@ -159,22 +160,74 @@ func TestRespondNilSendsNothing(t *testing.T) {
 		produce := kmsg.NewPtrProduceRequest()
 		produce.SetVersion(v)
 		produce.Acks = 0
-		c.send(int32(v), produce)
-		c.send(int32(v)+100, apiVersionsRequest(0))
+		c.SendAs(int32(v), produce)
+		c.SendAs(int32(v)+100, apiVersionsRequest(0))
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(0)
-		if corr := c.recv(resp); corr != int32(v)+100 {
+		if corr := c.Recv(resp); corr != int32(v)+100 {
 			t.Fatalf("produce v%d acks=0: got correlation id %d, want the ApiVersions after it", v, corr)
 		}
 	}
 	produce := kmsg.NewPtrProduceRequest()
 	produce.SetVersion(9)
 	produce.Acks = -1
-	c.send(3, produce)
+	c.SendAs(3, produce)
 	presp := kmsg.NewPtrProduceResponse()
 	presp.SetVersion(9)
-	if corr := c.recv(presp); corr != 3 {
+	if corr := c.Recv(presp); corr != 3 {
 		t.Fatalf("acks=-1 produce: correlation id %d", corr)
+	}
+}
+
+func TestCloseConnectionAfterEarlierResponses(t *testing.T) {
+	f := newFakeBroker(t)
+	srv := startServer(t, f.reg, ConnConfig{})
+	c := dial(t, srv.addr)
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.SetVersion(12)
+	c.SendAs(1, meta)
+	produce := kmsg.NewPtrProduceRequest()
+	produce.SetVersion(9)
+	produce.Acks = 0
+	produce.Topics = []kmsg.ProduceRequestTopic{{Topic: "fail"}}
+	c.SendAs(2, produce)
+	c.SendAs(3, apiVersionsRequest(0))
+	// The Metadata before the close is still answered once it is ready.
+	close(f.release)
+	mresp := kmsg.NewPtrMetadataResponse()
+	mresp.SetVersion(12)
+	if corr := c.Recv(mresp); corr != 1 {
+		t.Fatalf("correlation id %d, want the Metadata's", corr)
+	}
+	c.ExpectClosed()
+	if err := srv.serveErr(t); !errors.Is(err, ErrClosedByHandler) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if n := f.apiVersionsCalls.Load(); n != 0 {
+		t.Fatalf("a request behind the close was handled %d times", n)
+	}
+}
+
+func TestCloseConnectionLater(t *testing.T) {
+	f := newFakeBroker(t)
+	srv := startServer(t, f.reg, ConnConfig{})
+	c := dial(t, srv.addr)
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.SetVersion(4)
+	c.SendAs(1, hb)
+	var respond func(kmsg.Response)
+	select {
+	case respond = <-f.stashed:
+	case <-time.After(testTimeout):
+		t.Fatal("heartbeat not dispatched")
+	}
+	c.SendAs(2, apiVersionsRequest(0))
+	ktest.Eventually(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
+	// A close from another goroutine also drops the ready answer behind it.
+	respond(CloseConnection)
+	c.ExpectClosed()
+	if err := srv.serveErr(t); !errors.Is(err, ErrClosedByHandler) {
+		t.Fatalf("Serve returned %v", err)
 	}
 }
 
@@ -184,16 +237,16 @@ func TestRespondTwiceIgnored(t *testing.T) {
 	c := dial(t, srv.addr)
 	lo := kmsg.NewPtrListOffsetsRequest()
 	lo.SetVersion(4)
-	c.send(1, lo)
-	c.send(2, apiVersionsRequest(1))
+	c.SendAs(1, lo)
+	c.SendAs(2, apiVersionsRequest(1))
 	resp := kmsg.NewPtrListOffsetsResponse()
 	resp.SetVersion(4)
-	if corr := c.recv(resp); corr != 1 || resp.ThrottleMillis != 1 {
+	if corr := c.Recv(resp); corr != 1 || resp.ThrottleMillis != 1 {
 		t.Fatalf("correlation id %d, throttle %d: want the first response", corr, resp.ThrottleMillis)
 	}
 	aresp := kmsg.NewPtrApiVersionsResponse()
 	aresp.SetVersion(1)
-	if corr := c.recv(aresp); corr != 2 {
+	if corr := c.Recv(aresp); corr != 2 {
 		t.Fatalf("correlation id %d after a double respond", corr)
 	}
 }
@@ -204,14 +257,14 @@ func TestRespondAfterServeReturned(t *testing.T) {
 	c := dial(t, srv.addr)
 	hb := kmsg.NewPtrHeartbeatRequest()
 	hb.SetVersion(4)
-	c.send(1, hb)
+	c.SendAs(1, hb)
 	var respond func(kmsg.Response)
 	select {
 	case respond = <-f.stashed:
 	case <-time.After(testTimeout):
 		t.Fatal("heartbeat not dispatched")
 	}
-	_ = c.nc.Close()
+	_ = c.NetConn().Close()
 	if err := srv.serveErr(t); err != nil {
 		t.Fatalf("peer close: Serve returned %v", err)
 	}
@@ -227,19 +280,19 @@ func TestReject(t *testing.T) {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.SetVersion(v)
 		req.CoordinatorKey = "group"
-		c.send(int32(v), req)
+		c.SendAs(int32(v), req)
 		resp := kmsg.NewPtrFindCoordinatorResponse()
 		resp.SetVersion(v)
-		if corr := c.recv(resp); corr != int32(v) || resp.ErrorCode != kerr.UnsupportedVersion.Code {
+		if corr := c.Recv(resp); corr != int32(v) || resp.ErrorCode != kerr.UnsupportedVersion.Code {
 			t.Fatalf("v%d: correlation id %d, error %d", v, corr, resp.ErrorCode)
 		}
 	}
 	req := kmsg.NewPtrFindCoordinatorRequest()
 	req.SetVersion(2)
-	c.send(9, req)
+	c.SendAs(9, req)
 	resp := kmsg.NewPtrFindCoordinatorResponse()
 	resp.SetVersion(2)
-	if corr := c.recv(resp); corr != 9 || resp.ErrorCode != 0 {
+	if corr := c.Recv(resp); corr != 9 || resp.ErrorCode != 0 {
 		t.Fatalf("v2: correlation id %d, error %d", corr, resp.ErrorCode)
 	}
 }
@@ -251,10 +304,10 @@ func closes(t *testing.T, cfg ConnConfig, want error, frame []byte) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, cfg)
 	c := dial(t, srv.addr)
-	if _, err := c.nc.Write(frame); err != nil {
+	if _, err := c.NetConn().Write(frame); err != nil {
 		t.Fatal(err)
 	}
-	c.expectClosed()
+	c.ReadUntilClosed()
 	if err := srv.serveErr(t); !errors.Is(err, want) {
 		t.Fatalf("Serve returned %v, want %v", err, want)
 	}
@@ -305,9 +358,9 @@ func TestUnknownKeyAfterPipelinedRequests(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{})
 	c := dial(t, srv.addr)
-	c.send(1, apiVersionsRequest(0))
-	c.sendRaw(AppendRequestHeader(nil, Header{Key: 9999, CorrelationID: 2}))
-	c.expectClosed()
+	c.SendAs(1, apiVersionsRequest(0))
+	c.SendFrame(AppendRequestHeader(nil, Header{Key: 9999, CorrelationID: 2}))
+	c.ReadUntilClosed()
 	if err := srv.serveErr(t); !errors.Is(err, ErrUnknownAPI) {
 		t.Fatalf("Serve returned %v", err)
 	}
@@ -319,8 +372,8 @@ func TestWrongResponseClosesConnection(t *testing.T) {
 	c := dial(t, srv.addr)
 	jg := kmsg.NewPtrJoinGroupRequest()
 	jg.SetVersion(5)
-	c.send(1, jg)
-	c.expectClosed()
+	c.SendAs(1, jg)
+	c.ReadUntilClosed()
 	if err := srv.serveErr(t); !errors.Is(err, ErrBadResponse) {
 		t.Fatalf("Serve returned %v", err)
 	}
@@ -331,12 +384,12 @@ func TestMaxInFlightOne(t *testing.T) {
 	srv := startServer(t, f.reg, ConnConfig{MaxInFlight: 1})
 	c := dial(t, srv.addr)
 	for i := range int32(20) {
-		c.send(i, apiVersionsRequest(1))
+		c.SendAs(i, apiVersionsRequest(1))
 	}
 	for i := range int32(20) {
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(1)
-		if corr := c.recv(resp); corr != i {
+		if corr := c.Recv(resp); corr != i {
 			t.Fatalf("response %d has correlation id %d", i, corr)
 		}
 	}
@@ -346,11 +399,11 @@ func TestPeerCloseReturnsNil(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{})
 	c := dial(t, srv.addr)
-	c.send(1, apiVersionsRequest(2))
+	c.SendAs(1, apiVersionsRequest(2))
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(2)
-	c.recv(resp)
-	_ = c.nc.Close()
+	c.Recv(resp)
+	_ = c.NetConn().Close()
 	if err := srv.serveErr(t); err != nil {
 		t.Fatalf("Serve returned %v", err)
 	}
@@ -368,7 +421,7 @@ func TestCancelStopsServe(t *testing.T) {
 	meta := kmsg.NewPtrMetadataRequest()
 	meta.SetVersion(1)
 	go func() { _, _ = b.Write(framed(encodeRequest(1, meta))) }()
-	waitFor(t, "Metadata dispatched", func() bool { return f.metadataCalls.Load() == 1 })
+	ktest.Eventually(t, "Metadata dispatched", func() bool { return f.metadataCalls.Load() == 1 })
 
 	cancel()
 	select {
@@ -395,7 +448,7 @@ func TestCancelWhileWriterBlocked(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- Serve(ctx, a, f.reg, ConnConfig{}) }()
 	go func() { _, _ = b.Write(framed(encodeRequest(1, apiVersionsRequest(0)))) }()
-	waitFor(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
+	ktest.Eventually(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
 	cancel()
 	select {
 	case err := <-errc:
@@ -447,20 +500,20 @@ func TestIdleTimeout(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{IdleTimeout: 200 * time.Millisecond})
 	silent := dial(t, srv.addr)
-	silent.expectClosed()
+	silent.ReadUntilClosed()
 
 	stalled := dial(t, srv.addr)
-	if _, err := stalled.nc.Write([]byte{0, 0, 0, 50, 0, 18}); err != nil {
+	if _, err := stalled.NetConn().Write([]byte{0, 0, 0, 50, 0, 18}); err != nil {
 		t.Fatal(err)
 	}
-	stalled.expectClosed()
+	stalled.ReadUntilClosed()
 
 	active := dial(t, srv.addr)
 	for i := 0; i < 5; i++ {
-		active.send(int32(i), apiVersionsRequest(3))
+		active.SendAs(int32(i), apiVersionsRequest(3))
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(3)
-		if corr := active.recv(resp); corr != int32(i) || resp.ErrorCode != 0 {
+		if corr := active.Recv(resp); corr != int32(i) || resp.ErrorCode != 0 {
 			t.Fatalf("request %d: correlation %d, error %d", i, corr, resp.ErrorCode)
 		}
 		time.Sleep(100 * time.Millisecond) // within the idle timeout

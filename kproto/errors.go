@@ -22,6 +22,8 @@ var (
 	// ErrBadResponse: a handler answered with a response of another API, a
 	// programming error that would desynchronise the client.
 	ErrBadResponse = errors.New("kproto: response does not match request")
+	// ErrClosedByHandler: a handler answered with CloseConnection.
+	ErrClosedByHandler = errors.New("kproto: connection closed by the request's handler")
 
 	// errWriterEnded stops the read loop when the write loop has failed;
 	// Serve reports the write loop's error instead.

@@ -2,15 +2,13 @@ package kproto
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -52,7 +50,11 @@ func newFakeBroker(t *testing.T) *fakeBroker {
 		}()
 	}})
 	f.reg.Register(API{Key: 0, MinVersion: 3, MaxVersion: 11, Handle: func(_ context.Context, req *Request, respond func(kmsg.Response)) {
-		if req.Msg.(*kmsg.ProduceRequest).Acks == 0 {
+		if r := req.Msg.(*kmsg.ProduceRequest); r.Acks == 0 {
+			if len(r.Topics) == 1 && r.Topics[0].Topic == "fail" {
+				respond(CloseConnection)
+				return
+			}
 			respond(nil)
 			return
 		}
@@ -137,86 +139,15 @@ func (s *server) serveErr(t *testing.T) error {
 	}
 }
 
-type client struct {
-	t  *testing.T
-	nc net.Conn
-}
-
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) *ktest.Conn {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	return &client{t: t, nc: nc}
+	c := ktest.Dial(t, addr)
+	c.ClientID = "kproto-test"
+	return c
 }
 
 func encodeRequest(corrID int32, req kmsg.Request) []byte {
 	id := "kproto-test"
 	body := AppendRequestHeader(nil, Header{Key: req.Key(), Version: req.GetVersion(), CorrelationID: corrID, ClientID: &id})
 	return req.AppendTo(body)
-}
-
-func (c *client) send(corrID int32, req kmsg.Request) {
-	c.t.Helper()
-	c.sendRaw(encodeRequest(corrID, req))
-}
-
-// sendRaw writes body as one frame.
-func (c *client) sendRaw(body []byte) {
-	c.t.Helper()
-	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
-	if _, err := c.nc.Write(append(frame, body...)); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// recv reads one response into resp, whose version must be set, and returns
-// its correlation id.
-func (c *client) recv(resp kmsg.Response) int32 {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	body, err := ReadFrame(c.nc, DefaultMaxFrameBytes)
-	if err != nil {
-		c.t.Fatalf("reading response: %v", err)
-	}
-	if len(body) < 4 {
-		c.t.Fatalf("response of %d bytes", len(body))
-	}
-	corrID := int32(binary.BigEndian.Uint32(body))
-	body = body[4:]
-	if resp.Key() != 18 && resp.IsFlexible() {
-		if len(body) < 1 || body[0] != 0 {
-			c.t.Fatalf("flexible response header without an empty tag section")
-		}
-		body = body[1:]
-	}
-	if err := resp.ReadFrom(body); err != nil {
-		c.t.Fatalf("decoding %s v%d: %v", kmsg.NameForKey(resp.Key()), resp.GetVersion(), err)
-	}
-	return corrID
-}
-
-// expectClosed waits for the server to close the connection.
-func (c *client) expectClosed() {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	_, err := io.ReadAll(c.nc)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		c.t.Fatal("connection still open")
-	}
-}
-
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -32,9 +32,21 @@ type ConnInfo struct {
 // request order, so it must not block for long: work that waits (a Fetch
 // long poll, a Produce waiting for its sync) finishes later by calling
 // respond from another goroutine. respond must be called exactly once;
-// respond(nil) sends nothing (acks=0 produce). The response's version is set
-// to the request's before it is encoded.
+// respond(nil) sends nothing (acks=0 produce), and respond(CloseConnection)
+// sends nothing and closes the connection (a failed acks=0 produce). The
+// response's version is set to the request's before it is encoded.
 type Handler func(ctx context.Context, req *Request, respond func(kmsg.Response))
+
+// CloseConnection, passed to respond, closes the connection once the
+// responses to earlier requests are written; later requests are neither
+// answered nor, if the handler responds before it returns, read. Kafka
+// answers a failed acks=0 produce this way, since it has no response to
+// carry the error: the client notices the closed connection and refreshes
+// its metadata.
+var CloseConnection kmsg.Response = closeConnection{}
+
+// closeConnection is only ever compared against, never encoded.
+type closeConnection struct{ kmsg.Response }
 
 // API is one entry of the registry: an API key, the version range that is
 // really handled, and the handler.

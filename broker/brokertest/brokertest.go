@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pubg1/pubg1/broker"
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/rs/zerolog"
 )
 
@@ -52,16 +53,12 @@ func Run(t testing.TB, opts ...Option) *broker.Broker {
 // WaitReady polls addr until it accepts a TCP connection.
 func WaitReady(t testing.TB, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ktest.Eventually(t, addr+" to accept connections", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("brokertest: %s not ready: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		c.Close()
+		return true
+	})
 }

@@ -38,9 +38,9 @@ func (c *clusterUpCmd) Run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var peers []string
+	var addrs []string
 	for id := 1; id <= c.Brokers; id++ {
-		peers = append(peers, fmt.Sprintf("%d=%s:%d", id, c.Host, c.BasePort+id-1))
+		addrs = append(addrs, fmt.Sprintf("%s:%d", c.Host, c.BasePort+id-1))
 	}
 	var procs []*bench.Proc
 	var mu sync.Mutex // serialises the brokers' output lines
@@ -58,8 +58,8 @@ func (c *clusterUpCmd) Run() error {
 	for id := 1; id <= c.Brokers; id++ {
 		p := &bench.Proc{
 			Binary:         self,
-			Addr:           fmt.Sprintf("%s:%d", c.Host, c.BasePort+id-1),
-			Args:           []string{"--id", fmt.Sprint(id), "--data", filepath.Join(c.Data, fmt.Sprint(id)), "--peers", strings.Join(peers, ","), "--log-level", c.LogLevel},
+			Addr:           addrs[id-1],
+			Args:           []string{"--id", fmt.Sprint(id), "--data", filepath.Join(c.Data, fmt.Sprint(id)), "--peers", bench.Peers(addrs), "--log-level", c.LogLevel},
 			LogTo:          &prefixWriter{prefix: fmt.Sprintf("[broker %d] ", id), mu: &mu, w: os.Stderr},
 			KillWithParent: true,
 		}
