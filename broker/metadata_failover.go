@@ -17,9 +17,9 @@ import (
 // once (Raft's TimeoutNow), the next after rankDelay, and so on, provided
 // a majority of the voters is up.
 type metaElector struct {
-	b       *Broker
-	vacant  time.Time // when the leadership was first found vacant; zero while it is not
-	tried   time.Time // when this broker last stood
+	b      *Broker
+	vacant time.Time // when the leadership was first found vacant; zero while it is not
+	tried  time.Time // when this broker last stood
 }
 
 // metaElectLoop runs the metadata elector each electTick and whenever a peer
