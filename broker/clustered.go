@@ -34,18 +34,18 @@ import (
 // change to reach this broker's catalog.
 const metadataWait = 15 * time.Second
 
-// tuneRaft sets the election settings of the metadata group. A follower
-// that hears nothing from its leader for 1.5 to 3 seconds
-// (HeartbeatTimeout, randomised up to twice) starts an election, so a dead
-// metadata leader is replaced in about 2 to 4 seconds. Heartbeats go out
-// every 150 to 300 ms per follower and travel in the mux's shared frames
-// (up to 200 ms later, well inside the 1 s leader lease). Partition groups,
-// of which there are many, run with long timeouts instead (see
+// tuneMetadataRaft sets the election settings of the metadata group. A
+// follower that hears nothing from its leader for MetadataHeartbeat to
+// twice that (1.5 to 3 s by default) starts an election of its own; the
+// failure detector starts one sooner (metadata_failover.go). Heartbeats go
+// out every tenth to fifth of it per follower and travel in the mux's
+// shared frames (up to 200 ms later, inside the leader lease). Partition
+// groups, of which there are many, run with long timeouts instead (see
 // tunePartitionRaft).
-func tuneRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 1500 * time.Millisecond
-	c.ElectionTimeout = 1500 * time.Millisecond
-	c.LeaderLeaseTimeout = time.Second
+func (t Timings) tuneMetadataRaft(c *raft.Config) {
+	c.HeartbeatTimeout = t.MetadataHeartbeat
+	c.ElectionTimeout = t.MetadataHeartbeat
+	c.LeaderLeaseTimeout = t.MetadataLease
 	c.CommitTimeout = 5 * time.Second
 }
 
@@ -68,7 +68,7 @@ func (b *Broker) single() bool { return len(b.cfg.Peers) == 1 }
 func (b *Broker) startCluster() error {
 	self := b.cfg.Peers[b.cfg.NodeID]
 	b.mux = raftmux.New(raft.ServerAddress(self), b.log)
-	tune := tuneRaft
+	tune := b.cfg.Timings.tuneMetadataRaft
 	if b.single() {
 		tune = tuneSoleVoter
 	}
@@ -89,7 +89,8 @@ func (b *Broker) startCluster() error {
 		peers = append(peers, raft.ServerAddress(addr))
 	}
 	b.metaElectWake = make(chan struct{}, 1)
-	b.mux.WatchPeers(peers, raftmux.DefaultLivenessConfig(), func() {
+	live := raftmux.LivenessConfig{Interval: b.cfg.Timings.PeerPingAfter, DeadAfter: b.cfg.Timings.PeerDeadAfter}
+	b.mux.WatchPeers(peers, live, func() {
 		b.wakeElect()
 		signal(b.metaElectWake)
 	})
@@ -322,7 +323,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	ref := make(chan *partition.Replicated, 1)
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
-		Transport: trans, Snapshots: snaps, Servers: servers, Tune: tunePartitionRaft, Logger: b.log,
+		Transport: trans, Snapshots: snaps, Servers: servers, Tune: b.cfg.Timings.tunePartitionRaft, Logger: b.log,
 		Decompressor: b.decompressor,
 		OnOutranked:  b.wakeElect,
 		OnLeadership: func(leader bool, epoch int32) {

@@ -58,6 +58,92 @@ type Config struct {
 	// for a cluster; empty runs a single broker. Raft traffic between
 	// brokers shares these (Kafka) addresses.
 	Peers map[int32]string
+
+	// Timings are the failure detection and election settings.
+	Timings Timings
+}
+
+// Timings are how fast brokers notice failures and elect leaders (see
+// failover.go and metadata_failover.go). DefaultTimings holds the values
+// brokers run with; tests may shorten them rather than wait.
+type Timings struct {
+	// PeerPingAfter is how long a peer broker may stay silent before it is
+	// pinged; PeerDeadAfter, before it is taken for down (at once when its
+	// connections are refused).
+	PeerPingAfter, PeerDeadAfter time.Duration
+
+	// ElectTick is how often the electors check every replica, besides
+	// whenever a peer goes up or down.
+	ElectTick time.Duration
+	// RankDelay separates the replicas that stand for a vacant leadership,
+	// in replica-set order, so that they do not split the vote.
+	RankDelay time.Duration
+	// CampaignPause is the least time between two elections one replica
+	// starts.
+	CampaignPause time.Duration
+	// SilentLeader is how long a follower waits for a leader whose broker
+	// is up but that it does not hear from.
+	SilentLeader time.Duration
+	// LeaderlessGrace is how long a follower that knows no leader waits
+	// when the metadata names a live one, which should reach it first.
+	LeaderlessGrace time.Duration
+	// VoteGrace is how long after granting a vote or stepping down a
+	// replica does not stand: an election is under way.
+	VoteGrace time.Duration
+
+	// Raft's own timers, the fallback behind the failure detector:
+	// partition groups heartbeat every PartitionHeartbeat/10 to /5 when
+	// idle and elect on their own after PartitionHeartbeat of silence; a
+	// partition leader that cannot reach a majority for PartitionLease
+	// steps down. The metadata group, a single group, heartbeats more often
+	// (MetadataHeartbeat, MetadataLease).
+	PartitionHeartbeat, PartitionLease time.Duration
+	MetadataHeartbeat, MetadataLease   time.Duration
+}
+
+// DefaultTimings are the timings brokers run with.
+func DefaultTimings() Timings {
+	return Timings{
+		PeerPingAfter:      500 * time.Millisecond,
+		PeerDeadAfter:      1500 * time.Millisecond,
+		ElectTick:          500 * time.Millisecond,
+		RankDelay:          2 * time.Second,
+		CampaignPause:      3 * time.Second,
+		SilentLeader:       15 * time.Second,
+		LeaderlessGrace:    10 * time.Second,
+		VoteGrace:          2 * time.Second,
+		PartitionHeartbeat: 30 * time.Second,
+		PartitionLease:     10 * time.Second,
+		MetadataHeartbeat:  1500 * time.Millisecond,
+		MetadataLease:      time.Second,
+	}
+}
+
+// validate checks that every timing is positive and that each Raft lease
+// fits within its heartbeat timeout, as Raft requires.
+func (t Timings) validate() error {
+	var errs []error
+	for name, d := range map[string]time.Duration{
+		"peer ping after": t.PeerPingAfter, "peer dead after": t.PeerDeadAfter, "elect tick": t.ElectTick,
+		"rank delay": t.RankDelay, "campaign pause": t.CampaignPause, "silent leader": t.SilentLeader,
+		"leaderless grace": t.LeaderlessGrace, "vote grace": t.VoteGrace,
+		"partition heartbeat": t.PartitionHeartbeat, "partition lease": t.PartitionLease,
+		"metadata heartbeat": t.MetadataHeartbeat, "metadata lease": t.MetadataLease,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("timing %s %v must be positive", name, d))
+		}
+	}
+	if t.PeerDeadAfter < t.PeerPingAfter {
+		errs = append(errs, fmt.Errorf("peer dead after %v is shorter than peer ping after %v", t.PeerDeadAfter, t.PeerPingAfter))
+	}
+	if t.PartitionLease > t.PartitionHeartbeat {
+		errs = append(errs, fmt.Errorf("partition lease %v exceeds the partition heartbeat timeout %v", t.PartitionLease, t.PartitionHeartbeat))
+	}
+	if t.MetadataLease > t.MetadataHeartbeat {
+		errs = append(errs, fmt.Errorf("metadata lease %v exceeds the metadata heartbeat timeout %v", t.MetadataLease, t.MetadataHeartbeat))
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultConfig returns the embedded default: one broker on 127.0.0.1:9092
@@ -87,6 +173,8 @@ func DefaultConfig() Config {
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: 5 * time.Minute,
 		LeaderImbalancePerBroker:     10,
+
+		Timings: DefaultTimings(),
 	}
 }
 
@@ -142,6 +230,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaderImbalancePerBroker < 0 || c.LeaderImbalancePerBroker > 100 {
 		errs = append(errs, fmt.Errorf("leader imbalance per broker percentage %d must be between 0 and 100", c.LeaderImbalancePerBroker))
+	}
+	if err := c.Timings.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	gc := c.groupConfig()
 	if err := gc.Validate(); err != nil {

@@ -12,22 +12,23 @@ import (
 // Partition leadership failover.
 //
 // Partition groups run with long Raft timeouts (tunePartitionRaft) so that
-// idle partitions cost little: an idle leader heartbeats each follower
-// every 3 to 6 s, and Raft's own election timer would leave a dead leader
-// in place for 30 to 60 s. Failover is driven by the broker instead, from
+// idle partitions cost little: by default an idle leader heartbeats each
+// follower every 3 to 6 s, and Raft's own election timer would leave a dead
+// leader in place for 30 to 60 s. The durations named below are the
+// broker's Timings. Failover is driven by the broker instead, from
 // one failure detector per peer broker (the mux's liveness pings, see
 // raftmux.WatchPeers) and one loop over all its replicas:
 //
 //   - a follower stands for election when its leader's broker is down, or
-//     when it has heard nothing from its leader for silentLeader;
+//     when it has heard nothing from its leader for SilentLeader;
 //   - a follower that knows no leader (a new partition, a restart) stands
 //     when the metadata names no leader, this broker, or a broker that is
-//     down; when it names a live broker, only after leaderlessGrace, since
-//     that leader should reach it first. None stands within voteGrace of
+//     down; when it names a live broker, only after LeaderlessGrace, since
+//     that leader should reach it first. None stands within VoteGrace of
 //     granting a vote or of stepping down as leader: an election is under
 //     way (a leadership transfer, say), and its winner is about to say so;
 //   - of the replicas that may stand, the first of the replica set that is
-//     up stands at once, the next after rankDelay, and so on, so that they
+//     up stands at once, the next after RankDelay, and so on, so that they
 //     do not split the vote and a new partition is led by its preferred
 //     replica; none stands without a quorum of its replicas up.
 //
@@ -36,15 +37,6 @@ import (
 // complete as theirs. When a peer broker comes back, the leaders of the
 // partitions it replicates nudge replication so that it catches up at once
 // rather than at the next commit timeout.
-const (
-	electTick       = 500 * time.Millisecond
-	rankDelay       = 2 * time.Second
-	campaignPause   = 3 * time.Second // between two elections one replica starts
-	silentLeader    = 15 * time.Second
-	leaderlessGrace = 10 * time.Second
-	voteGrace       = 2 * time.Second
-)
-
 // tunePartitionRaft sets the Raft timeouts of partition groups (see above).
 // The leader lease stays well above the heartbeat interval: a leader cut
 // off from its followers steps down within 10 s, and cannot commit
@@ -52,11 +44,11 @@ const (
 // sends followers the commit index, is as long: followers only need it to
 // apply entries early, and a leader applies everything again before it
 // serves (see partition.Replicated.lead).
-func tunePartitionRaft(c *raft.Config) {
-	c.HeartbeatTimeout = 30 * time.Second
-	c.ElectionTimeout = 30 * time.Second
-	c.LeaderLeaseTimeout = 10 * time.Second
-	c.CommitTimeout = 30 * time.Second
+func (t Timings) tunePartitionRaft(c *raft.Config) {
+	c.HeartbeatTimeout = t.PartitionHeartbeat
+	c.ElectionTimeout = t.PartitionHeartbeat
+	c.LeaderLeaseTimeout = t.PartitionLease
+	c.CommitTimeout = t.PartitionHeartbeat
 }
 
 // vacancy tracks a replica that finds its partition's leadership vacant.
@@ -69,7 +61,7 @@ type vacancy struct {
 type elector struct {
 	b      *Broker
 	vacant map[partition.Replica]*vacancy
-	// led is when each replica was last seen leading, for voteGrace after.
+	// led is when each replica was last seen leading, for VoteGrace after.
 	led map[partition.Replica]time.Time
 	// seen is when each replica was first seen: a leader's silence counts
 	// from then at the earliest.
@@ -81,22 +73,24 @@ type elector struct {
 	last, resumed time.Time
 }
 
-// stallGap is a gap between passes that means this broker did not run.
-const stallGap = 4 * electTick
+// stallTicks is how many elect ticks a gap between passes must span to
+// mean that this broker did not run.
+const stallTicks = 4
 
 func (b *Broker) wakeElect() { signal(b.electWake) }
 
-// electLoop checks every replica each electTick and whenever a peer goes
+// electLoop checks every replica each ElectTick and whenever a peer goes
 // up or down or replicas open.
 func (b *Broker) electLoop() {
 	e := &elector{b: b, vacant: make(map[partition.Replica]*vacancy), led: make(map[partition.Replica]time.Time),
 		seen: make(map[partition.Replica]time.Time)}
-	b.everyOrWoken(electTick, b.electWake, e.pass)
+	b.everyOrWoken(b.cfg.Timings.ElectTick, b.electWake, e.pass)
 }
 
 func (e *elector) pass(now time.Time) {
 	b := e.b
-	if !e.last.IsZero() && now.Sub(e.last) > stallGap {
+	tm := b.cfg.Timings
+	if !e.last.IsZero() && now.Sub(e.last) > stallTicks*tm.ElectTick {
 		e.resumed = now
 	}
 	e.last = now
@@ -147,7 +141,7 @@ func (e *elector) pass(now time.Time) {
 			// A leader that just stepped down (for a leadership transfer,
 			// say) may not have marked the contact yet: its vote is being
 			// stored.
-			if at, ok := e.led[rp]; ok && now.Sub(at) < voteGrace {
+			if at, ok := e.led[rp]; ok && now.Sub(at) < tm.VoteGrace {
 				led[rp] = at
 				if at.After(contact) {
 					contact = at
@@ -162,7 +156,7 @@ func (e *elector) pass(now time.Time) {
 				v = &vacancy{since: now}
 			}
 			vacant[rp] = v
-			if now.Sub(v.since) < delay || now.Sub(v.tried) < campaignPause {
+			if now.Sub(v.since) < delay || now.Sub(v.tried) < tm.CampaignPause {
 				continue
 			}
 			v.tried = now
@@ -189,13 +183,13 @@ func (e *elector) pass(now time.Time) {
 // A replica that has just refused its vote to a candidate whose log is
 // behind its own (outranked) stands at once when no live leader is known:
 // that candidate cannot win, and waiting for its rank would leave the
-// partition without a leader for rankDelay more.
+// partition without a leader for RankDelay more.
 func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
-	self := e.b.cfg.NodeID
+	self, tm := e.b.cfg.NodeID, e.b.cfg.Timings
 	if state != raft.Follower {
 		return 0, false
 	}
-	if now.Sub(outranked) < voteGrace {
+	if now.Sub(outranked) < tm.VoteGrace {
 		id, err := strconv.Atoi(string(leader))
 		if leader == "" || (err == nil && down[int32(id)]) {
 			return 0, quorumUp(replicas, up)
@@ -211,11 +205,11 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 				contact = since
 			}
 		}
-		if err == nil && !down[int32(id)] && now.Sub(contact) < silentLeader {
+		if err == nil && !down[int32(id)] && now.Sub(contact) < tm.SilentLeader {
 			return 0, false
 		}
 		gone = int32(id)
-	case now.Sub(contact) < voteGrace:
+	case now.Sub(contact) < tm.VoteGrace:
 		// Raft marks a contact when it grants a vote or stops leading.
 		return 0, false
 	case md.Leader == self:
@@ -223,7 +217,7 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	case md.Leader < 0 || down[md.Leader]:
 		gone = md.Leader
 	default:
-		gone, wait = md.Leader, leaderlessGrace
+		gone, wait = md.Leader, tm.LeaderlessGrace
 	}
 	if !quorumUp(replicas, up) {
 		return 0, false
@@ -237,7 +231,7 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 			rank++
 		}
 	}
-	return wait + time.Duration(rank)*rankDelay, true
+	return wait + time.Duration(rank)*tm.RankDelay, true
 }
 
 // quorumUp reports whether a majority of replicas are on brokers that are up.

@@ -14,7 +14,7 @@ import (
 // clients would not learn of it. The failure detector that drives
 // partition failover (failover.go) drives this group too: when the broker
 // that leads it is down, the first live voter in broker ID order stands at
-// once (Raft's TimeoutNow), the next after rankDelay, and so on, provided
+// once (Raft's TimeoutNow), the next after RankDelay, and so on, provided
 // a majority of the voters is up.
 type metaElector struct {
 	b      *Broker
@@ -22,11 +22,11 @@ type metaElector struct {
 	tried  time.Time // when this broker last stood
 }
 
-// metaElectLoop runs the metadata elector each electTick and whenever a peer
+// metaElectLoop runs the metadata elector each ElectTick and whenever a peer
 // goes up or down.
 func (b *Broker) metaElectLoop() {
 	e := &metaElector{b: b}
-	b.everyOrWoken(electTick, b.metaElectWake, e.pass)
+	b.everyOrWoken(b.cfg.Timings.ElectTick, b.metaElectWake, e.pass)
 }
 
 func (e *metaElector) pass(now time.Time) {
@@ -65,7 +65,7 @@ func (e *metaElector) pass(now time.Time) {
 	if rank < 0 || live <= len(voters)/2 {
 		return // no majority to elect anyone
 	}
-	if now.Sub(e.vacant) < time.Duration(rank)*rankDelay || now.Sub(e.tried) < campaignPause {
+	if now.Sub(e.vacant) < time.Duration(rank)*b.cfg.Timings.RankDelay || now.Sub(e.tried) < b.cfg.Timings.CampaignPause {
 		return
 	}
 	e.tried = now

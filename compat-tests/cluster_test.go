@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/broker"
+
 	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,17 +30,11 @@ import (
 // to every broker a little more, and the 2 shared cores add noise.
 const maxFailover = 10 * time.Second
 
-// Failover timings of the brokers (broker/failover.go) that tests wait out.
-const (
-	// rankDelay separates the replicas of a partition that stand for
-	// election in turn.
-	rankDelay = 2 * time.Second
-	// leaderlessGrace is how long a replica that knows no leader waits
-	// for the live leader the metadata names before it stands.
-	leaderlessGrace = 10 * time.Second
-	// standWindow outlasts every delay after which a replica stands.
-	standWindow = leaderlessGrace + rankDelay
-)
+// standWindow outlasts every delay after which a replica of a broker with
+// the default timings stands for election: a replica that knows no leader
+// waits LeaderlessGrace for the live leader the metadata names, and the
+// replicas stand in turn, RankDelay apart.
+var standWindow = broker.DefaultTimings().LeaderlessGrace + broker.DefaultTimings().RankDelay
 
 // producerOpts are those of every producer here: idempotent (franz-go's
 // default), acks=all, default retries, and a delivery timeout generous
