@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/raftmux"
 	"github.com/pubg1/pubg1/broker/storage"
 	"github.com/pubg1/pubg1/coordinator"
@@ -44,13 +45,13 @@ type Broker struct {
 	groups *coordinator.Coordinator // consumer groups (groups.go)
 
 	// The metadata group and the Raft traffic of partitions (see
-	// clustered.go). A single broker is a cluster of one.
+	// cluster_start.go). A single broker is a cluster of one.
 	ctrl          *cluster.Controller
 	mux           *raftmux.Mux
 	legacy        *legacyData // a single-broker data directory of an older release, until migrated
 	reconcileWake chan struct{}
-	electWake     chan struct{} // wakes electLoop (failover.go)
-	metaElectWake chan struct{} // wakes metaElectLoop (metadata_failover.go)
+	electWake     chan struct{} // wakes electLoop (failover_partitions.go)
+	metaElectWake chan struct{} // wakes metaElectLoop (failover_metadata.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 	ready         chan struct{} // closed once clients are served (see initCluster)
@@ -483,4 +484,28 @@ func handle[R kmsg.Request](fn func(ctx context.Context, req *kproto.Request, r 
 	return func(ctx context.Context, req *kproto.Request, respond func(kmsg.Response)) {
 		respond(fn(ctx, req, req.Msg.(R)))
 	}
+}
+
+// handOffLeadership moves every Raft leadership this broker holds to
+// another replica before it shuts down. Each transfer is bounded by Raft's
+// election timeout.
+func (b *Broker) handOffLeadership() {
+	var wg sync.WaitGroup
+	for _, t := range b.topics.list() {
+		for _, p := range t.parts {
+			if rp, ok := p.(partition.Replica); ok && rp.IsLeader() {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rp.HandOff()
+				}()
+			}
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.ctrl.HandOff()
+	}()
+	wg.Wait()
 }

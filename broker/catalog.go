@@ -223,3 +223,16 @@ func validTopicName(name string) error {
 	}
 	return nil
 }
+
+// leaderPartition finds a partition this broker leads: an unknown topic or
+// partition is ErrUnknownTopic, one led elsewhere partition.ErrNotLeader.
+func leaderPartition(t *topic, n int32) (partition.Partition, error) {
+	if t == nil || n < 0 || int(n) >= len(t.parts) {
+		return nil, ErrUnknownTopic
+	}
+	p := t.parts[n]
+	if !p.IsLeader() {
+		return nil, partition.ErrNotLeader
+	}
+	return p, nil
+}

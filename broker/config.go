@@ -64,7 +64,7 @@ type Config struct {
 }
 
 // Timings are how fast brokers notice failures and elect leaders (see
-// failover.go and metadata_failover.go). DefaultTimings holds the values
+// failover_partitions.go and failover_metadata.go). DefaultTimings holds the values
 // brokers run with; tests may shorten them rather than wait.
 type Timings struct {
 	// PeerPingAfter is how long a peer broker may stay silent before it is

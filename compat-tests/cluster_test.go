@@ -4,8 +4,8 @@ package compattests
 // and follower SIGKILLs under an idempotent acks=all stream, a full
 // SIGKILL restart, topic creation with a broker down, a frozen (SIGSTOP)
 // leader, and topic operations through a broker that is not the
-// controller. Election settings under test: heartbeat and election
-// timeouts 1.5 s, leader lease 1 s (broker/clustered.go tuneRaft).
+// controller. The brokers run with the default timings
+// (broker.DefaultTimings).
 
 import (
 	"context"

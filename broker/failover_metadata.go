@@ -12,7 +12,7 @@ import (
 // (tuneRaft), which replace a dead leader after 1.5 to 3 s of silence and an
 // election; until then no partition's new leader can be recorded, so
 // clients would not learn of it. The failure detector that drives
-// partition failover (failover.go) drives this group too: when the broker
+// partition failover (failover_partitions.go) drives this group too: when the broker
 // that leads it is down, the first live voter in broker ID order stands at
 // once (Raft's TimeoutNow), the next after RankDelay, and so on, provided
 // a majority of the voters is up.

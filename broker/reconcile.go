@@ -1,0 +1,212 @@
+package broker
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/broker/storage"
+	"github.com/pubg1/pubg1/coordinator"
+)
+
+// Reconciliation: every broker builds its catalog of topics and opens or
+// deletes its partition replicas from the metadata it has applied.
+
+func (b *Broker) wakeReconcile() { signal(b.reconcileWake) }
+
+// reconcileLoop keeps the local topics and partition replicas in line with
+// the metadata. The first reconciliation that starts after this broker's
+// start is recorded closes caughtUp.
+func (b *Broker) reconcileLoop() {
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.reconcileWake:
+			registered := isClosed(b.registered)
+			b.reconcile(b.ctrl.State())
+			if registered && !isClosed(b.caughtUp) {
+				close(b.caughtUp)
+			}
+		}
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Broker) reconcile(st *cluster.State) {
+	current := make(map[[16]byte]*topic)
+	for _, t := range b.topics.list() {
+		current[t.id] = t
+	}
+	var unreported []*cluster.Command // local partitions the metadata does not show led here
+	for _, mt := range st.Topics {
+		old := current[mt.ID]
+		delete(current, mt.ID)
+		parts := make([]partition.Partition, len(mt.Replicas))
+		for i, replicas := range mt.Replicas {
+			if old != nil && i < len(old.parts) {
+				if _, remote := old.parts[i].(partition.Remote); !remote || !slices.Contains(replicas, b.cfg.NodeID) {
+					parts[i] = old.parts[i]
+				}
+			}
+			if parts[i] == nil {
+				parts[i] = partition.Remote{}
+				if slices.Contains(replicas, b.cfg.NodeID) {
+					p, err := b.openPartition(mt, int32(i))
+					if err != nil {
+						b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("opening replica")
+						continue
+					}
+					parts[i] = p
+				}
+			}
+			if lp, ok := parts[i].(*partition.Local); ok && i < len(mt.Leaders) && mt.Leaders[i].Leader != b.cfg.NodeID {
+				unreported = append(unreported, cluster.SetLeaderCommand(mt.ID, int32(i), b.cfg.NodeID, lp.Offsets().LeaderEpoch))
+			}
+		}
+		b.topics.put(&topic{
+			name: mt.Name, id: mt.ID, parts: parts, configs: mt.Configs,
+			internal: len(mt.Name) > 2 && mt.Name[:2] == "__",
+			replicas: int16(len(mt.Replicas[0])), effective: b.effective(mt.Configs),
+			assign: mt.Replicas, leaders: mt.Leaders,
+		})
+	}
+	for _, gone := range current {
+		b.topics.remove(gone)
+		if b.groups != nil {
+			b.groups.TopicDeleted(gone.name)
+		}
+		for i, p := range gone.parts {
+			if err := p.Delete(); err != nil {
+				b.log.Error().Err(err).Str("topic", gone.name).Int("partition", i).Msg("deleting replica")
+			}
+		}
+		b.log.Info().Str("topic", gone.name).Msg("topic deleted")
+	}
+	b.wakeElect() // new replicas may stand for election at once
+	b.reportLocalLeaders(unreported)
+}
+
+// reportLocalLeaders records in the metadata that this broker leads its
+// local partitions, which have no election to report one. It waits for
+// the reports, so that the reconciliation that opens the gate to clients
+// has them recorded; their own reconciliation follows.
+func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) {
+	if len(cmds) == 0 || !isClosed(b.registered) {
+		return // before registration, which clears them
+	}
+	var wg sync.WaitGroup
+	for _, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.proposeUntilApplied(cmd)
+		}()
+	}
+	wg.Wait()
+}
+
+// openPartition opens this broker's replica of one partition: a local log
+// on a single broker, a Raft group otherwise.
+func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition, error) {
+	if !b.single() {
+		return b.openReplica(mt, n)
+	}
+	p, err := partition.OpenLocal(partition.LocalOptions{
+		Store: b.store, Log: storage.LogID{Topic: mt.ID, Partition: n}, Decompressor: b.decompressor,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if mt.Name == coordinator.OffsetsTopic && b.groups != nil {
+		b.groups.Elect(n, p)
+	}
+	return p, nil
+}
+
+// openReplica starts this broker's replica of one partition.
+func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated, error) {
+	group := fmt.Sprintf("p/%x/%d", mt.ID, n)
+	layer, err := b.mux.Layer(group)
+	if err != nil {
+		return nil, err
+	}
+	trans := layer.NewTransport(2, 10*time.Second)
+	trans.HoldForPeers()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(b.cfg.DataDir, "raft", fmt.Sprintf("%x", mt.ID), strconv.Itoa(int(n))), 1, hclog.NewNullLogger())
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	var servers []raft.Server
+	for _, id := range mt.Replicas[n] {
+		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
+	}
+	topicID := mt.ID
+	// The coordinator serves the groups of an offsets partition this broker
+	// leads. Leadership is only reported once the new leader has applied
+	// every committed entry, so replaying the partition sees them all.
+	offsets := mt.Name == coordinator.OffsetsTopic && b.groups != nil
+	ref := make(chan *partition.Replicated, 1)
+	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
+		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
+		Transport: trans, Snapshots: snaps, Servers: servers, Tune: b.cfg.Timings.tunePartitionRaft, Logger: b.log,
+		Decompressor: b.decompressor,
+		OnOutranked:  b.wakeElect,
+		OnLeadership: func(leader bool, epoch int32) {
+			if leader {
+				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
+			}
+			if !offsets {
+				return
+			}
+			if !leader {
+				b.groups.Resign(n)
+				return
+			}
+			b.goFunc(func() {
+				select {
+				case p := <-ref:
+					ref <- p
+					if p.IsLeader() {
+						b.groups.Elect(n, p)
+					}
+				case <-b.ctx.Done():
+				}
+			})
+		},
+	})
+	if err != nil {
+		trans.Close()
+		return nil, err
+	}
+	ref <- p
+	return p, nil
+}
+
+// reportLeader records in the metadata that this broker leads a partition.
+func (b *Broker) reportLeader(topicID [16]byte, n, epoch int32) {
+	// Only after this broker's start is recorded, which clears what it led
+	// before; a report committed earlier would be cleared with them.
+	select {
+	case <-b.registered:
+	case <-b.ctx.Done():
+		return
+	}
+	b.proposeUntilApplied(cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch))
+}
