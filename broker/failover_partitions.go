@@ -181,7 +181,8 @@ func (e *elector) pass(now time.Time) {
 // restarted replica learns its leader from an append it may still have
 // to refuse (its log lags), and Raft marks no contact until one succeeds.
 // A replica that has just refused its vote to a candidate whose log is
-// behind its own (outranked) stands at once when no live leader is known:
+// behind its own (outranked), and heard from no leader since, stands at
+// once when no live leader is known:
 // that candidate cannot win, and waiting for its rank would leave the
 // partition without a leader for RankDelay more.
 func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
@@ -189,7 +190,9 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	if state != raft.Follower {
 		return 0, false
 	}
-	if now.Sub(outranked) < tm.VoteGrace {
+	// Only a refusal since the last contact with a leader counts: one from
+	// an election that has since been decided says nothing of this one.
+	if now.Sub(outranked) < tm.VoteGrace && outranked.After(contact) {
 		id, err := strconv.Atoi(string(leader))
 		if leader == "" || (err == nil && down[int32(id)]) {
 			return 0, quorumUp(replicas, up)

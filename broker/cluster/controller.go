@@ -31,6 +31,9 @@ const (
 	maxRPCBytes   = 16 << 20
 	// forwardAttempt bounds one forwarded proposal.
 	forwardAttempt = 3 * time.Second
+	// forwardCheck is how often a forwarded proposal checks that its
+	// leader still leads and is up.
+	forwardCheck = 20 * time.Millisecond
 	// fenceAfter is how long the metadata leader goes without reaching a
 	// broker before it fences it (Kafka's broker.session.timeout.ms).
 	fenceAfter = 2 * time.Second
@@ -286,7 +289,9 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 		return c.applyLocal(ctx, cmd)
 	}
 	addr, _ := c.r.LeaderWithID()
-	if addr == "" {
+	if addr == "" || c.cfg.Mux.PeerDown(addr) {
+		// No leader, or one whose broker the failure detector found
+		// down: its successor is being elected.
 		return Result{}, ErrNotLeader
 	}
 	// A leader that is gone but not yet replaced (a paused process keeps
@@ -342,7 +347,9 @@ func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, erro
 	return res, nil
 }
 
-// forward sends cmd to the leader over the mux and reads its result.
+// forward sends cmd to the leader over the mux and reads its result. It
+// gives up as soon as that leader is replaced or its broker is found down,
+// rather than at its deadline, so that the proposal goes to the successor.
 func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *Command) (Result, error) {
 	conn, err := c.rpc.Dial(addr, 5*time.Second)
 	if err != nil {
@@ -354,6 +361,25 @@ func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *
 	} else {
 		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(forwardCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-c.stop:
+			case <-t.C:
+				if cur, _ := c.r.LeaderWithID(); cur == addr && !c.cfg.Mux.PeerDown(addr) {
+					continue
+				}
+			}
+			_ = conn.SetDeadline(time.Now()) // fails the read below
+			return
+		}
+	}()
 	if err := writeMsg(conn, cmd); err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
