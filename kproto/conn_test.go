@@ -208,19 +208,27 @@ func TestCloseConnectionAfterEarlierResponses(t *testing.T) {
 	}
 }
 
+// sendStashed sends a Heartbeat (correlation ID 1), which the fake broker
+// does not answer but hands over, and returns its respond function.
+func sendStashed(t *testing.T, f *fakeBroker, c *ktest.Conn) func(kmsg.Response) {
+	t.Helper()
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.SetVersion(4)
+	c.SendAs(1, hb)
+	select {
+	case respond := <-f.stashed:
+		return respond
+	case <-time.After(testTimeout):
+		t.Fatal("heartbeat not dispatched")
+		return nil
+	}
+}
+
 func TestCloseConnectionLater(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{})
 	c := dial(t, srv.addr)
-	hb := kmsg.NewPtrHeartbeatRequest()
-	hb.SetVersion(4)
-	c.SendAs(1, hb)
-	var respond func(kmsg.Response)
-	select {
-	case respond = <-f.stashed:
-	case <-time.After(testTimeout):
-		t.Fatal("heartbeat not dispatched")
-	}
+	respond := sendStashed(t, f, c)
 	c.SendAs(2, apiVersionsRequest(0))
 	ktest.Eventually(t, "ApiVersions handled", func() bool { return f.apiVersionsCalls.Load() == 1 })
 	// A close from another goroutine also drops the ready answer behind it.
@@ -255,15 +263,7 @@ func TestRespondAfterServeReturned(t *testing.T) {
 	f := newFakeBroker(t)
 	srv := startServer(t, f.reg, ConnConfig{})
 	c := dial(t, srv.addr)
-	hb := kmsg.NewPtrHeartbeatRequest()
-	hb.SetVersion(4)
-	c.SendAs(1, hb)
-	var respond func(kmsg.Response)
-	select {
-	case respond = <-f.stashed:
-	case <-time.After(testTimeout):
-		t.Fatal("heartbeat not dispatched")
-	}
+	respond := sendStashed(t, f, c)
 	_ = c.NetConn().Close()
 	if err := srv.serveErr(t); err != nil {
 		t.Fatalf("peer close: Serve returned %v", err)
