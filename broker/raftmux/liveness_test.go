@@ -243,7 +243,9 @@ func TestHoldForPeers(t *testing.T) {
 // whose election timeout is far away, and then while a leader is in place.
 func TestCampaign(t *testing.T) {
 	nodes := []*node{startNode(t), startNode(t), startNode(t)}
-	members := startGroupsWith(t, nodes, []string{"slow"}, time.Minute, time.Minute, 10*time.Second)["slow"]
+	members := startGroupsWith(t, nodes, []string{"slow"}, func(c *raft.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Minute, time.Minute, 10*time.Second
+	})["slow"]
 	leads := func(i int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
