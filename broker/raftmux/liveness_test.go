@@ -263,7 +263,16 @@ func TestCampaign(t *testing.T) {
 	if err := members[1].r.Apply([]byte("x"), 5*time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
-	// The others vote for a campaigner although they know a live leader.
+	// The others vote for a campaigner although they know a live leader,
+	// once its log is as complete as theirs: x may be committed before it
+	// reaches member 2.
+	deadline := time.Now().Add(5 * time.Second)
+	for members[2].r.LastIndex() < members[1].r.LastIndex() {
+		if time.Now().After(deadline) {
+			t.Fatalf("member 2 holds entries up to %d of %d", members[2].r.LastIndex(), members[1].r.LastIndex())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := members[2].trans.Campaign("2"); err != nil {
 		t.Fatal(err)
 	}
