@@ -287,8 +287,10 @@ func TestRetention(t *testing.T) {
 			}
 			produce(t, c, name, 0, batch)
 		}
+		// A retention pass between two produces deletes fewer batches;
+		// the log start reaches 2 once a pass sees all five.
 		ktest.Eventually(t, "retention.bytes to advance the log start", func() bool {
-			return listOffset(t, c, name, 0, -2).Offset != 0
+			return listOffset(t, c, name, 0, -2).Offset >= 2
 		})
 		if lo := listOffset(t, c, name, 0, -2); lo.Offset != 2 {
 			t.Fatalf("log start %d, want 2 (batches of %d bytes)", lo.Offset, size)
@@ -305,8 +307,9 @@ func TestRetention(t *testing.T) {
 		produce(t, c, name, 0, makeBatch(t, batchOpts{firstTS: old}, "old", "older"))
 		produce(t, c, name, 0, makeBatch(t, batchOpts{firstTS: old + 1}, "old too"))
 		produce(t, c, name, 0, newBatch(t, "new"))
+		// A pass between the two old batches deletes only the first.
 		ktest.Eventually(t, "retention.ms to advance the log start", func() bool {
-			return listOffset(t, c, name, 0, -2).Offset != 0
+			return listOffset(t, c, name, 0, -2).Offset >= 3
 		})
 		if lo := listOffset(t, c, name, 0, -2); lo.Offset != 3 {
 			t.Fatalf("log start %d, want 3", lo.Offset)

@@ -47,6 +47,14 @@ func newReplicaSet(t *testing.T) *replicaSet {
 	return rs
 }
 
+// tuneTestRaft sets the replicas' election settings. A loaded machine
+// starves the test process for up to a few hundred milliseconds, more
+// under the race detector: a lease or a heartbeat timeout shorter than
+// that costs a leader its place while the test appends to it.
+func tuneTestRaft(c *raft.Config) {
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+}
+
 // start opens replica i, over a fresh transport connected to the others.
 func (rs *replicaSet) start(i int) {
 	_, tr := raft.NewInmemTransport(rs.servers[i].Address)
@@ -60,9 +68,7 @@ func (rs *replicaSet) start(i int) {
 	p, err := OpenReplicated(ReplicatedOptions{
 		ID: rs.servers[i].ID, Group: "t/0", Store: rs.stores[i], Transport: tr,
 		Snapshots: rs.snaps[i], Servers: rs.servers,
-		Tune: func(c *raft.Config) {
-			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 150*time.Millisecond, 150*time.Millisecond, 75*time.Millisecond
-		},
+		Tune: tuneTestRaft,
 	})
 	if err != nil {
 		rs.t.Fatal(err)

@@ -188,7 +188,10 @@ func TestRaftOnStore(t *testing.T) {
 		cfg := raft.DefaultConfig()
 		cfg.LocalID = raft.ServerID(fmt.Sprint(i))
 		cfg.Logger = hclog.NewNullLogger()
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		// While a follower is down the leader keeps its lease on one
+		// follower alone, whose answers wait behind its synced writes: a
+		// loaded machine delays them by far more than 50 ms at times.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 		if bootstrap {
 			if err := raft.BootstrapCluster(cfg, st, st, raft.NewInmemSnapshotStore(), n.trans, raft.Configuration{Servers: servers}); err != nil {
 				t.Fatal(err)

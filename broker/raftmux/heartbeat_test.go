@@ -10,21 +10,39 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// idleTune gives the test groups the election settings the broker gives
+// its metadata group, for which DefaultHeartbeatConfig is made: heartbeats
+// every 150 to 300 ms, a 1 s lease, no empty appends while idle. A loaded
+// machine starves the process for a good part of 100 ms at times, which
+// tighter settings mistake for a lost leader.
+func idleTune(c *raft.Config) {
+	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 1500*time.Millisecond, 1500*time.Millisecond, time.Second
+	c.CommitTimeout = 5 * time.Second
+}
+
 // TestHeartbeatsShareFrames runs many idle groups over three nodes and
 // checks that their heartbeats travel several to a frame while every
 // group keeps one leader.
 func TestHeartbeatsShareFrames(t *testing.T) {
+	cfg := raft.DefaultConfig()
+	idleTune(cfg)
 	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+	for _, n := range nodes {
+		n.mux.SetHeartbeatConfig(DefaultHeartbeatConfig())
+	}
 	var names []string
 	for i := 0; i < 30; i++ {
 		names = append(names, fmt.Sprintf("t/%d", i))
 	}
-	groups := startGroups(t, nodes, names)
+	groups := startGroupsWith(t, nodes, names, idleTune)
 	terms := map[string]uint64{}
 	for _, g := range names {
-		terms[g] = termOf(waitLeader(t, g, groups[g]))
+		terms[g] = settledTerm(t, g, groups[g])
 	}
-	time.Sleep(time.Second)
+	// Every follower's election timer (HeartbeatTimeout, randomised up to
+	// twice) runs out at least once while idle: only heartbeats keep the
+	// terms where they are.
+	time.Sleep(2 * cfg.HeartbeatTimeout)
 	var frames, beats int64
 	for _, n := range nodes {
 		f, h := n.mux.HeartbeatStats()
@@ -46,13 +64,52 @@ func TestHeartbeatsShareFrames(t *testing.T) {
 				continue
 			}
 			for _, n := range nodes {
-				if at := m.trans.Answered(n.addr()); n.addr() != m.trans.LocalAddr() && time.Since(at) > time.Second {
+				if at := m.trans.Answered(n.addr()); n.addr() != m.trans.LocalAddr() && time.Since(at) > cfg.HeartbeatTimeout {
 					t.Errorf("%s: the leader last heard from %s at %v", g, n.addr(), at)
 				}
 			}
 		}
 	}
 	t.Logf("%d heartbeats in %d frames", beats, frames)
+}
+
+// settledTerm waits until every member of the group follows one leader in
+// one term, and returns that term. (A member may still call itself leader
+// of an older term for a moment after a newer one won.)
+func settledTerm(t *testing.T, group string, members []member) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if term, ok := agreedTerm(members); ok {
+			return term
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the members do not agree on a leader", group)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func agreedTerm(members []member) (uint64, bool) {
+	var leader raft.ServerAddress
+	for _, m := range members {
+		if m.r.State() == raft.Leader {
+			if leader != "" {
+				return 0, false
+			}
+			leader = m.trans.LocalAddr()
+		}
+	}
+	if leader == "" {
+		return 0, false
+	}
+	term := termOf(members[0].r)
+	for _, m := range members {
+		if addr, _ := m.r.LeaderWithID(); addr != leader || termOf(m.r) != term {
+			return 0, false
+		}
+	}
+	return term, true
 }
 
 func termOf(r *raft.Raft) uint64 {

@@ -243,7 +243,9 @@ func TestHoldForPeers(t *testing.T) {
 // whose election timeout is far away, and then while a leader is in place.
 func TestCampaign(t *testing.T) {
 	nodes := []*node{startNode(t), startNode(t), startNode(t)}
-	members := startGroupsWith(t, nodes, []string{"slow"}, time.Minute, time.Minute, 10*time.Second)["slow"]
+	members := startGroupsWith(t, nodes, []string{"slow"}, func(c *raft.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Minute, time.Minute, 10*time.Second
+	})["slow"]
 	leads := func(i int) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -261,7 +263,16 @@ func TestCampaign(t *testing.T) {
 	if err := members[1].r.Apply([]byte("x"), 5*time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
-	// The others vote for a campaigner although they know a live leader.
+	// The others vote for a campaigner although they know a live leader,
+	// once its log is as complete as theirs: x may be committed before it
+	// reaches member 2.
+	deadline := time.Now().Add(5 * time.Second)
+	for members[2].r.LastIndex() < members[1].r.LastIndex() {
+		if time.Now().After(deadline) {
+			t.Fatalf("member 2 holds entries up to %d of %d", members[2].r.LastIndex(), members[1].r.LastIndex())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := members[2].trans.Campaign("2"); err != nil {
 		t.Fatal(err)
 	}

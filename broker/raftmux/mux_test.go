@@ -120,12 +120,14 @@ type member struct {
 // 200 ms election timeouts and a 100 ms lease.
 func startGroups(t *testing.T, nodes []*node, names []string) map[string][]member {
 	t.Helper()
-	return startGroupsWith(t, nodes, names, 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond)
+	return startGroupsWith(t, nodes, names, func(c *raft.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+	})
 }
 
-// startGroupsWith is startGroups with the given Raft heartbeat timeout,
-// election timeout and leader lease.
-func startGroupsWith(t *testing.T, nodes []*node, names []string, heartbeat, election, lease time.Duration) map[string][]member {
+// startGroupsWith is startGroups with the Raft settings that tune sets
+// over raft.DefaultConfig.
+func startGroupsWith(t *testing.T, nodes []*node, names []string, tune func(*raft.Config)) map[string][]member {
 	t.Helper()
 	var servers []raft.Server
 	for i, n := range nodes {
@@ -142,7 +144,7 @@ func startGroupsWith(t *testing.T, nodes []*node, names []string, heartbeat, ele
 			cfg := raft.DefaultConfig()
 			cfg.LocalID = raft.ServerID(fmt.Sprint(i))
 			cfg.Logger = hclog.NewNullLogger()
-			cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = heartbeat, election, lease
+			tune(cfg)
 			store := raft.NewInmemStore()
 			fsm := &countFSM{}
 			if err := raft.BootstrapCluster(cfg, store, store, raft.NewInmemSnapshotStore(), trans, raft.Configuration{Servers: servers}); err != nil {
