@@ -73,24 +73,36 @@ type Broker struct {
 	err     error
 }
 
-// New opens the broker's store and topics. It does not listen yet: Start
+// New binds the listen address, then opens the broker's store and topics:
+// a broker that cannot listen creates nothing. It does not serve yet: Start
 // does.
 func New(cfg Config, log zerolog.Logger) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("%w: data directory %s is not a directory", ErrInvalidConfig, cfg.DataDir)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	store, err := storage.OpenBadger(storage.BadgerOptions{Dir: cfg.DataDir, Logger: log})
 	if err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
 	b, err := NewWithStore(cfg, log, store)
 	if err != nil {
+		ln.Close()
 		store.Close()
 		return nil, err
 	}
+	b.ln = ln
 	return b, nil
 }
 
@@ -184,6 +196,17 @@ func (b *Broker) apis() []kproto.API {
 	}
 }
 
+// SupportedAPIs lists the Kafka APIs a broker serves and their version
+// ranges, ordered by key, as ApiVersions reports them.
+func SupportedAPIs() []kmsg.ApiVersionsResponseApiKey {
+	reg := kproto.NewRegistry()
+	// The API entries only name their handlers; none runs here.
+	for _, api := range (&Broker{}).apis() {
+		reg.Register(api)
+	}
+	return reg.Versions()
+}
+
 // allocateProducerID hands out a producer ID never given before, reserving
 // them durably in blocks.
 func (b *Broker) allocateProducerID() (int64, error) {
@@ -201,13 +224,17 @@ func (b *Broker) allocateProducerID() (int64, error) {
 	return id, nil
 }
 
-// Start listens and begins serving. It does not block.
+// Start listens, unless New already did, and begins serving. It does not
+// block.
 func (b *Broker) Start() error {
-	ln, err := net.Listen("tcp", b.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", b.cfg.Listen, err)
+	ln := b.ln
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", b.cfg.Listen); err != nil {
+			return fmt.Errorf("listening on %s: %w", b.cfg.Listen, err)
+		}
+		b.ln = ln
 	}
-	b.ln = ln
 	adv := b.cfg.Advertise
 	if adv == "" {
 		adv = ln.Addr().String()

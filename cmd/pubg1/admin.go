@@ -47,7 +47,9 @@ func (f *adminFlags) admin() (context.Context, *kadm.Client, func(), error) {
 // errFailed reports that some items of a command failed; each was printed.
 var errFailed = errors.New("some operations failed")
 
-func table() *tabwriter.Writer { return tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0) }
+func table() *tabwriter.Writer { return tableOn(stdout) }
+
+func tableOn(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 type topicCmd struct {
 	Create   topicCreateCmd   `cmd:"" help:"Create a topic."`

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,8 +18,11 @@ import (
 )
 
 type cli struct {
-	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"PUBG1_LOG_LEVEL" help:"Log level (${enum})."`
-	LogFormat string `name:"log-format" default:"console" enum:"console,json" env:"PUBG1_LOG_FORMAT" help:"Log format (${enum})."`
+	LogLevel  string      `name:"log-level" default:"info" enum:"debug,info,warn,error" env:"PUBG1_LOG_LEVEL" help:"Log level (${enum})."`
+	LogFormat string      `name:"log-format" default:"console" enum:"console,json" env:"PUBG1_LOG_FORMAT" help:"Log format (${enum})."`
+	Version   versionFlag `name:"version" help:"Print the version and exit."`
+
+	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version, commit and Go version; --verbose adds the supported Kafka APIs."`
 
 	Serve   serveCmd   `cmd:"" help:"Run a broker."`
 	Cluster clusterCmd `cmd:"" help:"Run a local cluster."`
@@ -114,20 +118,48 @@ func newLogger(level, format string) zerolog.Logger {
 	if format == "json" {
 		log = zerolog.New(os.Stderr)
 	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
 	}
 	return log.Level(lvl).With().Timestamp().Logger()
 }
 
-func main() {
+// isTerminal reports whether f is a terminal; colours are only for those.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run runs the command args name and returns the exit code: 0 on
+// success, 1 when the command fails, 2 on a usage error.
+func run(args []string) int {
 	var c cli
-	kctx := kong.Parse(&c, kong.Name("pubg1"), kong.Description("PubG1: a Kafka-compatible log broker."), kong.UsageOnError())
+	parser := kong.Must(&c, kong.Name("pubg1"), kong.Description("PubG1: a Kafka-compatible log broker."))
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		// The error first, in one line, and where to find the usage
+		// rather than all of it.
+		help := "pubg1"
+		if pe, ok := errors.AsType[*kong.ParseError](err); ok && pe.Context != nil {
+			if n := pe.Context.Selected(); n != nil {
+				help = n.FullPath()
+			}
+		}
+		fmt.Fprintf(os.Stderr, "pubg1: %s\nrun \"%s --help\" for usage\n", errorLine(err), help)
+		return 2
+	}
 	log := newLogger(c.LogLevel, c.LogFormat)
 	kctx.BindTo(log, (*zerolog.Logger)(nil))
 	if err := kctx.Run(); err != nil {
-		log.Error().Err(err).Msg("pubg1 failed")
-		os.Exit(1)
+		if c.LogFormat == "json" {
+			log.Error().Str("error", errorLine(err)).Msg("pubg1 failed")
+		} else {
+			fmt.Fprintf(os.Stderr, "pubg1: %s\n", errorLine(err))
+		}
+		return 1
 	}
+	return 0
 }
 
 // parsePeers reads "1=host:port,2=host:port".
