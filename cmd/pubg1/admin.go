@@ -60,31 +60,59 @@ type topicCmd struct {
 
 type topicCreateCmd struct {
 	adminFlags        `embed:""`
-	Name              string            `arg:"" help:"Topic to create."`
-	Partitions        int32             `short:"p" default:"-1" help:"Number of partitions (-1: the cluster's default)."`
-	ReplicationFactor int16             `name:"replication-factor" short:"r" default:"-1" help:"Replication factor (-1: the cluster's default)."`
-	Config            map[string]string `short:"c" help:"Topic config KEY=VALUE; repeatable."`
+	Name              string   `arg:"" help:"Topic to create."`
+	Partitions        int32    `short:"p" default:"-1" help:"Number of partitions (-1: the cluster's default)."`
+	ReplicationFactor int16    `name:"replication-factor" short:"r" default:"-1" help:"Replication factor (-1: the cluster's default)."`
+	Config            []string `short:"c" sep:"none" placeholder:"KEY=VALUE[,KEY=VALUE...]" help:"Topic configs; repeatable, several separated by commas (-c retention.ms=3600000,cleanup.policy=compact)."`
 }
 
 func (c *topicCreateCmd) Run() error {
+	configs, err := parseConfigs(c.Config)
+	if err != nil {
+		return err
+	}
 	ctx, adm, done, err := c.admin()
 	if err != nil {
 		return err
 	}
 	defer done()
-	configs := make(map[string]*string, len(c.Config))
-	for k, v := range c.Config {
-		configs[k] = &v
-	}
 	resp, err := adm.CreateTopic(ctx, c.Partitions, c.ReplicationFactor, configs, c.Name)
 	if err != nil {
-		if resp.ErrMessage != "" {
-			return fmt.Errorf("creating topic %s: %w: %s", c.Name, err, resp.ErrMessage)
-		}
-		return fmt.Errorf("creating topic %s: %w", c.Name, err)
+		return kafkaErr("creating topic "+c.Name, err, resp.ErrMessage)
 	}
 	fmt.Fprintf(stdout, "created topic %s with %d partitions and replication factor %d\n", resp.Topic, resp.NumPartitions, resp.ReplicationFactor)
 	return nil
+}
+
+// parseConfigs reads -c values: KEY=VALUE, several in one value separated
+// by commas (or by semicolons, as before). A comma followed by text without
+// '=' belongs to the value, so list values such as
+// cleanup.policy=compact,delete need no quoting.
+func parseConfigs(values []string) (map[string]*string, error) {
+	configs := make(map[string]*string)
+	for _, value := range values {
+		var last string
+		for _, part := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ';' }) {
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				if last == "" {
+					return nil, fmt.Errorf("-c %s: %q is not KEY=VALUE", value, part)
+				}
+				joined := *configs[last] + "," + part
+				configs[last] = &joined
+				continue
+			}
+			k = strings.TrimSpace(k)
+			if k == "" {
+				return nil, fmt.Errorf("-c %s: %q has no key", value, part)
+			}
+			if _, dup := configs[k]; dup {
+				return nil, fmt.Errorf("-c: %s given twice", k)
+			}
+			configs[k], last = &v, k
+		}
+	}
+	return configs, nil
 }
 
 type topicListCmd struct {
@@ -110,7 +138,7 @@ func (c *topicListCmd) Run() error {
 	fmt.Fprintln(w, "TOPIC\tPARTITIONS\tREPLICATION-FACTOR\tINTERNAL")
 	for _, t := range topics.Sorted() {
 		if t.Err != nil {
-			fmt.Fprintf(w, "%s\terror: %v\t\t\n", t.Topic, t.Err)
+			fmt.Fprintf(w, "%s\terror: %s\t\t\n", t.Topic, rowError(t.Err))
 			continue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%d\t%v\n", t.Topic, len(t.Partitions), t.Partitions.NumReplicas(), t.IsInternal)
@@ -152,7 +180,7 @@ func (c *topicDescribeCmd) Run() error {
 		}
 		t, ok := topics[name]
 		if !ok || t.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %v\n", name, t.Err)
+			fmt.Fprintf(stdout, "topic %s: error: %s\n", name, rowError(t.Err))
 			failed = true
 			continue
 		}
@@ -208,7 +236,7 @@ func (c *topicDeleteCmd) Run() error {
 	failed := false
 	for _, r := range resps.Sorted() {
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %v\n", r.Topic, r.Err)
+			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Topic, rowError(kafkaErr("", r.Err, r.ErrMessage)))
 			failed = true
 			continue
 		}
@@ -289,7 +317,7 @@ func (c *groupDescribeCmd) Run() error {
 			continue
 		}
 		if err := l.Error(); err != nil {
-			fmt.Fprintf(stdout, "group %s: error: %v\n", name, err)
+			fmt.Fprintf(stdout, "group %s: error: %s\n", name, rowError(err))
 			failed = true
 			continue
 		}
@@ -388,7 +416,7 @@ func (c *groupDeleteCmd) Run() error {
 	failed := false
 	for _, r := range resps.Sorted() {
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "group %s: error: %v\n", r.Group, r.Err)
+			fmt.Fprintf(stdout, "group %s: error: %s\n", r.Group, rowError(r.Err))
 			failed = true
 			continue
 		}

@@ -24,7 +24,7 @@ func errorLine(err error) string {
 	if cause := plainCause(err); cause != "" {
 		// Keep what this program said before the client's own text.
 		if i := strings.Index(msg, clientText(err)); i > 0 {
-			msg = msg[:i] + cause
+			msg = strings.TrimSuffix(msg[:i], "unable to dial: ") + cause
 		} else {
 			msg = cause
 		}
@@ -124,7 +124,11 @@ func kafkaErr(what string, err error, brokerMsg string) error {
 			}
 		}
 	}
-	return fmt.Errorf("%s: %w", what, &kafkaError{err: ke, detail: strings.Join(extra, ": ")})
+	kfe := &kafkaError{err: ke, detail: strings.Join(extra, ": ")}
+	if what == "" {
+		return kfe
+	}
+	return fmt.Errorf("%s: %w", what, kfe)
 }
 
 // words is the set of lower-case words of s, underscores splitting words
@@ -144,6 +148,12 @@ func words(s string) map[string]bool {
 // rowError is a per-item error as the admin commands print it in their
 // tables: a Kafka error by name and meaning, anything else as one line.
 func rowError(err error) string {
+	if err == nil {
+		return "no answer"
+	}
+	if ke, ok := errors.AsType[*kafkaError](err); ok {
+		return ke.Error()
+	}
 	if ke, ok := errors.AsType[*kerr.Error](err); ok {
 		return (&kafkaError{err: ke}).Error()
 	}

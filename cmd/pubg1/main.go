@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -74,9 +75,15 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.OffsetsRetention, cfg.OffsetsRetentionCheckInterval = s.OffsetsRetention, s.OffsetsRetentionCheck
 	cfg.AutoLeaderRebalance, cfg.LeaderImbalanceCheckInterval = s.AutoLeaderRebalance, s.LeaderImbalanceCheck
 	cfg.LeaderImbalancePerBroker = s.LeaderImbalancePercent
+	if err := s.check(); err != nil {
+		return err
+	}
 	peers, err := parsePeers(s.Peers)
 	if err != nil {
 		return err
+	}
+	if _, ok := peers[s.ID]; len(peers) > 0 && !ok {
+		return fmt.Errorf("--peers does not list this broker's --id %d", s.ID)
 	}
 	cfg.Peers = peers
 	if len(peers) > 0 && s.Advertise == "" {
@@ -84,17 +91,21 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	b, err := broker.New(cfg, log)
-	if err != nil {
-		return err
-	}
+	// Every address is bound before the broker creates its data
+	// directory, so that a taken port leaves nothing behind.
 	if s.DebugListen != "" {
 		stopDebug, err := serveDebug(s.DebugListen, log)
 		if err != nil {
-			b.Close()
-			return err
+			return fmt.Errorf("--debug-listen %s: %w", s.DebugListen, listenCause(err))
 		}
 		defer stopDebug()
+	}
+	b, err := broker.New(cfg, log)
+	if err != nil {
+		if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "listen" {
+			return fmt.Errorf("--listen %s: %w", s.Listen, listenCause(err))
+		}
+		return err
 	}
 	if err := b.Start(); err != nil {
 		b.Close()
