@@ -236,7 +236,7 @@ func (c *topicDeleteCmd) Run() error {
 	failed := false
 	for _, r := range resps.Sorted() {
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Topic, rowError(kafkaErr("", r.Err, r.ErrMessage)))
+			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Topic, rowError(kafkaErrAbout("topic "+r.Topic, r.Err, r.ErrMessage)))
 			failed = true
 			continue
 		}

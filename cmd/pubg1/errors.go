@@ -107,12 +107,18 @@ func (e *kafkaError) Unwrap() error { return e.err }
 // what itself (brokers often restate the code: "topic already exists: topic
 // 'demo' already exists").
 func kafkaErr(what string, err error, brokerMsg string) error {
+	return fmt.Errorf("%s: %w", what, kafkaErrAbout(what, err, brokerMsg))
+}
+
+// kafkaErrAbout is kafkaErr without what in front, for a row of a table
+// that already names it.
+func kafkaErrAbout(what string, err error, brokerMsg string) error {
 	ke, ok := errors.AsType[*kerr.Error](err)
 	if !ok {
 		if brokerMsg != "" {
-			return fmt.Errorf("%s: %w (%s)", what, err, brokerMsg)
+			return fmt.Errorf("%w (%s)", err, brokerMsg)
 		}
-		return fmt.Errorf("%s: %w", what, err)
+		return err
 	}
 	known := words(ke.Message + " " + ke.Description + " " + what)
 	var extra []string
@@ -124,11 +130,7 @@ func kafkaErr(what string, err error, brokerMsg string) error {
 			}
 		}
 	}
-	kfe := &kafkaError{err: ke, detail: strings.Join(extra, ": ")}
-	if what == "" {
-		return kfe
-	}
-	return fmt.Errorf("%s: %w", what, kfe)
+	return &kafkaError{err: ke, detail: strings.Join(extra, ": ")}
 }
 
 // words is the set of lower-case words of s, underscores splitting words
