@@ -433,3 +433,11 @@ func TestClusterIDSurvivesRestart(t *testing.T) {
 		t.Fatalf("cluster ID %q after restart, was %q", second, first)
 	}
 }
+
+// TestSupportedAPIs checks that the table pubg1 version --verbose prints is
+// the one a broker answers ApiVersions with.
+func TestSupportedAPIs(t *testing.T) {
+	if got, want := ranges(broker.SupportedAPIs()), ranges(registeredAPIs); !slices.Equal(got, want) {
+		t.Fatalf("SupportedAPIs\n got %v\nwant %v", got, want)
+	}
+}
