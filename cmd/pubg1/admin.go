@@ -59,6 +59,8 @@ type topicCmd struct {
 	List     topicListCmd     `cmd:"" help:"List topics."`
 	Describe topicDescribeCmd `cmd:"" help:"Describe topics: partitions, leaders, offsets, configs."`
 	Delete   topicDeleteCmd   `cmd:"" help:"Delete topics."`
+	Produce  topicProduceCmd  `cmd:"" help:"Produce stdin's lines as records."`
+	Consume  topicConsumeCmd  `cmd:"" help:"Print a topic's records."`
 }
 
 type topicCreateCmd struct {

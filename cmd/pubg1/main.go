@@ -146,7 +146,9 @@ func main() { os.Exit(run(os.Args[1:])) }
 // success, 1 when the command fails, 2 on a usage error.
 func run(args []string) int {
 	var c cli
-	parser := kong.Must(&c, kong.Name("pubg1"), kong.Description("PubG1: a Kafka-compatible log broker."))
+	parser := kong.Must(&c, kong.Name("pubg1"), kong.Description("PubG1: a Kafka-compatible log broker."),
+		// Values such as --acks -1 and --partitions -1 start with a hyphen.
+		kong.WithHyphenPrefixedParameters(true))
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		// The error first, in one line, and where to find the usage
