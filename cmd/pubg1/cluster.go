@@ -15,7 +15,9 @@ import (
 )
 
 type clusterCmd struct {
-	Up clusterUpCmd `cmd:"" help:"Start a local cluster of broker processes and stop them all on Ctrl-C."`
+	Up     clusterUpCmd     `cmd:"" help:"Start a local cluster of broker processes and stop them all on Ctrl-C."`
+	Info   clusterInfoCmd   `cmd:"" help:"Show the cluster ID, the controller and the brokers of any Kafka-compatible cluster."`
+	Health clusterHealthCmd `cmd:"" help:"Check for leaderless, offline and under-replicated partitions; exit code 1 when any."`
 }
 
 type clusterUpCmd struct {

@@ -26,7 +26,7 @@ type cli struct {
 	VersionCmd versionCmd `cmd:"" name:"version" help:"Print the version, commit and Go version; --verbose adds the supported Kafka APIs."`
 
 	Serve   serveCmd   `cmd:"" help:"Run a broker."`
-	Cluster clusterCmd `cmd:"" help:"Run a local cluster."`
+	Cluster clusterCmd `cmd:"" help:"Run a local cluster; show and check any Kafka-compatible cluster."`
 	Bench   benchCmd   `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
 	Topic   topicCmd   `cmd:"" help:"Create, list, describe and delete topics of any Kafka-compatible cluster."`
 	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster."`
