@@ -55,12 +55,14 @@ func table() *tabwriter.Writer { return tableOn(stdout) }
 func tableOn(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 type topicCmd struct {
-	Create   topicCreateCmd   `cmd:"" help:"Create a topic."`
-	List     topicListCmd     `cmd:"" help:"List topics."`
-	Describe topicDescribeCmd `cmd:"" help:"Describe topics: partitions, leaders, offsets, configs."`
-	Delete   topicDeleteCmd   `cmd:"" help:"Delete topics."`
-	Produce  topicProduceCmd  `cmd:"" help:"Produce stdin's lines as records."`
-	Consume  topicConsumeCmd  `cmd:"" help:"Print a topic's records."`
+	Create        topicCreateCmd        `cmd:"" help:"Create a topic."`
+	List          topicListCmd          `cmd:"" help:"List topics."`
+	Describe      topicDescribeCmd      `cmd:"" help:"Describe topics: partitions, leaders, offsets, configs."`
+	Delete        topicDeleteCmd        `cmd:"" help:"Delete topics."`
+	AlterConfig   topicAlterConfigCmd   `cmd:"" name:"alter-config" help:"Set or remove topic configs, leaving the others as they are."`
+	AddPartitions topicAddPartitionsCmd `cmd:"" name:"add-partitions" help:"Grow topics to a number of partitions."`
+	Produce       topicProduceCmd       `cmd:"" help:"Produce stdin's lines as records."`
+	Consume       topicConsumeCmd       `cmd:"" help:"Print a topic's records."`
 }
 
 type topicCreateCmd struct {

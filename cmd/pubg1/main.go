@@ -28,7 +28,7 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run a broker."`
 	Cluster clusterCmd `cmd:"" help:"Run a local cluster; show and check any Kafka-compatible cluster."`
 	Bench   benchCmd   `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
-	Topic   topicCmd   `cmd:"" help:"Create, list, describe and delete topics of any Kafka-compatible cluster."`
+	Topic   topicCmd   `cmd:"" help:"Create, list, describe, alter and delete topics, produce and consume, on any Kafka-compatible cluster."`
 	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster."`
 }
 
