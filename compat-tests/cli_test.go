@@ -24,10 +24,17 @@ type cliRun struct {
 // its output and exit code.
 func runCLI(t *testing.T, args ...string) cliRun {
 	t.Helper()
+	return runCLIWithInput(t, "", args...)
+}
+
+// runCLIWithInput is runCLI with input on pubg1's stdin.
+func runCLIWithInput(t *testing.T, input string, args ...string) cliRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, brokerBin, args...)
 	cmd.Dir = t.TempDir()
+	cmd.Stdin = strings.NewReader(input)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
