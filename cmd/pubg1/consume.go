@@ -24,7 +24,7 @@ type topicConsumeCmd struct {
 	From    string `default:"beginning" placeholder:"beginning|end|OFFSET|@TIMESTAMP_MS" help:"Where to start in every partition; with --group, only where the group has no committed offset."`
 	Count   int    `name:"count" short:"n" default:"0" help:"Exit after this many records (0: follow until Ctrl-C)."`
 	Group   string `help:"Consume as a member of this group and commit what was printed (default: no group, nothing committed)."`
-	Format  string `default:"%v\\n" help:"Format of each record: %k key, %v value, %p partition, %o offset, %t timestamp (ms), %h headers (k=v,...), %T topic, %% a percent sign; \\n and \\t escapes."`
+	Format  string `default:"%v\n" help:"Format of each record: %k key, %v value, %p partition, %o offset, %t timestamp (ms), %h headers (k=v,...), %T topic, %% a percent sign; \\n and \\t escapes."`
 	Output  string `short:"o" default:"text" enum:"text,json" help:"text prints --format; json prints one JSON object per record (${enum})."`
 }
 
