@@ -320,6 +320,13 @@ func TestCLIDescribeLeaderDown(t *testing.T) {
 	if len(victims) == 0 || len(victims) == 6 {
 		t.Fatalf("broker 3 leads partitions %v of 6; the test needs some, not all", victims)
 	}
+	commits := make(kadm.Offsets)
+	for p := range int32(6) {
+		commits.Add(kadm.Offset{Topic: "cli-down", Partition: p, At: 0, LeaderEpoch: -1})
+	}
+	if _, err := adm.CommitOffsets(ctx, "cli-down-group", commits); err != nil {
+		t.Fatal(err)
+	}
 	c.broker(3).Kill()
 	brokers := "--brokers=" + c.broker(1).Addr() + "," + c.broker(2).Addr()
 
@@ -346,7 +353,38 @@ func TestCLIDescribeLeaderDown(t *testing.T) {
 	}
 	t.Logf("topic describe with broker 3 dead took %v; a dead partition's row: %q", took.Round(time.Millisecond), topics[0].Partitions[victims[0]].Error)
 
-	r := runCLI(t, "cluster", "health", "-o", "json", brokers)
+	// The group's coordinator may have been broker 3: group describe
+	// answers once another took over, with the dead leader's partitions
+	// in rows of their own.
+	var groups []struct {
+		Error   string `json:"error"`
+		Offsets []struct {
+			Partition    int32  `json:"partition"`
+			LogEndOffset *int64 `json:"log_end_offset"`
+			Error        string `json:"error"`
+		} `json:"offsets"`
+	}
+	var r cliRun
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r = runCLI(t, "group", "describe", "cli-down-group", "-o", "json", brokers)
+		if r.code == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	decode(t, "group describe", r.stdout, &groups)
+	if r.code != 0 || len(groups) != 1 || len(groups[0].Offsets) != 6 {
+		t.Fatalf("group describe with broker 3 dead: exit code %d, %+v\n%s", r.code, groups, r.stderr)
+	}
+	for _, o := range groups[0].Offsets {
+		dead := slices.Contains(victims, o.Partition)
+		if dead != (o.Error != "") || dead != (o.LogEndOffset == nil) {
+			t.Errorf("group describe, partition %d (leader dead: %v): %+v", o.Partition, dead, o)
+		}
+	}
+
+	r = runCLI(t, "cluster", "health", "-o", "json", brokers)
 	var health struct {
 		Healthy              bool  `json:"healthy"`
 		OfflinePartitions    []any `json:"offline_partitions"`

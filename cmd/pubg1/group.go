@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 type groupCmd struct {
@@ -111,7 +115,7 @@ type groupTotals struct {
 }
 
 func (c *groupDescribeCmd) Run() error {
-	ctx, adm, done, err := c.admin()
+	ctx, cl, adm, done, err := c.clients()
 	if err != nil {
 		return err
 	}
@@ -128,7 +132,7 @@ func (c *groupDescribeCmd) Run() error {
 	infos := []groupInfo{}
 	failed := false
 	if len(groups) > 0 {
-		lags, err := adm.Lag(ctx, groups...)
+		lags, err := groupLags(ctx, cl, adm, groups)
 		if err != nil && len(lags) == 0 {
 			return fmt.Errorf("describing groups: %w", err)
 		}
@@ -158,6 +162,79 @@ func (c *groupDescribeCmd) Run() error {
 		err = errFailed
 	}
 	return err
+}
+
+// groupLags is kadm's Lag with the partitions' offsets asked of each
+// leader once (leaderOffsets), so that a partition whose leader is down
+// costs its row rather than the command. A group whose coordinator does
+// not answer gets its error; err is for a failure of everything.
+func groupLags(ctx context.Context, cl *kgo.Client, adm *kadm.Client, groups []string) (kadm.DescribedGroupLags, error) {
+	lags := make(kadm.DescribedGroupLags)
+	described, err := adm.DescribeGroups(ctx, groups...)
+	if se, ok := errors.AsType[*kadm.ShardErrors](err); ok && !se.AllFailed {
+		for _, e := range se.Errs {
+			if req, ok := e.Req.(*kmsg.DescribeGroupsRequest); ok {
+				for _, g := range req.Groups {
+					lags[g] = kadm.DescribedGroupLag{Group: g, Coordinator: e.Broker, DescribeErr: e.Err}
+				}
+			}
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	var ok []string
+	for name, g := range described {
+		if g.Err == nil {
+			ok = append(ok, name)
+		}
+	}
+	fetched := adm.FetchManyOffsets(ctx, ok...)
+	topics := described.AssignedPartitions()
+	topics.Merge(fetched.CommittedPartitions())
+	topics.MergeTopics(described.JoinTopics())
+	var md kadm.Metadata
+	if names := topics.Topics(); len(names) > 0 {
+		if md, err = adm.Metadata(ctx, names...); err != nil {
+			return nil, err
+		}
+	}
+	starts, ends := make(kadm.ListedOffsets), make(kadm.ListedOffsets)
+	for tp, o := range leaderOffsets(ctx, cl, md) {
+		var oErr error
+		if o.err != "" {
+			oErr = errors.New(o.err)
+		}
+		for _, l := range []struct {
+			dst    kadm.ListedOffsets
+			offset *int64
+		}{{starts, o.start}, {ends, o.end}} {
+			lo := kadm.ListedOffset{Topic: tp.topic, Partition: tp.partition, Offset: -1, LeaderEpoch: -1, Err: oErr}
+			if l.offset != nil {
+				lo.Offset = *l.offset
+			} else if lo.Err == nil {
+				lo.Err = errors.New("no offset")
+			}
+			if l.dst[tp.topic] == nil {
+				l.dst[tp.topic] = make(map[int32]kadm.ListedOffset)
+			}
+			l.dst[tp.topic][tp.partition] = lo
+		}
+	}
+	for name, g := range described {
+		l := kadm.DescribedGroupLag{
+			Group: name, Coordinator: g.Coordinator, State: g.State, ProtocolType: g.ProtocolType,
+			Protocol: g.Protocol, Members: g.Members, DescribeErr: g.Err,
+		}
+		if g.Err == nil {
+			if f := fetched[name]; f.Err != nil {
+				l.FetchErr = f.Err
+			} else {
+				l.Lag = kadm.CalculateGroupLagWithStartOffsets(g, f.Fetched, starts, ends)
+			}
+		}
+		lags[name] = l
+	}
+	return lags, nil
 }
 
 func describedGroup(l kadm.DescribedGroupLag) groupInfo {
