@@ -395,3 +395,19 @@ func TestCLIDescribeLeaderDown(t *testing.T) {
 		t.Errorf("cluster health with broker 3 dead: exit code %d, %+v", r.code, health)
 	}
 }
+
+// TestCLIProduceConsumeClosedPort checks that produce and consume fail at
+// once, in one line, when nothing answers, rather than retrying forever.
+func TestCLIProduceConsumeClosedPort(t *testing.T) {
+	addr := closedAddr(t)
+	for _, args := range [][]string{
+		{"topic", "produce", "t", "--brokers", addr},
+		{"topic", "consume", "t", "--brokers", addr},
+	} {
+		r := runCLIWithInput(t, "x\n", args...)
+		line := r.errorLine(t, 1, strings.Join(args[:2], " "))
+		if !strings.Contains(line, "cannot reach broker "+addr+": connection refused") {
+			t.Errorf("%s: %s", strings.Join(args[:2], " "), line)
+		}
+	}
+}

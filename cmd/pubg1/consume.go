@@ -87,6 +87,9 @@ func (c *topicConsumeCmd) Run() error {
 	defer cl.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := reachable(ctx, cl, c.Brokers); err != nil {
+		return err
+	}
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()

@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // stdin is what topic produce reads.
@@ -22,13 +24,14 @@ var stdin io.Reader = os.Stdin
 const maxLine = 16 << 20
 
 type topicProduceCmd struct {
-	Brokers      string   `default:"127.0.0.1:9092" env:"PUBG1_BROKERS" help:"Comma-separated bootstrap brokers of any Kafka-compatible cluster."`
-	Topic        string   `arg:"" help:"Topic to produce to."`
-	KeySeparator string   `name:"key-separator" short:"K" help:"Split each line at the first SEP into key and value (a line without SEP has no key)."`
-	Header       []string `short:"H" sep:"none" placeholder:"KEY=VALUE" help:"A header on every record; repeatable."`
-	Partition    int32    `default:"-1" help:"Partition to produce to (-1: by key, or spread when there is none)."`
-	Compression  string   `default:"none" enum:"none,gzip,snappy,lz4,zstd" help:"Batch compression (${enum})."`
-	Acks         int      `default:"-1" help:"Acknowledgements to wait for: -1 (all in-sync replicas), 0 (none), 1 (the leader)."`
+	Brokers      string        `default:"127.0.0.1:9092" env:"PUBG1_BROKERS" help:"Comma-separated bootstrap brokers of any Kafka-compatible cluster."`
+	Topic        string        `arg:"" help:"Topic to produce to."`
+	KeySeparator string        `name:"key-separator" short:"K" help:"Split each line at the first SEP into key and value (a line without SEP has no key)."`
+	Header       []string      `short:"H" sep:"none" placeholder:"KEY=VALUE" help:"A header on every record; repeatable."`
+	Partition    int32         `default:"-1" help:"Partition to produce to (-1: by key, or spread when there is none)."`
+	Compression  string        `default:"none" enum:"none,gzip,snappy,lz4,zstd" help:"Batch compression (${enum})."`
+	Timeout      time.Duration `default:"30s" help:"How long a record may take to be acknowledged before the command fails."`
+	Acks         int           `default:"-1" help:"Acknowledgements to wait for: -1 (all in-sync replicas), 0 (none), 1 (the leader)."`
 }
 
 // Run produces one record per line of stdin and waits until every record
@@ -45,7 +48,7 @@ func (c *topicProduceCmd) Run() error {
 	if c.Acks < -1 || c.Acks > 1 {
 		return fmt.Errorf("--acks %d: want -1, 0 or 1", c.Acks)
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(c.Brokers, ",")...), kgo.DefaultProduceTopic(c.Topic)}
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(c.Brokers, ",")...), kgo.DefaultProduceTopic(c.Topic), kgo.RecordDeliveryTimeout(c.Timeout)}
 	switch c.Acks {
 	case 0:
 		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
@@ -69,6 +72,9 @@ func (c *topicProduceCmd) Run() error {
 	defer cl.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := reachable(ctx, cl, c.Brokers); err != nil {
+		return err
+	}
 
 	var (
 		mu       sync.Mutex
@@ -115,5 +121,22 @@ func (c *topicProduceCmd) Run() error {
 		return kafkaErr(fmt.Sprintf("producing to %s: %d of %d records failed", c.Topic, failed, sent), firstErr, "")
 	}
 	fmt.Fprintf(os.Stderr, "produced %d records to %s\n", sent, c.Topic)
+	return nil
+}
+
+// reachable asks the cluster for its brokers (and no topics) so that a
+// cluster nobody answers for fails the command at once rather than leaving
+// the client retrying.
+func reachable(ctx context.Context, cl *kgo.Client, brokers string) error {
+	ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	req.Topics = []kmsg.MetadataRequestTopic{}
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("connecting to %s: no answer within %s", brokers, leaderTimeout)
+		}
+		return err // names the broker and why it cannot be reached
+	}
 	return nil
 }
