@@ -40,16 +40,11 @@ type brokerInfo struct {
 }
 
 func (c *clusterInfoCmd) Run() error {
-	ctx, cl, adm, done, err := c.clients()
+	_, info, done, err := c.adminFlags.describeCluster()
 	if err != nil {
 		return err
 	}
 	defer done()
-	md, err := adm.Metadata(ctx)
-	if err != nil {
-		return fmt.Errorf("describing the cluster: %w", err)
-	}
-	info := describeBrokers(ctx, cl, md)
 	if c.structured() {
 		return c.emit(info)
 	}
@@ -69,6 +64,21 @@ func (c *clusterInfoCmd) Run() error {
 // describeBrokers lists md's brokers and the replicas it names that it
 // does not list, and asks each listed broker for its API versions to see
 // whether it answers.
+// describeCluster reads the cluster's metadata and asks every broker
+// whether it answers; done closes the clients.
+func (a *adminFlags) describeCluster() (kadm.Metadata, clusterInfo, func(), error) {
+	ctx, cl, adm, done, err := a.clients()
+	if err != nil {
+		return kadm.Metadata{}, clusterInfo{}, nil, err
+	}
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		done()
+		return kadm.Metadata{}, clusterInfo{}, nil, fmt.Errorf("describing the cluster: %w", err)
+	}
+	return md, describeBrokers(ctx, cl, md), done, nil
+}
+
 func describeBrokers(ctx context.Context, cl *kgo.Client, md kadm.Metadata) clusterInfo {
 	info := clusterInfo{ClusterID: md.Cluster, Controller: md.Controller, Brokers: []brokerInfo{}}
 	listed := make(map[int32]bool)
@@ -149,16 +159,11 @@ type healthTopicError struct {
 }
 
 func (c *clusterHealthCmd) Run() error {
-	ctx, cl, adm, done, err := c.clients()
+	md, info, done, err := c.adminFlags.describeCluster()
 	if err != nil {
 		return err
 	}
 	defer done()
-	md, err := adm.Metadata(ctx)
-	if err != nil {
-		return fmt.Errorf("describing the cluster: %w", err)
-	}
-	info := describeBrokers(ctx, cl, md)
 	h := clusterHealth{
 		Brokers: []int32{}, UnreachableBrokers: []int32{}, MissingBrokers: []int32{},
 		LeaderlessPartitions: []healthPartition{}, OfflinePartitions: []healthPartition{},

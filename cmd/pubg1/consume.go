@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -80,16 +78,11 @@ func (c *topicConsumeCmd) Run() error {
 	if c.Group != "" {
 		opts = append(opts, kgo.ConsumerGroup(c.Group), kgo.AutoCommitMarks())
 	}
-	cl, err := kgo.NewClient(opts...)
+	ctx, cl, done, err := connectClient(c.Brokers, opts)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", c.Brokers, err)
-	}
-	defer cl.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := reachable(ctx, cl, c.Brokers); err != nil {
 		return err
 	}
+	defer done()
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()

@@ -65,16 +65,11 @@ func (c *topicProduceCmd) Run() error {
 	if c.Partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
-	cl, err := kgo.NewClient(opts...)
+	ctx, cl, done, err := connectClient(c.Brokers, opts)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", c.Brokers, err)
-	}
-	defer cl.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := reachable(ctx, cl, c.Brokers); err != nil {
 		return err
 	}
+	defer done()
 
 	var (
 		mu       sync.Mutex
@@ -139,4 +134,24 @@ func reachable(ctx context.Context, cl *kgo.Client, brokers string) error {
 		return err // names the broker and why it cannot be reached
 	}
 	return nil
+}
+
+// connectClient creates a client for brokers, checks that one answers, and
+// returns it with a context that ends on SIGINT or SIGTERM; done closes
+// both.
+func connectClient(brokers string, opts []kgo.Opt) (context.Context, *kgo.Client, func(), error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("connecting to %s: %w", brokers, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	done := func() {
+		stop()
+		cl.Close()
+	}
+	if err := reachable(ctx, cl, brokers); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return ctx, cl, done, nil
 }
