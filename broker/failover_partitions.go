@@ -181,8 +181,8 @@ func (e *elector) pass(now time.Time) {
 // restarted replica learns its leader from an append it may still have
 // to refuse (its log lags), and Raft marks no contact until one succeeds.
 // A replica that has just refused its vote to a candidate whose log is
-// behind its own (outranked), and heard from no leader since, stands at
-// once when no live leader is known:
+// behind its own (outranked), and heard from no leader since, stands after
+// one ElectTick when no live leader is known:
 // that candidate cannot win, and waiting for its rank would leave the
 // partition without a leader for RankDelay more.
 func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
@@ -195,7 +195,10 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	if now.Sub(outranked) < tm.VoteGrace && outranked.After(contact) {
 		id, err := strconv.Atoi(string(leader))
 		if leader == "" || (err == nil && down[int32(id)]) {
-			return 0, quorumUp(replicas, up)
+			// After one tick: the candidate may still win with another
+			// replica's vote, and a leader that did announces itself at
+			// once.
+			return tm.ElectTick, quorumUp(replicas, up)
 		}
 	}
 	gone := int32(-1) // the leader that is lost, ranked last

@@ -83,7 +83,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("topic describe lacks the config:\n%s", out)
 	}
 	for p := range int32(groupPartitions) {
-		if f := lineWith(out, fmt.Sprint(p), "1"); len(f) != 7 || f[5] != "0" || f[6] != fmt.Sprint(ends[p]) {
+		if f := lineWith(out, fmt.Sprint(p), "1"); len(f) != 8 || f[5] != "0" || f[6] != fmt.Sprint(ends[p]) || f[7] != "-" {
 			t.Errorf("topic describe, partition %d: %v in\n%s", p, f, out)
 		}
 	}
@@ -136,7 +136,7 @@ func TestAdminCommands(t *testing.T) {
 		lag := ends[p] - int64(p)
 		total += lag
 		f := lineWith(out, topic, fmt.Sprint(p))
-		if want := []string{topic, fmt.Sprint(p), fmt.Sprint(p), fmt.Sprint(ends[p]), fmt.Sprint(lag), memberID}; strings.Join(f, " ") != strings.Join(want, " ") {
+		if want := []string{topic, fmt.Sprint(p), fmt.Sprint(p), fmt.Sprint(ends[p]), fmt.Sprint(lag), memberID, "-"}; strings.Join(f, " ") != strings.Join(want, " ") {
 			t.Errorf("group describe, partition %d: %v, want %v", p, f, want)
 		}
 	}
