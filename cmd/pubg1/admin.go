@@ -50,6 +50,17 @@ func (f *adminFlags) clients(opts ...kgo.Opt) (context.Context, *kgo.Client, *ka
 // errFailed reports that some items of a command failed; each was printed.
 var errFailed = errors.New("some operations failed")
 
+// topicOutcome prints one topic's result of a change: its Kafka error, or
+// the success line. It reports whether the change failed.
+func topicOutcome(topic string, err error, errMessage, success string) (failed bool) {
+	if err != nil {
+		fmt.Fprintf(stdout, "topic %s: error: %s\n", topic, rowError(kafkaErrAbout("topic "+topic, err, errMessage)))
+		return true
+	}
+	fmt.Fprintln(stdout, success)
+	return false
+}
+
 func table() *tabwriter.Writer { return tableOn(stdout) }
 
 func tableOn(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
@@ -193,12 +204,7 @@ func (c *topicDeleteCmd) Run() error {
 	}
 	failed := false
 	for _, r := range resps.Sorted() {
-		if r.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Topic, rowError(kafkaErrAbout("topic "+r.Topic, r.Err, r.ErrMessage)))
-			failed = true
-			continue
-		}
-		fmt.Fprintf(stdout, "deleted topic %s\n", r.Topic)
+		failed = topicOutcome(r.Topic, r.Err, r.ErrMessage, "deleted topic "+r.Topic) || failed
 	}
 	if failed {
 		return errFailed

@@ -53,12 +53,7 @@ func (c *topicAlterConfigCmd) Run() error {
 	sort.Slice(resps, func(i, j int) bool { return resps[i].Name < resps[j].Name })
 	failed := false
 	for _, r := range resps {
-		if r.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Name, rowError(kafkaErrAbout("topic "+r.Name, r.Err, r.ErrMessage)))
-			failed = true
-			continue
-		}
-		fmt.Fprintf(stdout, "altered topic %s: %s\n", r.Name, strings.Join(names, ", "))
+		failed = topicOutcome(r.Name, r.Err, r.ErrMessage, fmt.Sprintf("altered topic %s: %s", r.Name, strings.Join(names, ", "))) || failed
 	}
 	if failed {
 		return errFailed
@@ -87,12 +82,7 @@ func (c *topicAddPartitionsCmd) Run() error {
 	}
 	failed := false
 	for _, r := range resps.Sorted() {
-		if r.Err != nil {
-			fmt.Fprintf(stdout, "topic %s: error: %s\n", r.Topic, rowError(kafkaErrAbout("topic "+r.Topic, r.Err, r.ErrMessage)))
-			failed = true
-			continue
-		}
-		fmt.Fprintf(stdout, "topic %s now has %d partitions\n", r.Topic, c.To)
+		failed = topicOutcome(r.Topic, r.Err, r.ErrMessage, fmt.Sprintf("topic %s now has %d partitions", r.Topic, c.To)) || failed
 	}
 	if failed {
 		return errFailed
