@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"slices"
 	"strconv"
 	"time"
 
@@ -38,9 +37,9 @@ func (e *metaElector) pass(now time.Time) {
 		e.vacant = time.Time{}
 		return
 	}
+	up, down := b.peerStates()
 	id, err := strconv.Atoi(string(leader))
-	addr, known := b.cfg.Peers[int32(id)]
-	if err != nil || !known || !b.mux.PeerDown(raft.ServerAddress(addr)) {
+	if err != nil || !down[int32(id)] {
 		e.vacant = time.Time{}
 		return
 	}
@@ -48,21 +47,14 @@ func (e *metaElector) pass(now time.Time) {
 		e.vacant = now
 	}
 	voters := make([]int32, 0, len(b.cfg.Peers))
-	for v := range b.cfg.Peers {
-		voters = append(voters, v)
-	}
-	slices.Sort(voters)
-	rank, live := -1, 0
-	for _, v := range voters {
-		if v != b.cfg.NodeID && !b.mux.PeerUp(raft.ServerAddress(b.cfg.Peers[v])) {
-			continue
+	rank := 0 // live voters before this one, in broker ID order
+	for _, p := range b.peers() {
+		voters = append(voters, p.ID)
+		if p.ID < b.cfg.NodeID && up[p.ID] {
+			rank++
 		}
-		if v == b.cfg.NodeID {
-			rank = live
-		}
-		live++
 	}
-	if rank < 0 || live <= len(voters)/2 {
+	if !quorumUp(voters, up) {
 		return // no majority to elect anyone
 	}
 	if now.Sub(e.vacant) < time.Duration(rank)*b.cfg.Timings.RankDelay || now.Sub(e.tried) < b.cfg.Timings.CampaignPause {

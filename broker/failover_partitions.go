@@ -94,13 +94,7 @@ func (e *elector) pass(now time.Time) {
 		e.resumed = now
 	}
 	e.last = now
-	up := make(map[int32]bool, len(b.cfg.Peers))
-	down := make(map[int32]bool, len(b.cfg.Peers))
-	for id, addr := range b.cfg.Peers {
-		self := id == b.cfg.NodeID
-		up[id] = self || b.mux.PeerUp(raft.ServerAddress(addr))
-		down[id] = !self && b.mux.PeerDown(raft.ServerAddress(addr))
-	}
+	up, down := b.peerStates()
 	back := func(replicas []int32) bool {
 		for _, r := range replicas {
 			if up[r] && e.up != nil && !e.up[r] {
@@ -238,6 +232,20 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 		}
 	}
 	return wait + time.Duration(rank)*tm.RankDelay, true
+}
+
+// peerStates reports, per broker, whether the failure detector finds it up
+// and whether it finds it down (this broker is up); a peer not yet heard
+// from is neither.
+func (b *Broker) peerStates() (up, down map[int32]bool) {
+	up = make(map[int32]bool, len(b.cfg.Peers))
+	down = make(map[int32]bool, len(b.cfg.Peers))
+	for id, addr := range b.cfg.Peers {
+		self := id == b.cfg.NodeID
+		up[id] = self || b.mux.PeerUp(raft.ServerAddress(addr))
+		down[id] = !self && b.mux.PeerDown(raft.ServerAddress(addr))
+	}
+	return up, down
 }
 
 // quorumUp reports whether a majority of replicas are on brokers that are up.
