@@ -123,15 +123,19 @@ func DefaultTimings() Timings {
 // fits within its heartbeat timeout, as Raft requires.
 func (t Timings) validate() error {
 	var errs []error
-	for name, d := range map[string]time.Duration{
-		"peer ping after": t.PeerPingAfter, "peer dead after": t.PeerDeadAfter, "elect tick": t.ElectTick,
-		"rank delay": t.RankDelay, "campaign pause": t.CampaignPause, "silent leader": t.SilentLeader,
-		"leaderless grace": t.LeaderlessGrace, "vote grace": t.VoteGrace,
-		"partition heartbeat": t.PartitionHeartbeat, "partition lease": t.PartitionLease,
-		"metadata heartbeat": t.MetadataHeartbeat, "metadata lease": t.MetadataLease,
+	// In field order, so that the same mistakes always read the same.
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"peer ping after", t.PeerPingAfter}, {"peer dead after", t.PeerDeadAfter}, {"elect tick", t.ElectTick},
+		{"rank delay", t.RankDelay}, {"campaign pause", t.CampaignPause}, {"silent leader", t.SilentLeader},
+		{"leaderless grace", t.LeaderlessGrace}, {"vote grace", t.VoteGrace},
+		{"partition heartbeat", t.PartitionHeartbeat}, {"partition lease", t.PartitionLease},
+		{"metadata heartbeat", t.MetadataHeartbeat}, {"metadata lease", t.MetadataLease},
 	} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("timing %s %v must be positive", name, d))
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("timing %s %v must be positive", f.name, f.d))
 		}
 	}
 	if t.PeerDeadAfter < t.PeerPingAfter {
