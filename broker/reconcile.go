@@ -23,7 +23,8 @@ func (b *Broker) wakeReconcile() { signal(b.reconcileWake) }
 
 // reconcileLoop keeps the local topics and partition replicas in line with
 // the metadata. The first reconciliation that starts after this broker's
-// start is recorded closes caughtUp.
+// start is recorded, and has no leaders of local partitions left to report,
+// closes caughtUp.
 func (b *Broker) reconcileLoop() {
 	for {
 		select {
@@ -31,8 +32,11 @@ func (b *Broker) reconcileLoop() {
 			return
 		case <-b.reconcileWake:
 			registered := isClosed(b.registered)
-			b.reconcile(b.ctrl.State())
-			if registered && !isClosed(b.caughtUp) {
+			st := b.ctrl.State()
+			reported := b.reconcile(st)
+			// A pass that recorded leaders built its catalog without
+			// them; the next one, woken by their change, has them.
+			if registered && (!reported || b.ctrl.State() == st) && !isClosed(b.caughtUp) {
 				close(b.caughtUp)
 			}
 		}
@@ -48,7 +52,9 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-func (b *Broker) reconcile(st *cluster.State) {
+// reconcile brings the catalog and replicas in line with st. It reports
+// whether it recorded leaders of local partitions, which st lacks.
+func (b *Broker) reconcile(st *cluster.State) (reported bool) {
 	current := make(map[[16]byte]*topic)
 	for _, t := range b.topics.list() {
 		current[t.id] = t
@@ -99,16 +105,16 @@ func (b *Broker) reconcile(st *cluster.State) {
 		b.log.Info().Str("topic", gone.name).Msg("topic deleted")
 	}
 	b.wakeElect() // new replicas may stand for election at once
-	b.reportLocalLeaders(unreported)
+	return b.reportLocalLeaders(unreported)
 }
 
 // reportLocalLeaders records in the metadata that this broker leads its
-// local partitions, which have no election to report one. It waits for
-// the reports, so that the reconciliation that opens the gate to clients
-// has them recorded; their own reconciliation follows.
-func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) {
+// local partitions, which have no election to report one; the change wakes
+// the reconciliation that puts them in the catalog. It reports whether it
+// proposed any.
+func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) bool {
 	if len(cmds) == 0 || !isClosed(b.registered) {
-		return // before registration, which clears them
+		return false // before registration, which clears them
 	}
 	var wg sync.WaitGroup
 	for _, cmd := range cmds {
@@ -119,6 +125,7 @@ func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) {
 		}()
 	}
 	wg.Wait()
+	return true
 }
 
 // openPartition opens this broker's replica of one partition: a local log
