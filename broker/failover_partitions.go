@@ -186,7 +186,16 @@ func (e *elector) pass(now time.Time) {
 // partition without a leader for RankDelay more.
 func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
 	self, tm := e.b.cfg.NodeID, e.b.cfg.Timings
-	if state != raft.Follower {
+	switch state {
+	case raft.Follower:
+	case raft.Candidate:
+		// Still a candidate a CampaignPause after it stood: its election
+		// was lost (a split vote, or a replica that had voted for another
+		// candidate in the same term). Raft would wait out its whole
+		// election timeout; it stands again (Replica.Campaign restarts
+		// the election).
+		return tm.CampaignPause, quorumUp(replicas, up)
+	default:
 		return 0, false
 	}
 	// Only a refusal since the last contact with a leader counts: one from
