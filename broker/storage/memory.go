@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Memory is the in-memory Store for tests. It shares the group committer
@@ -13,6 +14,8 @@ import (
 // lacks durability.
 type Memory struct {
 	c *committer
+	// full makes Reserve refuse every write, as a full disk would.
+	full atomic.Bool
 
 	mu     sync.RWMutex
 	closed bool
@@ -247,3 +250,17 @@ func (m *Memory) Range(prefix []byte, fn func(k, v []byte) bool) error {
 	}
 	return nil
 }
+
+// Reserve implements Store: it refuses while SetFull(true) holds.
+func (m *Memory) Reserve(int) error {
+	if m.full.Load() {
+		return ErrDiskFull
+	}
+	return nil
+}
+
+// SpaceLow implements Store.
+func (m *Memory) SpaceLow() bool { return m.full.Load() }
+
+// SetFull makes the store behave as one whose disk is full (true) or not.
+func (m *Memory) SetFull(full bool) { m.full.Store(full) }
