@@ -173,6 +173,9 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 		space:    newSpace(opts.Dir, opts.FreeSpaceReserve, logger),
 	}
 	b.c = startCommitter(b.check, b.commit)
+	b.c.onFail = func(err error) {
+		logger.Error().Err(err).Msg("a commit to the data directory failed: the store takes no more partition data")
+	}
 	if opts.GCInterval > 0 {
 		b.wg.Go(func() { b.runGC(opts.GCInterval) })
 	}
@@ -183,7 +186,15 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 func (b *Badger) Submit(w *Write) { b.c.submit(w) }
 
 // Reserve implements Store.
-func (b *Badger) Reserve(n int) error { return b.space.Reserve(n) }
+func (b *Badger) Reserve(n int) error {
+	if err := b.c.failure(); err != nil {
+		return err
+	}
+	return b.space.Reserve(n)
+}
+
+// Failed implements Store.
+func (b *Badger) Failed() error { return b.c.failure() }
 
 // SpaceLow implements Store.
 func (b *Badger) SpaceLow() bool { return b.space.Low() }

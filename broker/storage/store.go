@@ -106,6 +106,10 @@ type Store interface {
 	// SpaceLow reports whether the last Reserve was refused.
 	SpaceLow() bool
 
+	// Failed is the error that failed the store (ErrFailed), or nil: once
+	// a commit fails, Reserve refuses all partition data.
+	Failed() error
+
 	// Close stops the committer after the queued writes and releases the
 	// store. It is safe to call more than once.
 	Close() error
