@@ -162,6 +162,12 @@ func (c *Cluster) waitBrokers(ctx context.Context) error {
 // WaitServing waits until broker id answers a Metadata request itself
 // that names every broker of the cluster.
 func (c *Cluster) WaitServing(ctx context.Context, id int32) error {
+	return c.waitServing(ctx, id, len(c.procs))
+}
+
+// waitServing waits until broker id answers a Metadata request itself
+// that names at least want brokers.
+func (c *Cluster) waitServing(ctx context.Context, id int32, want int) error {
 	p := c.Broker(id)
 	if p == nil {
 		return fmt.Errorf("bench: no broker %d", id)
@@ -177,11 +183,15 @@ func (c *Cluster) WaitServing(ctx context.Context, id int32) error {
 		resp, err := cl.SeedBrokers()[0].Request(rctx, kmsg.NewPtrMetadataRequest())
 		cancel()
 		if err == nil {
-			if n := len(resp.(*kmsg.MetadataResponse).Brokers); n == len(c.procs) {
+			brokers := resp.(*kmsg.MetadataResponse).Brokers
+			if len(brokers) >= want {
 				return nil
-			} else {
-				last = fmt.Errorf("its metadata names %d of %d brokers", n, len(c.procs))
 			}
+			ids := make([]int32, len(brokers))
+			for i, b := range brokers {
+				ids[i] = b.NodeID
+			}
+			last = fmt.Errorf("its metadata names brokers %v of %d", ids, len(c.procs))
 		} else {
 			last = err
 		}
@@ -222,7 +232,8 @@ func (c *Cluster) Broker(nodeID int32) *Proc {
 }
 
 // Restart starts a broker that has exited again, with the same flags,
-// port and data, and waits until it serves.
+// port and data, and waits until it serves: it answers Metadata naming a
+// majority of the brokers (all of them may not be up: other faults).
 func (c *Cluster) Restart(ctx context.Context, nodeID int32) error {
 	p := c.Broker(nodeID)
 	if p == nil {
@@ -245,7 +256,7 @@ func (c *Cluster) Restart(ctx context.Context, nodeID int32) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return c.WaitServing(sctx, nodeID)
+	return c.waitServing(sctx, nodeID, len(c.procs)/2+1)
 }
 
 // Cut drops the packets between brokers a and b both ways, while the
