@@ -52,23 +52,26 @@ func pubg1Binary(t *testing.T) string {
 
 // startTestCluster starts a 3-broker cluster that the test's cleanup
 // closes, with the brokers' output in the test log on failure.
-func startTestCluster(t *testing.T, netns bool) *Cluster {
+func startTestCluster(t *testing.T, cfg ClusterConfig) *Cluster {
 	t.Helper()
-	bin := pubg1Binary(t)
+	cfg.Binary, cfg.Brokers = pubg1Binary(t), 3
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, ClusterConfig{Binary: bin, Brokers: 3, Netns: netns})
+	c, err := StartCluster(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			for id := int32(1); id <= 3; id++ {
-				t.Logf("broker %d output:\n%s", id, tail(c.Broker(id).Output(), 4000))
-			}
-		}
 		if err := c.Close(); err != nil {
 			t.Errorf("closing the cluster: %v", err)
+		}
+		if t.Failed() {
+			for id := int32(1); id <= 3; id++ {
+				t.Logf("broker %d output:\n%s", id, tail(c.Broker(id).Output(), 20000))
+			}
+			if b, ok := cfg.Log.(*syncBuffer); ok {
+				t.Logf("brokers' output:\n%s", tail(b.String(), 8000))
+			}
 		}
 	})
 	return c
@@ -409,9 +412,22 @@ func inject(t *testing.T, inj *Injector, kind FaultKind) FaultEvent {
 // that each one happened, then runs a schedule that is cut short, and
 // audits the log: every acknowledged record is there.
 func TestClusterFaults(t *testing.T) {
-	c := startTestCluster(t, false)
+	data := t.TempDir()
+	t.Cleanup(func() {
+		// Run after Close: a data directory given is kept.
+		if _, err := os.Stat(data + "/1"); err != nil {
+			t.Errorf("data directory of broker 1 after Close: %v", err)
+		}
+	})
+	out := &syncBuffer{}
+	c := startTestCluster(t, ClusterConfig{DataDir: data, Log: out, Args: []string{"--log-level", "info"}})
 	if got := len(c.Bootstrap()); got != 3 {
 		t.Fatalf("%d bootstrap addresses", got)
+	}
+	for id := 1; id <= 3; id++ {
+		if prefix := fmt.Sprintf("[broker %d] ", id); !strings.Contains(out.String(), prefix) {
+			t.Fatalf("no output prefixed %q in the log:\n%s", prefix, tail(out.String(), 2000))
+		}
 	}
 	const topic = "faults"
 	createTopic(t, c, topic)
@@ -573,7 +589,18 @@ func TestClusterNetns(t *testing.T) {
 			t.Errorf("left behind after Close: %v", names)
 		}
 	})
-	c := startTestCluster(t, true)
+	var dataDir string
+	t.Cleanup(func() {
+		// Run after Close: a temporary data directory is removed.
+		if _, err := os.Stat(dataDir); dataDir != "" && err == nil {
+			t.Errorf("temporary data directory %s kept after Close", dataDir)
+		}
+	})
+	c := startTestCluster(t, ClusterConfig{Netns: true})
+	dataDir = c.DataDir()
+	if dataDir == "" {
+		t.Fatal("no data directory")
+	}
 	if names := ourNames(t, dead); len(names) > 0 {
 		t.Fatalf("leftovers of pid %d not removed: %v", dead, names)
 	}
@@ -657,6 +684,38 @@ func TestClusterNetns(t *testing.T) {
 	}
 	leaderAgreed(t, c, topic)
 	l.progressing(t, "after the faults")
+
+	// A seeded chaos schedule through Run: every kind, each event
+	// without error, the cluster whole at the end.
+	t.Run("Chaos", func(t *testing.T) {
+		schedule := ChaosSchedule(1, 30*time.Second, true)
+		t.Logf("schedule: %s", FormatFaults(schedule))
+		inj := NewInjector(c, nil, topic, 0, schedule, testLogger(t))
+		events := make(chan FaultEvent, len(schedule)+10)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := inj.Run(ctx, time.Now(), events); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		close(events)
+		seen := map[FaultKind]int{}
+		for ev := range events {
+			if ev.Err != "" {
+				t.Errorf("%s broker %d at %v: %s", ev.Kind, ev.Broker, ev.At.Format(time.TimeOnly), ev.Err)
+			}
+			seen[ev.Kind]++
+		}
+		for _, k := range FaultKinds() {
+			if seen[k] == 0 {
+				t.Errorf("no %s event", k)
+			}
+		}
+		if len(c.Cuts()) != 0 || inj.Current() != "" {
+			t.Fatalf("after Run: cuts %v, faults %q", c.Cuts(), inj.Current())
+		}
+		leaderAgreed(t, c, topic)
+		l.progressing(t, "after the chaos")
+	})
 	l.finishAndAudit(t, c, topic)
 }
 

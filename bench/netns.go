@@ -340,7 +340,8 @@ func (nn *netnsNet) close() error {
 	}
 	for _, v := range append(append([]string(nil), nn.veths...), nn.bridge) {
 		if strings.Contains(links, " "+v+"@") || strings.Contains(links, " "+v+":") {
-			if err := ipCmd(ctx, "link", "delete", v); err != nil {
+			// The kernel may remove a veth pair in the meantime.
+			if err := ipCmd(ctx, "link", "delete", v); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 				errs = append(errs, err)
 			}
 		}
