@@ -64,6 +64,11 @@ func (r *run) exited() bool {
 // the listen address; the caller may pick another and try again.
 var ErrPortTaken = errors.New("bench: listen port already in use")
 
+// ErrShutdownTimeout (wrapped) is returned by Shutdown when the broker did
+// not exit within its grace period and was killed; its output then holds
+// the goroutine dump of SIGQUIT.
+var ErrShutdownTimeout = errors.New("bench: broker still running")
+
 // syncBuffer collects a process's output for error reports.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -243,7 +248,7 @@ func (p *Proc) Shutdown(grace time.Duration) error {
 	if !p.WaitExit(5 * time.Second) {
 		p.Kill()
 	}
-	return fmt.Errorf("bench: broker still running %v after SIGTERM", grace)
+	return fmt.Errorf("%w %v after SIGTERM", ErrShutdownTimeout, grace)
 }
 
 // Stop shuts the broker down with SIGTERM, killing it after 30 s.
