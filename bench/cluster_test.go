@@ -781,20 +781,11 @@ func deadPid(t *testing.T) int {
 // ourNames lists the namespaces and links named for supervisor pid.
 func ourNames(t *testing.T, pid int) []string {
 	t.Helper()
-	var out []string
-	for _, args := range [][]string{{"netns", "list"}, {"-o", "link", "show"}} {
-		s, err := ipOut(context.Background(), args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range strings.Fields(s) {
-			name, _, _ := strings.Cut(strings.TrimSuffix(f, ":"), "@")
-			if p, ok := ownerPid(name); ok && p == pid {
-				out = append(out, name)
-			}
-		}
+	names, err := namesOf(context.Background(), pid)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return names
 }
 
 // produceDirect sends one acks=all record for partition 0 of topic to

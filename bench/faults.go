@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func ParseFaults(spec string) ([]Fault, error) {
 		}
 		faults = append(faults, Fault{At: d, Kind: k})
 	}
-	slices.SortStableFunc(faults, func(a, b Fault) int { return int(a.At - b.At) })
+	slices.SortStableFunc(faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	if err := checkFaults(faults); err != nil {
 		return nil, err
 	}
@@ -166,9 +167,10 @@ type faulted struct {
 var _ FaultSource = (*Injector)(nil)
 
 // NewInjector returns an injector for the partition of topic on c.
-// brokers are the addresses the injector's metadata requests go to (nil:
-// c.Bootstrap()); it asks each of them directly, so that a paused or cut
-// off broker cannot stall it. log may be nil.
+// brokers are the addresses the injector's metadata requests go to,
+// broker i+1 at brokers[i] (nil: c.Bootstrap()); it asks each broker no
+// fault holds directly and believes the newest leader epoch, so that a
+// paused or cut off broker cannot stall or mislead it. log may be nil.
 func NewInjector(c *Cluster, brokers []string, topic string, partition int32, schedule []Fault, log *slog.Logger) *Injector {
 	if len(brokers) == 0 {
 		brokers = c.Bootstrap()
@@ -177,7 +179,7 @@ func NewInjector(c *Cluster, brokers []string, topic string, partition int32, sc
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := slices.Clone(schedule)
-	slices.SortStableFunc(s, func(a, b Fault) int { return int(a.At - b.At) })
+	slices.SortStableFunc(s, func(a, b Fault) int { return cmp.Compare(a.At, b.At) })
 	return &Injector{
 		c: c, seeds: brokers, topic: topic, partition: partition, schedule: s, log: log,
 		killed: map[string][]int32{}, paused: map[string][]int32{}, clients: map[int32]*kgo.Client{},

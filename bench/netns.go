@@ -142,6 +142,34 @@ func cleanupLeftovers(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// namesOf lists the namespaces and links named for supervisor pid.
+func namesOf(ctx context.Context, pid int) ([]string, error) {
+	var out []string
+	for _, args := range [][]string{{"netns", "list"}, {"-o", "link", "show"}} {
+		s, err := ipOut(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(s, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			name := f[0]
+			if args[0] == "-o" {
+				if len(f) < 2 {
+					continue
+				}
+				name, _, _ = strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			}
+			if p, ok := ownerPid(name); ok && p == pid {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
 // freeSubnet picks a /24 of netnsBase that no route or address of the
 // root namespace overlaps, starting from one derived from pid so that
 // concurrent runs rarely try the same one.
@@ -192,6 +220,13 @@ func newNetns(ctx context.Context, n int) (_ *netnsNet, err error) {
 		return nil, fmt.Errorf("bench: removing leftovers of an earlier run: %w", err)
 	}
 	pid := os.Getpid()
+	// Names carry only the PID: one namespaced cluster per process at a
+	// time.
+	if mine, err := namesOf(ctx, pid); err != nil {
+		return nil, err
+	} else if len(mine) > 0 {
+		return nil, fmt.Errorf("bench: network namespaces or links of pid %d exist already (another namespaced cluster of this process, or leftovers of a dead one with the same PID): %v", pid, mine)
+	}
 	prefix, err := freeSubnet(ctx, pid)
 	if err != nil {
 		return nil, err
@@ -262,8 +297,12 @@ func (nn *netnsNet) prefixCmd(i int) []string {
 
 // blackhole adds (or, with del, removes) a route in broker i's namespace
 // that drops everything it sends to broker j. Dropping the replies too
-// (j's route to i) makes the cut symmetric; TCP connections between them
-// then pass nothing, and their retransmissions vanish.
+// (j's route to i) makes the cut symmetric, a silent partition: a route
+// change invalidates the routes cached by established sockets, so TCP
+// connections between the two stop passing data at once (their
+// retransmissions vanish; nothing resets them), and new connections
+// fail with EINVAL at the sender. The brokers' failure detectors mark
+// each other down within PeerDeadAfter (1.5 s by default).
 func (nn *netnsNet) blackhole(ctx context.Context, i, j int, del bool) error {
 	op := "add"
 	if del {
