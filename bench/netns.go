@@ -65,6 +65,16 @@ func ipOut(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// ipDeleteLink deletes a link; one already gone is no error: deleting a
+// namespace removes the veth pair with it, a moment later.
+func ipDeleteLink(ctx context.Context, name string) error {
+	err := ipCmd(ctx, "link", "delete", name)
+	if err != nil && strings.Contains(err.Error(), "Cannot find device") {
+		return nil
+	}
+	return err
+}
+
 // netnsSupported says why namespaces cannot be used here, nil if they can.
 func netnsSupported() error {
 	if os.Geteuid() != 0 {
@@ -134,7 +144,7 @@ func cleanupLeftovers(ctx context.Context) error {
 		}
 		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 		if pid, ok := ownerPid(name); ok && !pidAlive(pid) {
-			if err := ipCmd(ctx, "link", "delete", name); err != nil {
+			if err := ipDeleteLink(ctx, name); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -379,8 +389,7 @@ func (nn *netnsNet) close() error {
 	}
 	for _, v := range append(append([]string(nil), nn.veths...), nn.bridge) {
 		if strings.Contains(links, " "+v+"@") || strings.Contains(links, " "+v+":") {
-			// The kernel may remove a veth pair in the meantime.
-			if err := ipCmd(ctx, "link", "delete", v); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			if err := ipDeleteLink(ctx, v); err != nil {
 				errs = append(errs, err)
 			}
 		}
