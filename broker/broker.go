@@ -54,6 +54,7 @@ type Broker struct {
 	metaElectWake chan struct{} // wakes metaElectLoop (failover_metadata.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	lost          *lostData     // this data directory's ID, and what it lost
+	rebuilds      rebuilds      // damaged replicas to rebuild (rebuild.go)
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 	ready         chan struct{} // closed once clients are served (see initCluster)
 

@@ -1,8 +1,8 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +70,12 @@ func (b *Broker) reconcile(st *cluster.State) (reported bool) {
 				if _, remote := old.parts[i].(partition.Remote); !remote || !slices.Contains(replicas, b.cfg.NodeID) {
 					parts[i] = old.parts[i]
 				}
+				if _, remote := old.parts[i].(partition.Remote); !remote && b.rebuilds.take(replicaKey{mt.ID, int32(i)}) {
+					if err := b.rebuild(mt.Name, mt.ID, int32(i), old.parts[i]); err != nil {
+						b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("rebuilding replica")
+					}
+					parts[i] = nil
+				}
 			}
 			if parts[i] == nil {
 				parts[i] = partition.Remote{}
@@ -133,10 +139,24 @@ func (b *Broker) reportLocalLeaders(cmds []*cluster.Command) bool {
 // on a single broker, a Raft group otherwise.
 func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition, error) {
 	if !b.single() {
-		return b.openReplica(mt, n)
+		p, err := b.openReplica(mt, n)
+		if errors.Is(err, partition.ErrDamaged) && len(mt.Replicas[n]) > 1 {
+			b.log.Error().Err(err).Str("topic", mt.Name).Int32("partition", n).
+				Msg("replica's stored log is damaged: it is rebuilt from its peers")
+			if err := b.dropReplica(mt.ID, n); err != nil {
+				return nil, err
+			}
+			b.rebuilds.markFresh(replicaKey{mt.ID, n})
+			return b.openReplica(mt, n)
+		}
+		return p, err
 	}
 	p, err := partition.OpenLocal(partition.LocalOptions{
 		Store: b.store, Log: storage.LogID{Topic: mt.ID, Partition: n}, Decompressor: b.decompressor,
+		OnDamaged: func(err error) {
+			b.log.Error().Err(err).Str("topic", mt.Name).Int32("partition", n).
+				Msg("the only copy of the partition is damaged: reads of the damaged batches fail with KAFKA_STORAGE_ERROR")
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -149,14 +169,14 @@ func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition,
 
 // openReplica starts this broker's replica of one partition.
 func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated, error) {
-	group := fmt.Sprintf("p/%x/%d", mt.ID, n)
+	group := replicaGroup(mt.ID, n)
 	layer, err := b.mux.Layer(group)
 	if err != nil {
 		return nil, err
 	}
 	trans := layer.NewTransport(2, 10*time.Second)
 	trans.HoldForPeers()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(b.cfg.DataDir, "raft", fmt.Sprintf("%x", mt.ID), strconv.Itoa(int(n))), 1, hclog.NewNullLogger())
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(b.snapshotDir(mt.ID, n), 1, hclog.NewNullLogger())
 	if err != nil {
 		trans.Close()
 		return nil, fmt.Errorf("snapshot store: %w", err)
@@ -176,7 +196,18 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: b.cfg.Timings.tunePartitionRaft, Logger: b.log,
 		// unclean.leader.election.enable chooses availability: a replica
 		// that lost its data may be elected at once.
-		CatchUpFirst: b.lost.mustCatchUp(b.ctrl.State(), mt, n) && !strings.EqualFold(mt.Configs["unclean.leader.election.enable"], "true"),
+		CatchUpFirst: b.rebuilds.reopened(replicaKey{mt.ID, n}) ||
+			(b.lost.mustCatchUp(b.ctrl.State(), mt, n) && !strings.EqualFold(mt.Configs["unclean.leader.election.enable"], "true")),
+		OnDamaged: func(err error) {
+			b.goFunc(func() {
+				select {
+				case p := <-ref:
+					ref <- p
+					b.replicaDamaged(mt.Name, topicID, n, mt.Replicas[n], p, err)
+				case <-b.ctx.Done():
+				}
+			})
+		},
 		Decompressor: b.decompressor,
 		OnOutranked:  b.wakeElect,
 		OnLeadership: func(leader bool, epoch int32) {

@@ -17,4 +17,7 @@ var (
 	ErrFencedLeaderEpoch    = errors.New("leader epoch is older than the current one")
 	ErrUnknownLeaderEpoch   = errors.New("leader epoch is newer than the current one")
 	ErrReplicaUnreachable   = errors.New("the replica has not answered the leader lately")
+	// ErrDamaged (wrapped with ErrStorage) is a stored batch that fails
+	// its checksum or does not parse: the disk changed it.
+	ErrDamaged = errors.New("stored record batch is damaged")
 )

@@ -28,6 +28,9 @@ type LocalOptions struct {
 	Decompressor kgo.Decompressor
 	// Now returns the current time; nil uses time.Now.
 	Now func() time.Time
+	// OnDamaged is told when a read finds a stored batch damaged
+	// (ErrDamaged); it must not block.
+	OnDamaged func(err error)
 }
 
 // Local is a partition whose log lives on this broker only: a produce is
@@ -37,6 +40,7 @@ type Local struct {
 	core
 	id    storage.LogID
 	store storage.Store
+	opts  LocalOptions
 
 	// Guarded by core.mu:
 	failed   error
@@ -56,7 +60,7 @@ var _ Partition = (*Local)(nil)
 // OpenLocal opens the partition log stored under opts.Log, creating it empty
 // if the store has nothing for it.
 func OpenLocal(opts LocalOptions) (*Local, error) {
-	p := &Local{id: opts.Log, store: opts.Store}
+	p := &Local{id: opts.Log, store: opts.Store, opts: opts}
 	p.core = newCore(opts.Decompressor, opts.Now, p.committed)
 	v, err := p.store.Get(p.key(keyLogStart))
 	switch {
@@ -255,6 +259,7 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 		copy(grown, dst)
 		dst = grown
 	}
+	var damage error
 	err := p.store.Scan(p.id, offset, func(m storage.BatchMeta, data []byte) bool {
 		if m.BaseOffset >= off.HighWatermark {
 			return false
@@ -262,10 +267,20 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 		if len(dst)-start+len(data) > maxBytes && !(minOne && len(dst) == start) {
 			return false
 		}
+		if damage = checkStored(data); damage != nil {
+			return false
+		}
 		dst = append(dst, data...)
 		return true
 	})
 	res.Records = dst
+	if damage != nil {
+		// The only copy: nothing to rebuild it from.
+		if p.opts.OnDamaged != nil {
+			p.opts.OnDamaged(damage)
+		}
+		return res, damage
+	}
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrStorage, err)
 	}

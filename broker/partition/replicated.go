@@ -41,6 +41,10 @@ type ReplicatedOptions struct {
 	// Servers is the replica set; it bootstraps the group the first time
 	// and must be the same on every replica.
 	Servers []raft.Server
+	// OnDamaged is told, once, that a read found this replica's log
+	// damaged (ErrDamaged): the replica should be rebuilt from its peers.
+	// It must not block.
+	OnDamaged func(err error)
 	// CatchUpFirst says the group existed while this broker had another
 	// data directory: if this replica has no state, it takes no part in
 	// elections until it has caught up with a leader.
@@ -91,8 +95,10 @@ type Replicated struct {
 	// vote to a candidate whose log is behind its own (see watchVotes).
 	outranked atomic.Int64
 	votes     chan raft.Observation
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	// damageSeen is set once damage was reported (see damaged).
+	damageSeen atomic.Bool
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 var _ Partition = (*Replicated)(nil)
@@ -143,6 +149,9 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if err := recoverStaged(logs, opts.Snapshots); err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
+	if err := checkEnds(logs); err != nil {
+		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
+	}
 	has, err := raft.HasExistingState(logs, logs, p.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
@@ -166,6 +175,9 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		return nil, fmt.Errorf("partition: starting %s: %w", opts.Group, err)
 	}
 	p.snaps.serving.Store(true)
+	if r, ok := opts.Transport.(interface{ OnRejoin(func()) }); ok {
+		r.OnRejoin(p.nudge)
+	}
 	p.votes = make(chan raft.Observation, 4)
 	obs := raft.NewObserver(p.votes, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.RequestVoteRequest)
@@ -178,6 +190,39 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	go p.flush()
 	go p.answer()
 	return p, nil
+}
+
+// checkEnds reads the first and last entries of a group's log, which Raft
+// reads at start: one that is not stored whole is damage, reported as
+// ErrDamaged rather than as Raft's failure to start.
+func checkEnds(logs *raftlog.Store) error {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if last == 0 {
+		return nil
+	}
+	for _, i := range []uint64{first, last} {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return fmt.Errorf("%w: %w: entry %d: %w", ErrStorage, ErrDamaged, i, err)
+		}
+	}
+	return nil
+}
+
+// damaged reports damage found in this replica's log, once, and returns
+// err.
+func (p *Replicated) damaged(err error) error {
+	if p.damageSeen.CompareAndSwap(false, true) && p.opts.OnDamaged != nil {
+		p.opts.OnDamaged(err)
+	}
+	return err
 }
 
 // Offsets implements Partition.
@@ -218,18 +263,24 @@ func (p *Replicated) Read(offset int64, maxBytes int, minOne bool, dst []byte) (
 func (p *Replicated) eachBatch(offset int64, fn func(b []byte, h BatchHeader) bool) error {
 	for _, m := range p.fsm.entriesFrom(offset) {
 		var l raft.Log
-		if err := p.logs.GetLog(m.Index, &l); err != nil {
+		if err := p.logs.GetLog(m.Index, &l); errors.Is(err, raft.ErrLogNotFound) {
 			return fmt.Errorf("%w: reading entry %d: %w", ErrStorage, m.Index, err)
+		} else if err != nil {
+			// A committed entry the store cannot give back whole.
+			return p.damaged(fmt.Errorf("%w: %w: reading entry %d: %w", ErrStorage, ErrDamaged, m.Index, err))
 		}
 		for data := l.Data; len(data) > 0; {
 			h, err := ParseHeader(data)
 			if err != nil {
-				return fmt.Errorf("%w: entry %d: %w", ErrStorage, m.Index, err)
+				return p.damaged(fmt.Errorf("%w: %w: entry %d: %w", ErrStorage, ErrDamaged, m.Index, err))
 			}
 			b := data[:h.Size()]
 			data = data[h.Size():]
 			if int64(binary.BigEndian.Uint64(b))+int64(h.LastOffsetDelta) < offset {
 				continue
+			}
+			if err := checkStored(b); err != nil {
+				return p.damaged(err)
 			}
 			if !fn(b, h) {
 				return nil

@@ -140,7 +140,12 @@ func (f *fence) refuses(lastIndex, lastTerm uint64) bool {
 // caughtUp checks an accepted append: the member's log reaches the
 // leader's commit index, and the entry there is of the leader's term.
 func (f *fence) caughtUp(req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) bool {
-	if !resp.Success || req.LeaderCommitIndex == 0 || resp.LastLog < req.LeaderCommitIndex {
+	// The answer's LastLog is the log's end before this append.
+	last := max(resp.LastLog, req.PrevLogEntry)
+	if n := len(req.Entries); n > 0 {
+		last = max(last, req.Entries[n-1].Index)
+	}
+	if !resp.Success || req.LeaderCommitIndex == 0 || last < req.LeaderCommitIndex {
 		return false
 	}
 	var l raft.Log

@@ -34,6 +34,9 @@ type Transport struct {
 	mu       sync.Mutex
 	reached  map[raft.ServerAddress]chan struct{} // closed at the next heartbeat answered
 	answered map[raft.ServerAddress]time.Time     // when each peer last answered
+	unknown  map[raft.ServerAddress]bool          // peers whose group was not running at the last heartbeat
+	lastLog  map[raft.ServerAddress]uint64        // each peer's last log index at its last heartbeat answer
+	onRejoin func()
 	stopped  chan struct{}
 	stopOnce sync.Once
 
@@ -59,7 +62,17 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: Logger(l.mux.log.With().Str("group", l.group).Logger()),
 	})
 	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}),
-		answered: make(map[raft.ServerAddress]time.Time), stopped: make(chan struct{})}
+		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), stopped: make(chan struct{})}
+}
+
+// OnRejoin sets what to do when a heartbeat reaches a peer whose group was
+// not running at the previous one (restarted, or rebuilt empty): the
+// leader should send it what it lacks now, rather than at its next entry
+// or commit timeout, which heartbeats alone do not bring forward.
+func (t *Transport) OnRejoin(fn func()) {
+	t.mu.Lock()
+	t.onRejoin = fn
+	t.mu.Unlock()
 }
 
 // HoldForPeers makes heartbeats and appends to a watched peer that is
@@ -85,8 +98,23 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 					close(ch)
 					delete(t.reached, target)
 				}
+				// A peer whose log went backwards lost it (a rebuilt
+				// or wiped replica): heartbeats alone never send it
+				// entries.
+				rejoined := t.unknown[target] || resp.LastLog < t.lastLog[target]
+				delete(t.unknown, target)
+				t.lastLog[target] = resp.LastLog
+				onRejoin := t.onRejoin
 				t.mu.Unlock()
+				if rejoined && onRejoin != nil {
+					onRejoin()
+				}
 				return nil
+			}
+			if errors.Is(err, ErrUnknownGroup) {
+				t.mu.Lock()
+				t.unknown[target] = true
+				t.mu.Unlock()
 			}
 			// With HoldForPeers, a peer whose group has not started yet
 			// (a restarted broker opens its groups once it has caught up
