@@ -2,9 +2,12 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"text/tabwriter"
 )
@@ -153,4 +156,21 @@ func (c *Comparison) WritePlots(dir, prefix string) ([]string, error) {
 		}
 	}
 	return WritePlots(dir, prefix, runs)
+}
+
+// WriteFiles writes the comparison as JSON and its plots into dir.
+func (c *Comparison) WriteFiles(dir, prefix string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: output directory: %w", err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("bench: encoding the comparison: %w", err)
+	}
+	path := filepath.Join(dir, prefix+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: writing the comparison: %w", err)
+	}
+	pngs, err := c.WritePlots(dir, prefix)
+	return append([]string{path}, pngs...), err
 }
