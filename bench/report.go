@@ -227,10 +227,11 @@ func describeTarget(ctx context.Context, adm *kadm.Client, w *Workload, sw *Soft
 
 // FaultReport is one fault event and the run's recovery from it: how long
 // acknowledged writes stopped (the longest gap between acknowledgements
-// from the last one before the event until the next event or the end) and
-// how long until the acknowledged rate over one second came back to 90% of
-// its average over the five seconds before the event (null when there was
-// no rate to compare with, or it never did).
+// from the event until the next event or the end of the run) and how long
+// after the event the acknowledged rate over a whole second, once writes
+// resumed, came back to 90% of its average over the five seconds before
+// the event (null when there was no rate to compare with, or it never
+// did).
 type FaultReport struct {
 	Event            FaultEvent `json:"event"`
 	At               float64    `json:"at_s"`
@@ -256,26 +257,34 @@ func recoveries(events []FaultEvent, start time.Time, acks []time.Duration, end 
 			limit = min(limit, events[k+1].At.Sub(start))
 		}
 		fr := FaultReport{Event: ev, At: e.Seconds()}
-		// The longest gap between acknowledgements around the event.
+		// The longest gap between acknowledgements from the event on, and
+		// when it ended (writes resumed).
 		i := sort.Search(len(acks), func(i int) bool { return acks[i] >= e })
-		prev := e
-		if i > 0 {
-			prev = acks[i-1]
-		}
-		var gap time.Duration
+		prev, gap, resumed := e, time.Duration(0), e
 		for ; i < len(acks) && acks[i] < limit; i++ {
-			gap = max(gap, acks[i]-prev)
+			if acks[i]-prev > gap {
+				gap, resumed = acks[i]-prev, acks[i]
+			}
 			prev = acks[i]
 		}
-		gap = max(gap, limit-prev)
+		if limit-prev > gap {
+			gap, resumed = limit-prev, limit
+		}
 		fr.WritesStoppedFor = gap.Seconds()
-		// The rate before, and when it came back.
+		// The rate before, and when a full second after writes resumed
+		// came back to it.
 		from := max(0, e-5*time.Second)
 		if e > from {
 			fr.BaselineRate = float64(count(from, e)) / (e - from).Seconds()
 		}
 		if fr.BaselineRate > 0 {
-			for t := e; t+time.Second <= end; t += 100 * time.Millisecond {
+			// A gap no longer than a few records' spacing is noise, not a
+			// stop: then the search starts at the event.
+			from := e
+			if gap >= max(100*time.Millisecond, time.Duration(5/fr.BaselineRate*float64(time.Second))) {
+				from = max(e, resumed)
+			}
+			for t := from; t+time.Second <= end; t += 100 * time.Millisecond {
 				if float64(count(t, t+time.Second)) >= 0.9*fr.BaselineRate {
 					v := (t - e).Seconds()
 					fr.RecoveredAfter = &v
@@ -353,7 +362,11 @@ func fmtMs(v float64) string {
 // errors by kind, fault recoveries and the audit.
 func (rep *Report) WriteSummary(w io.Writer) {
 	s := &rep.Summary
-	fmt.Fprintf(w, "target   %s (%s %s), topic %s, run %s\n", rep.Target.name(), rep.Target.Software, rep.Target.Version, rep.Topic, rep.RunID)
+	sw := rep.Target.Software
+	if rep.Target.Version != "" {
+		sw += " " + rep.Target.Version
+	}
+	fmt.Fprintf(w, "target   %s (%s), topic %s, run %s\n", rep.Target.name(), sw, rep.Topic, rep.RunID)
 	fmt.Fprintf(w, "records  sent %d, acknowledged %d, failed %d, consumed %d\n", s.Sent, s.Acked, s.Failed, s.Consumed)
 	fmt.Fprintf(w, "rate     %.0f records/s, %.2f MB/s acknowledged over %.1f s (after %.1f s warm-up); consumed %.0f records/s\n",
 		s.RecordsPerSec, s.MBPerSec, s.MeasuredSeconds, rep.Workload.Warmup.Seconds(), s.ConsumedPerSec)
