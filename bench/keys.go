@@ -17,13 +17,6 @@ type RecordID struct {
 
 func (id RecordID) String() string { return fmt.Sprintf("p%d#%d", id.Producer, id.Seq) }
 
-func (id RecordID) less(o RecordID) bool {
-	if id.Producer != o.Producer {
-		return id.Producer < o.Producer
-	}
-	return id.Seq < o.Seq
-}
-
 // A record's value starts with its identity, so that the audit can tell
 // every record of a run apart and ignore the records of other runs:
 //

@@ -182,7 +182,7 @@ func (c *collector) positionsCopy() map[int32]int64 {
 
 // counts is a snapshot of the running totals.
 type counts struct {
-	ackedCount, ackedBytes, consumedCount, failed, consumeErrs int64
+	ackedCount, ackedBytes, consumedCount, failed int64
 }
 
 func (c *collector) snapshot() counts {
