@@ -339,7 +339,7 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 				r.produceUntil(prodCtx, cl, gen, rate, start, d, backlogDone)
 				return
 			}
-			r.produce(prodCtx, cl, gen, rate, start, d)
+			r.produce(ctx, prodCtx, cl, gen, rate, start, d)
 		})
 	}
 	prodWG.Wait()
@@ -506,10 +506,12 @@ func (r *runner) newConsumer() (*kgo.Client, error) {
 	return cl, nil
 }
 
-// produce sends gen's records on the open-loop schedule for d.
-func (r *runner) produce(ctx context.Context, cl *kgo.Client, gen *recordGen, rate float64, start time.Time, d time.Duration) {
+// produce sends gen's records on the open-loop schedule for d, or until
+// pace ends. Records are handed over with ctx, which only the run's end
+// cancels: stopping the schedule must not fail what is already buffered.
+func (r *runner) produce(ctx, pace context.Context, cl *kgo.Client, gen *recordGen, rate float64, start time.Time, d time.Duration) {
 	promise := func(rec *kgo.Record, err error) { r.stats.acked(rec, err, time.Now()) }
-	Pace(ctx, rate, start, d, func(seq int64, due time.Time) {
+	Pace(pace, rate, start, d, func(seq int64, due time.Time) {
 		rec := &kgo.Record{Key: gen.key(), Value: gen.value(seq, due), Timestamp: due}
 		r.stats.sent(due, len(rec.Value))
 		cl.Produce(ctx, rec, promise)
@@ -519,24 +521,25 @@ func (r *runner) produce(ctx context.Context, cl *kgo.Client, gen *recordGen, ra
 // produceUntil produces for at least d and until done is closed (the
 // backlog drained), bounded by d plus the drain timeout.
 func (r *runner) produceUntil(ctx context.Context, cl *kgo.Client, gen *recordGen, rate float64, start time.Time, d time.Duration, done <-chan struct{}) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	limit := d + r.w.DrainTimeout
-	go func() {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	pace, stop := context.WithCancel(ctx)
+	defer stop() // before the Wait
+	wg.Go(func() {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
-		case <-ctx.Done():
+		case <-pace.Done():
 			return
 		}
 		select {
 		case <-done:
-		case <-ctx.Done():
+		case <-pace.Done():
 		}
-		cancel()
-	}()
-	r.produce(ctx, cl, gen, rate, start, limit)
+		stop()
+	})
+	r.produce(ctx, pace, cl, gen, rate, start, d+r.w.DrainTimeout)
 }
 
 // consume reads records until ctx ends.
