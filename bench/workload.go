@@ -157,8 +157,11 @@ func compressionCodec(name string) (kgo.CompressionCodec, error) {
 // RunOptions are the parts of a run that are not workload settings.
 type RunOptions struct {
 	// Faults, if set, injects faults while the workload runs; its events
-	// go into the report's timeline.
-	Faults FaultSource
+	// go into the report's timeline. FaultsFor, if set instead, makes the
+	// fault source once the run's topic exists (a fault aimed at "the
+	// leader" needs to know of which partition).
+	Faults    FaultSource
+	FaultsFor func(topic string) FaultSource
 	// Log receives the runner's own messages; nil discards them.
 	Log *slog.Logger
 	// Progress, if set, gets a progress line once a second; TTY rewrites
@@ -234,6 +237,9 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 	startOffsets, err := r.prepareTopic(ctx, adm)
 	if err != nil {
 		return nil, err
+	}
+	if r.opt.FaultsFor != nil {
+		r.opt.Faults = r.opt.FaultsFor(r.topic)
 	}
 
 	// Consumers first, and producers only once the group has every

@@ -47,6 +47,7 @@ type workloadFlags struct {
 	MaxBuffered  *int           `name:"max-buffered" help:"Records in flight per producer (default 10000)."`
 	Backlog      string         `help:"Build this much unread data first (e.g. 1GB), then measure how fast the consumers drain it while producing."`
 	DrainTimeout *time.Duration `name:"drain-timeout" help:"Bound on flushing, healing and draining at the end (default 2m)."`
+	Delivery     *time.Duration `name:"delivery-timeout" help:"How long a record may wait for its acknowledgement, retries included, before it fails (default 60s)."`
 	Seed         *int64         `help:"Seed of the record sizes and keys, and of --chaos (default 1)."`
 	Label        string         `help:"Name of the system under test in the report (the protocol does not tell)."`
 }
@@ -117,6 +118,7 @@ func (f *workloadFlags) workload(brokers []string) (bench.Workload, bench.Preset
 	set(&w.Linger, f.Linger)
 	set(&w.MaxBuffered, f.MaxBuffered)
 	set(&w.DrainTimeout, f.DrainTimeout)
+	set(&w.DeliveryTimeout, f.Delivery)
 	set(&w.Seed, f.Seed)
 	set(&w.Label, f.Label)
 	if f.Acks != nil && *f.Acks != -1 && f.Idempotent == nil {
