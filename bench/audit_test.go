@@ -113,7 +113,7 @@ func TestRecoveries(t *testing.T) {
 		}
 	}
 	ev := FaultEvent{At: start.Add(5 * time.Second), Kind: LeaderKill, Broker: 1}
-	rs := recoveries([]FaultEvent{ev}, start, acks, 10*time.Second)
+	rs := recoveries([]FaultEvent{ev}, start, acks, 10*time.Second, 0)
 	if len(rs) != 1 {
 		t.Fatalf("%d reports", len(rs))
 	}
@@ -126,5 +126,11 @@ func TestRecoveries(t *testing.T) {
 	}
 	if r.RecoveredAfter == nil || *r.RecoveredAfter < 1.9 || *r.RecoveredAfter > 2.1 {
 		t.Fatalf("recovered after %v, want 2 s", r.RecoveredAfter)
+	}
+	// An open-loop run compares with its offered rate: at 200/s offered
+	// the 100/s that came back is not a recovery.
+	rs = recoveries([]FaultEvent{ev}, start, acks, 10*time.Second, 200)
+	if rs[0].BaselineRate != 200 || rs[0].RecoveredAfter != nil {
+		t.Fatalf("against 200/s offered: baseline %v, recovered after %v", rs[0].BaselineRate, rs[0].RecoveredAfter)
 	}
 }

@@ -229,9 +229,10 @@ func describeTarget(ctx context.Context, adm *kadm.Client, w *Workload, sw *Soft
 // acknowledged writes stopped (the longest gap between acknowledgements
 // from the event until the next event or the end of the run) and how long
 // after the event the acknowledged rate over a whole second, once writes
-// resumed, came back to 90% of its average over the five seconds before
-// the event (null when there was no rate to compare with, or it never
-// did).
+// resumed, came back to 90% of the baseline: the offered rate of an
+// open-loop run, or for an unpaced run the average over the five seconds
+// before the event (null when there was no rate to compare with, or it
+// never did).
 type FaultReport struct {
 	Event            FaultEvent `json:"event"`
 	At               float64    `json:"at_s"`
@@ -242,7 +243,7 @@ type FaultReport struct {
 
 // recoveries computes the recovery figures of each event from the sorted
 // acknowledgement times.
-func recoveries(events []FaultEvent, start time.Time, acks []time.Duration, end time.Duration) []FaultReport {
+func recoveries(events []FaultEvent, start time.Time, acks []time.Duration, end time.Duration, offered float64) []FaultReport {
 	out := []FaultReport{}
 	slices.SortStableFunc(events, func(a, b FaultEvent) int { return a.At.Compare(b.At) })
 	count := func(from, to time.Duration) int {
@@ -271,10 +272,13 @@ func recoveries(events []FaultEvent, start time.Time, acks []time.Duration, end 
 			gap, resumed = limit-prev, limit
 		}
 		fr.WritesStoppedFor = gap.Seconds()
-		// The rate before, and when a full second after writes resumed
-		// came back to it.
-		from := max(0, e-5*time.Second)
-		if e > from {
+		// The rate before (the offered rate of an open-loop run, whose
+		// acknowledgements keep pace with it when all is well; else the
+		// average of the five seconds before, which an earlier fault may
+		// have lowered), and when a full second after writes resumed came
+		// back to it.
+		fr.BaselineRate = offered
+		if from := max(0, e-5*time.Second); offered <= 0 && e > from {
 			fr.BaselineRate = float64(count(from, e)) / (e - from).Seconds()
 		}
 		if fr.BaselineRate > 0 {

@@ -331,7 +331,7 @@ func (c *collector) report(r *runner, target Target, started, start time.Time, p
 	r.evMu.Lock()
 	events := append([]FaultEvent(nil), r.events...)
 	r.evMu.Unlock()
-	rep.Faults = recoveries(events, start, ackTimes, producedFor)
+	rep.Faults = recoveries(events, start, ackTimes, producedFor, r.w.Rate)
 	rep.Audit = Audit(c.acks, c.cons)
 	return rep
 }

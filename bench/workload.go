@@ -319,7 +319,7 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 				r.evMu.Lock()
 				r.events = append(r.events, ev)
 				r.evMu.Unlock()
-				r.log.Info("fault", "kind", ev.Kind, "broker", ev.Broker, "detail", ev.Detail, "error", ev.Err)
+				r.log.Debug("fault event", "kind", ev.Kind, "broker", ev.Broker, "detail", ev.Detail, "error", ev.Err)
 			}
 		})
 		bgWG.Go(func() {
