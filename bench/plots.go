@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -48,8 +49,10 @@ func WritePlots(dir, prefix string, runs []PlotRun) ([]string, error) {
 		p.Title.Text = spec.title
 		p.X.Label.Text = "seconds"
 		p.Y.Label.Text = spec.ylabel
-		p.Y.Min = 0
+		p.X.Min, p.Y.Min = 0, 0
 		p.Add(plotter.NewGrid())
+		p.X.Tick.Marker = plainTicks{}
+		p.Y.Tick.Marker = plainTicks{}
 		ymax := 0.0
 		for i, run := range runs {
 			type line struct {
@@ -65,27 +68,41 @@ func WritePlots(dir, prefix string, runs []PlotRun) ([]string, error) {
 				}
 			}
 			for _, ln := range lines {
-				var xys plotter.XYs
+				// A second without a value (no acknowledgement to measure)
+				// breaks the line rather than being bridged.
+				var segs []plotter.XYs
+				var cur plotter.XYs
 				for _, s := range run.Report.Series {
-					if v, ok := ln.value(s); ok {
-						xys = append(xys, plotter.XY{X: float64(s.T) + 0.5, Y: v})
-						ymax = max(ymax, v)
+					v, ok := ln.value(s)
+					if !ok {
+						if len(cur) > 0 {
+							segs, cur = append(segs, cur), nil
+						}
+						continue
+					}
+					cur = append(cur, plotter.XY{X: float64(s.T) + 0.5, Y: v})
+					ymax = max(ymax, v)
+				}
+				if len(cur) > 0 {
+					segs = append(segs, cur)
+				}
+				for k, seg := range segs {
+					l, sc, err := plotter.NewLinePoints(seg)
+					if err != nil {
+						return files, fmt.Errorf("bench: plot %s: %w", spec.file, err)
+					}
+					l.Color = runColors[i%len(runColors)]
+					l.Width = vg.Points(1.2)
+					if ln.dash {
+						l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+					}
+					sc.Color = l.Color
+					sc.Radius = vg.Points(1)
+					p.Add(l, sc)
+					if k == 0 {
+						p.Legend.Add(ln.name, l)
 					}
 				}
-				if len(xys) == 0 {
-					continue
-				}
-				l, err := plotter.NewLine(xys)
-				if err != nil {
-					return files, fmt.Errorf("bench: plot %s: %w", spec.file, err)
-				}
-				l.Color = runColors[i%len(runColors)]
-				l.Width = vg.Points(1.2)
-				if ln.dash {
-					l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
-				}
-				p.Add(l)
-				p.Legend.Add(ln.name, l)
 			}
 		}
 		if ymax == 0 {
@@ -141,4 +158,18 @@ func addFaultMarks(p *plot.Plot, run PlotRun, i int, top float64, named bool) er
 	}
 	p.Add(lp)
 	return nil
+}
+
+// plainTicks are gonum's default ticks with labels in the shortest form
+// ("5000", not "5000.00").
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', -1, 64)
+		}
+	}
+	return ticks
 }
