@@ -201,12 +201,17 @@ func (c *benchRunCmd) Run() error {
 	if local.Faults == "" && !local.Chaos {
 		local.Faults, local.Chaos = preset.Faults, preset.Chaos
 	}
-	local.ChaosDuration = preset.ChaosDuration
+	// Chaos leaves the last part of the run quiet, so that the rate
+	// recovers before the end.
+	local.ChaosDuration = max(w.Duration-10*time.Second, w.Duration/2)
+	if preset.ChaosDuration > 0 {
+		local.ChaosDuration = min(local.ChaosDuration, preset.ChaosDuration)
+	}
 	if c.ChaosDuration != nil {
 		local.ChaosDuration = *c.ChaosDuration
 	}
-	if local.ChaosDuration == 0 {
-		local.ChaosDuration = max(w.Duration-10*time.Second, w.Duration/2)
+	if local.Brokers == 0 && (preset.Faults != "" || preset.Chaos) {
+		fmt.Fprintf(os.Stderr, "the %s preset's faults need a local cluster (--cluster N); running without faults against %s\n", preset.Name, c.Brokers)
 	}
 	search := c.Search || preset.Search
 	runOnce := func(ctx context.Context, w bench.Workload, opt bench.RunOptions) (*bench.Report, error) {
