@@ -39,8 +39,8 @@ type collector struct {
 	pub, e2e    *hdrhistogram.Histogram
 	secs        []*secStats
 	errs        map[string]int64
-	acks        []AckedRecord
-	cons        []ConsumedRecord
+	acks        chunked[AckedRecord]
+	cons        chunked[ConsumedRecord]
 	positions   map[int32]int64 // next offset to consume, per partition
 
 	sentCount, sentBytes     int64
@@ -109,7 +109,7 @@ func (c *collector) acked(rec *kgo.Record, err error, now time.Time) {
 	c.ackedCount++
 	c.ackedBytes += int64(len(rec.Value))
 	c.lastAck = now
-	c.acks = append(c.acks, AckedRecord{Partition: rec.Partition, Offset: rec.Offset, ID: h.ID, AckedAt: now.Sub(c.start)})
+	c.acks.add(AckedRecord{Partition: rec.Partition, Offset: rec.Offset, ID: h.ID, AckedAt: now.Sub(c.start)})
 	if !rec.Timestamp.Before(c.measureFrom) {
 		_ = c.pub.RecordValue(max(lat, 1))
 		c.measAcked++
@@ -149,7 +149,7 @@ func (c *collector) consumed(fs kgo.Fetches, run uint64, now time.Time) {
 		}
 		c.consumedCount++
 		c.consBytes += int64(len(rec.Value))
-		c.cons = append(c.cons, ConsumedRecord{Partition: rec.Partition, Offset: rec.Offset, ID: h.ID})
+		c.cons.add(ConsumedRecord{Partition: rec.Partition, Offset: rec.Offset, ID: h.ID})
 		lat := max(now.Sub(h.Due).Microseconds(), 1)
 		if !h.Due.Before(c.measureFrom) {
 			_ = c.e2e.RecordValue(lat)
@@ -323,8 +323,9 @@ func (c *collector) report(r *runner, target Target, started, start time.Time, p
 			Publish:  latencyOf(s.pub), EndToEnd: latencyOf(s.e2e),
 		})
 	}
-	ackTimes := make([]time.Duration, len(c.acks))
-	for i, a := range c.acks {
+	acks, cons := c.acks.all(), c.cons.all()
+	ackTimes := make([]time.Duration, len(acks))
+	for i, a := range acks {
 		ackTimes[i] = a.AckedAt
 	}
 	sort.Slice(ackTimes, func(i, j int) bool { return ackTimes[i] < ackTimes[j] })
@@ -332,6 +333,36 @@ func (c *collector) report(r *runner, target Target, started, start time.Time, p
 	events := append([]FaultEvent(nil), r.events...)
 	r.evMu.Unlock()
 	rep.Faults = recoveries(events, start, ackTimes, producedFor, r.w.Rate)
-	rep.Audit = Audit(c.acks, c.cons)
+	rep.Audit = Audit(acks, cons)
 	return rep
+}
+
+// chunked is an append-only list in fixed-size chunks: growing it never
+// copies what it holds, so a long run does not stall the client (and its
+// latency figures) copying a large slice.
+type chunked[T any] struct {
+	chunks [][]T
+}
+
+const chunkLen = 1 << 16
+
+func (c *chunked[T]) add(v T) {
+	if n := len(c.chunks); n == 0 || len(c.chunks[n-1]) == chunkLen {
+		c.chunks = append(c.chunks, make([]T, 0, chunkLen))
+	}
+	last := &c.chunks[len(c.chunks)-1]
+	*last = append(*last, v)
+}
+
+// all returns the items in one slice.
+func (c *chunked[T]) all() []T {
+	n := 0
+	for _, ch := range c.chunks {
+		n += len(ch)
+	}
+	out := make([]T, 0, n)
+	for _, ch := range c.chunks {
+		out = append(out, ch...)
+	}
+	return out
 }
