@@ -53,6 +53,7 @@ type Broker struct {
 	electWake     chan struct{} // wakes electLoop (failover_partitions.go)
 	metaElectWake chan struct{} // wakes metaElectLoop (failover_metadata.go)
 	registered    chan struct{} // closed once this broker's start is recorded
+	lost          *lostData     // this data directory's ID, and what it lost
 	caughtUp      chan struct{} // closed once the local topics reflect the metadata since then
 	ready         chan struct{} // closed once clients are served (see initCluster)
 
@@ -130,6 +131,12 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		// broker as its only voter.
 		b.cfg.Peers = map[int32]string{cfg.NodeID: cfg.Listen}
 	}
+	inc, _, err := loadIncarnation(store)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.lost = &lostData{self: b.cfg.NodeID, incarnation: inc}
 	legacy, err := readLegacyData(store)
 	if err != nil {
 		cancel()

@@ -82,7 +82,13 @@ func (b *Broker) startCluster() error {
 	})
 	b.registered = make(chan struct{})
 	b.caughtUp = make(chan struct{})
-	ctrl.Watch(func(*cluster.State) { b.wakeReconcile() })
+	ctrl.Watch(func(st *cluster.State) {
+		if b.lost.note(st) {
+			b.log.Warn().Str("incarnation", b.lost.incarnation).Str("known_incarnation", st.Incarnations[b.cfg.NodeID]).
+				Msg("this broker's data directory is not the one the cluster knew: its replicas start empty and take no part in elections until they have caught up with their leaders")
+		}
+		b.wakeReconcile()
+	})
 	return nil
 }
 
@@ -115,7 +121,7 @@ func (b *Broker) initCluster() {
 	if b.legacy != nil && !b.migrateLegacy() {
 		return
 	}
-	if !b.proposeUntilApplied(cluster.BrokerStartedCommand(b.cfg.NodeID)) {
+	if !b.proposeUntilApplied(cluster.BrokerStartedCommand(b.cfg.NodeID, b.lost.incarnation)) {
 		return
 	}
 	close(b.registered)

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftmux"
 )
 
 // Metadata leadership failover. The metadata group keeps Raft's own timers
@@ -63,7 +65,9 @@ func (e *metaElector) pass(now time.Time) {
 	e.tried = now
 	b.log.Info().Str("known_leader", string(leader)).Msg("metadata leader's broker is down; standing for the metadata leadership")
 	b.goFunc(func() {
-		if err := b.ctrl.Campaign(); err != nil {
+		if err := b.ctrl.Campaign(); errors.Is(err, raftmux.ErrFenced) {
+			b.log.Warn().Msg("cannot lead the metadata: this broker started without its metadata and has not caught up with a leader; waiting for a broker that kept it")
+		} else if err != nil {
 			b.log.Debug().Err(err).Msg("metadata election not started")
 		}
 	})

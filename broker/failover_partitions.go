@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/pubg1/pubg1/broker/raftmux"
 )
 
 // Partition leadership failover.
@@ -157,7 +159,10 @@ func (e *elector) pass(now time.Time) {
 			b.log.Debug().Str("topic", t.name).Int("partition", i).Str("known_leader", string(leader)).
 				Int32("metadata_leader", md.Leader).Msg("standing for partition leadership")
 			b.goFunc(func() {
-				if err := rp.Campaign(); err != nil {
+				if err := rp.Campaign(); errors.Is(err, raftmux.ErrFenced) {
+					b.log.Warn().Str("topic", t.name).Int("partition", i).
+						Msg("replica cannot lead: it started without its data and has not caught up with a leader; the partition waits for a replica that kept its data (or an unclean election: pubg1 topic elect-leaders --unclean)")
+				} else if err != nil {
 					b.log.Debug().Err(err).Str("topic", t.name).Int("partition", i).Msg("election not started")
 				}
 			})

@@ -173,6 +173,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: b.cfg.Timings.tunePartitionRaft, Logger: b.log,
+		CatchUpFirst: b.lost.mustCatchUp(b.ctrl.State(), mt, n),
 		Decompressor: b.decompressor,
 		OnOutranked:  b.wakeElect,
 		OnLeadership: func(leader bool, epoch int32) {

@@ -113,6 +113,14 @@ func Start(cfg Config) (*Controller, error) {
 		if err := raft.BootstrapCluster(rc, logs, logs, snaps, c.trans, raft.Configuration{Servers: Servers(cfg.Peers)}); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrapping metadata: %w", err)
 		}
+		// A member without state may be a lost disk of a running
+		// cluster: it votes and leads only once it has caught up.
+		if len(cfg.Peers) > 1 {
+			log := cfg.Logger
+			c.trans.Fence(logs, false, func(reason string) {
+				log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")
+			})
+		}
 	}
 	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {
 		return nil, fmt.Errorf("cluster: starting metadata group: %w", err)

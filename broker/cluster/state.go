@@ -54,6 +54,10 @@ type State struct {
 	// left out of the broker list clients get, as Kafka leaves out fenced
 	// brokers, until they answer again or restart.
 	Fenced map[int32]bool `json:"fenced,omitempty"`
+	// Incarnations are the data directory IDs the brokers last started
+	// with. A broker that starts with another ID lost its data: its
+	// replicas must catch up before they vote or lead.
+	Incarnations map[int32]string `json:"incarnations,omitempty"`
 }
 
 func emptyState() *State {
@@ -76,6 +80,7 @@ func (s *State) clone() *State {
 	c.Brokers = maps.Clone(s.Brokers)
 	c.Topics = maps.Clone(s.Topics)
 	c.Fenced = maps.Clone(s.Fenced)
+	c.Incarnations = maps.Clone(s.Incarnations)
 	return &c
 }
 
@@ -106,6 +111,8 @@ type Command struct {
 	Leader    int32             `json:"leader,omitempty"`
 	Epoch     int32             `json:"epoch,omitempty"`
 	Count     int64             `json:"count,omitempty"`
+	// Incarnation is the data directory ID of a starting broker.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // Result is a command's outcome.
@@ -232,6 +239,12 @@ func apply(s *State, cmd *Command) (*State, Result) {
 		delete(next.Fenced, cmd.Leader)
 	case cmdBrokerStarted:
 		delete(next.Fenced, cmd.Leader)
+		if cmd.Incarnation != "" {
+			if next.Incarnations == nil {
+				next.Incarnations = map[int32]string{}
+			}
+			next.Incarnations[cmd.Leader] = cmd.Incarnation
+		}
 		// A broker that has just started leads nothing yet: whatever it
 		// led before it stopped shows as unavailable until a new leader
 		// reports.
@@ -342,10 +355,11 @@ func SetLeaderCommand(topicID [16]byte, partition, leader, epoch int32) *Command
 	return &Command{Kind: cmdSetLeader, TopicID: topicID, Partition: partition, Leader: leader, Epoch: epoch}
 }
 
-// BrokerStartedCommand records that a broker has (re)started and so leads
-// no partition until its Raft groups elect it again.
-func BrokerStartedCommand(id int32) *Command {
-	return &Command{Kind: cmdBrokerStarted, Leader: id}
+// BrokerStartedCommand records that a broker has (re)started, with the ID
+// of its data directory, and so leads no partition until its Raft groups
+// elect it again.
+func BrokerStartedCommand(id int32, incarnation string) *Command {
+	return &Command{Kind: cmdBrokerStarted, Leader: id, Incarnation: incarnation}
 }
 
 // FenceBrokerCommand marks a broker unreachable; UnfenceBrokerCommand

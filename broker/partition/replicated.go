@@ -41,6 +41,10 @@ type ReplicatedOptions struct {
 	// Servers is the replica set; it bootstraps the group the first time
 	// and must be the same on every replica.
 	Servers []raft.Server
+	// CatchUpFirst says the group existed while this broker had another
+	// data directory: if this replica has no state, it takes no part in
+	// elections until it has caught up with a leader.
+	CatchUpFirst bool
 	// Tune adjusts the Raft configuration (timeouts) before start.
 	Tune   func(*raft.Config)
 	Logger zerolog.Logger
@@ -93,6 +97,14 @@ type Replicated struct {
 
 var _ Partition = (*Replicated)(nil)
 
+// fenceable is a transport that can keep a member without state of its
+// own out of elections (raftmux.Transport).
+type fenceable interface {
+	Fence(logs raftmux.LogReader, known bool, onLift func(reason string))
+	Fenced() bool
+	Unfence(reason string)
+}
+
 // OpenReplicated starts this broker's replica of a partition.
 func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	logs, err := raftlog.Open(opts.Store, opts.Group)
@@ -137,6 +149,16 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if !has {
 		if err := raft.BootstrapCluster(cfg, logs, logs, p.snaps, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
 			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
+		}
+		// A replica that held data before, on a data directory since
+		// lost, votes and leads only once it has caught up (see
+		// raftmux.Transport.Fence).
+		if f, ok := opts.Transport.(fenceable); ok && opts.CatchUpFirst {
+			log := opts.Logger
+			log.Warn().Str("group", opts.Group).Msg("replica lost its data with the data directory: it takes no part in elections until it has caught up with a leader")
+			f.Fence(logs, true, func(reason string) {
+				log.Info().Str("group", opts.Group).Str("reason", reason).Msg("replica takes part in elections again")
+			})
 		}
 	}
 	if p.r, err = raft.NewRaft(cfg, p.fsm, logs, logs, p.snaps, opts.Transport); err != nil {

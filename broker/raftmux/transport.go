@@ -36,6 +36,12 @@ type Transport struct {
 	answered map[raft.ServerAddress]time.Time     // when each peer last answered
 	stopped  chan struct{}
 	stopOnce sync.Once
+
+	// A fenced member's state (see Fence) and the relay of its requests.
+	fence     *fence
+	relayOnce sync.Once
+	relayed   chan raft.RPC
+	relayWG   sync.WaitGroup
 }
 
 const (
@@ -111,6 +117,9 @@ const votePatience = 2 * time.Second
 // time), and a candidate that misses a vote waits out Raft's election
 // timeout before it asks again.
 func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.Fenced() {
+		return ErrFenced
+	}
 	deadline := time.Now().Add(votePatience)
 	for {
 		err := t.NetworkTransport.RequestVote(id, target, args, resp)
@@ -128,6 +137,9 @@ func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, arg
 // replicas vote for it even while they still know a leader, provided its
 // log is as complete as theirs.
 func (t *Transport) Campaign(self raft.ServerID) error {
+	if t.Fenced() {
+		return ErrFenced
+	}
 	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
 		ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(t.LocalAddr()),
 	}}
@@ -245,17 +257,28 @@ func (t *Transport) awaitHeartbeat(target raft.ServerAddress, deadline time.Time
 // group down, whose replication goroutines may be waiting.
 func (t *Transport) StopWaiting() { t.stopOnce.Do(func() { close(t.stopped) }) }
 
+// RequestPreVote implements raft.WithPreVote: a fenced member asks for no
+// votes.
+func (t *Transport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.Fenced() {
+		return ErrFenced
+	}
+	return t.NetworkTransport.RequestPreVote(id, target, args, resp)
+}
+
 // Close implements raft.WithClose.
 func (t *Transport) Close() error {
 	t.StopWaiting()
-	return t.NetworkTransport.Close()
+	err := t.NetworkTransport.Close()
+	t.relayWG.Wait()
+	return err
 }
 
 // SetHeartbeatHandler implements raft.Transport: batched heartbeats and
 // any that still arrive on the group's own streams take the same path.
 func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	t.layer.hbMu.Lock()
-	t.layer.hbFn = cb
+	t.layer.hbFn = t.fencedHeartbeat(cb)
 	t.layer.hbMu.Unlock()
-	t.NetworkTransport.SetHeartbeatHandler(cb)
+	t.NetworkTransport.SetHeartbeatHandler(t.fencedHeartbeat(cb))
 }
