@@ -80,7 +80,7 @@ func TestPaceStopsOnCancel(t *testing.T) {
 func TestLatencyFromScheduledTime(t *testing.T) {
 	w := DefaultWorkload()
 	w.Warmup = 0
-	c := newCollector(&w)
+	c := newCollector(&w, nil)
 	start := time.Unix(1000, 0)
 	c.begin(start)
 	gen := newRecordGen(&w, 7, 0, newFiller(1, w.RecordSize))

@@ -54,8 +54,10 @@ type collector struct {
 	lastAck                  time.Time
 }
 
-func newCollector(w *Workload) *collector {
-	return &collector{w: w, pub: newHist(), e2e: newHist(), errs: make(map[string]int64), positions: make(map[int32]int64)}
+func newCollector(w *Workload, positions map[int32]int64) *collector {
+	c := &collector{w: w, pub: newHist(), e2e: newHist(), errs: make(map[string]int64), positions: make(map[int32]int64)}
+	maps.Copy(c.positions, positions)
+	return c
 }
 
 func (c *collector) begin(start time.Time) {

@@ -246,7 +246,8 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 	// partition, so that end-to-end latency does not include the join.
 	consCtx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
-	r.stats = newCollector(w)
+	// A partition the run writes nothing to is drained where it started.
+	r.stats = newCollector(w, startOffsets)
 	var consWG sync.WaitGroup
 	consumers := make([]*kgo.Client, w.Consumers)
 	for i := range consumers {
