@@ -253,7 +253,12 @@ func recoveries(events []FaultEvent, start time.Time, acks []time.Duration, end 
 	}
 	for k, ev := range events {
 		e := ev.At.Sub(start)
+		// The gap after the last event may run past the end of producing,
+		// into the acknowledgements of the final flush.
 		limit := end
+		if len(acks) > 0 {
+			limit = max(end, acks[len(acks)-1])
+		}
 		if k+1 < len(events) {
 			limit = min(limit, events[k+1].At.Sub(start))
 		}
