@@ -16,6 +16,7 @@ command -v kcat >/dev/null 2>&1 || debs+=(kcat)
 /usr/bin/python3 -c 'import zstandard' >/dev/null 2>&1 || debs+=(python3-zstandard)
 command -v node >/dev/null 2>&1 || debs+=(nodejs)
 command -v npm >/dev/null 2>&1 || debs+=(npm)
+command -v ip >/dev/null 2>&1 || debs+=(iproute2)
 if [ ${#debs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${debs[*]}"
   as_root apt-get update -qq

@@ -26,6 +26,10 @@ type Proc struct {
 	// LogTo, if set, receives the process's output as it comes;
 	// otherwise it is kept for Output().
 	LogTo io.Writer
+	// Prefix, if set, is a command and its arguments that run the broker
+	// binary (e.g. "ip netns exec NS"); it must exec the binary, so that
+	// the process Kill and Pause signal is the broker itself.
+	Prefix []string
 	// KillWithParent makes the kernel SIGKILL the broker if this process
 	// dies first, so no broker outlives its supervisor.
 	KillWithParent bool
@@ -59,6 +63,11 @@ func (r *run) exited() bool {
 // ErrPortTaken (wrapped) is returned by Start when another process holds
 // the listen address; the caller may pick another and try again.
 var ErrPortTaken = errors.New("bench: listen port already in use")
+
+// ErrShutdownTimeout (wrapped) is returned by Shutdown when the broker did
+// not exit within its grace period and was killed; its output then holds
+// the goroutine dump of SIGQUIT.
+var ErrShutdownTimeout = errors.New("bench: broker still running")
 
 // syncBuffer collects a process's output for error reports.
 type syncBuffer struct {
@@ -129,13 +138,14 @@ func (p *Proc) Start(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(&p.output, "=== pubg1 %s\n", strings.Join(args, " "))
 	}
-	cmd := exec.Command(p.Binary, args...)
+	argv := append(append(append([]string(nil), p.Prefix...), p.Binary), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if p.KillWithParent {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("bench: starting %s: %w", p.Binary, err)
+		return fmt.Errorf("bench: starting %s: %w", argv[0], err)
 	}
 	r := &run{cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -238,7 +248,7 @@ func (p *Proc) Shutdown(grace time.Duration) error {
 	if !p.WaitExit(5 * time.Second) {
 		p.Kill()
 	}
-	return fmt.Errorf("bench: broker still running %v after SIGTERM", grace)
+	return fmt.Errorf("%w %v after SIGTERM", ErrShutdownTimeout, grace)
 }
 
 // Stop shuts the broker down with SIGTERM, killing it after 30 s.

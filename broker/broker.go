@@ -92,7 +92,7 @@ func New(cfg Config, log zerolog.Logger) (*Broker, error) {
 		ln.Close()
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
-	store, err := storage.OpenBadger(storage.BadgerOptions{Dir: cfg.DataDir, Logger: log})
+	store, err := storage.OpenBadger(storage.BadgerOptions{Dir: cfg.DataDir, Logger: log, FreeSpaceReserve: cfg.DiskFreeReserve})
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("opening store: %w", err)

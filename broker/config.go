@@ -34,6 +34,11 @@ type Config struct {
 	CleanerBackoff time.Duration
 	// LogAppendTime makes LogAppendTime the default message.timestamp.type.
 	LogAppendTime bool
+	// DiskFreeReserve is the free space, in bytes, kept on the data
+	// directory's filesystem: below it produce and offset commits are
+	// refused while reads go on (storage.BadgerOptions.FreeSpaceReserve).
+	// Zero takes storage.DefaultFreeSpaceReserve; negative keeps none.
+	DiskFreeReserve int64
 
 	// Consumer groups, as Kafka's settings of the same names (see
 	// coordinator.Config): offsets.topic.num.partitions,

@@ -63,9 +63,7 @@ func byTopic(targets []*electTarget) [][]*electTarget {
 // replica, the first of the replica set, as Kafka's preferred leader
 // election does. The leader of a partition hands its Raft leadership to
 // that replica once it has caught up; a request sent to another broker is
-// forwarded to the leader. With Raft there are no unclean elections: a
-// partition that has a leader needs none, and one without has no replica
-// that could be elected without losing committed records.
+// forwarded to the leader. Unclean elections are electUnclean's.
 func (b *Broker) electLeaders(ctx context.Context, req *kproto.Request, r *kmsg.ElectLeadersRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.ElectLeadersResponse)
 	if r.ElectionType != electPreferred && r.ElectionType != electUnclean {
@@ -98,6 +96,10 @@ func (b *Broker) electLeaders(ctx context.Context, req *kproto.Request, r *kmsg.
 	}
 
 	forwarded := req.ClientID != nil && *req.ClientID == electForwardClientID
+	if r.ElectionType == electUnclean {
+		b.electUnclean(ctx, targets, forwarded, timeout)
+		return electResponse(resp, targets, all)
+	}
 	var wg sync.WaitGroup
 	remote := make(map[int32][]*electTarget)
 	for _, et := range targets {
@@ -121,7 +123,12 @@ func (b *Broker) electLeaders(ctx context.Context, req *kproto.Request, r *kmsg.
 		}()
 	}
 	wg.Wait()
+	return electResponse(resp, targets, all)
+}
 
+// electResponse fills resp with the targets' results; with all (the
+// request named no topics), only the partitions that needed an election.
+func electResponse(resp *kmsg.ElectLeadersResponse, targets []*electTarget, all bool) *kmsg.ElectLeadersResponse {
 	answered := targets[:0]
 	for _, et := range targets {
 		if !all || et.code != kerr.ElectionNotNeeded.Code {
@@ -158,12 +165,9 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 		et.code = kerr.ElectionNotNeeded.Code
 		return -1, nil
 	}
-	leader, preferred := t.leaders[et.partition].Leader, t.assign[et.partition][0]
+	leader, preferred := b.liveLeader(t, et.partition), t.assign[et.partition][0]
 	if electionType == electUnclean {
-		et.code = kerr.ElectionNotNeeded.Code
-		if leader < 0 {
-			et.code, et.msg = kerr.EligibleLeadersNotAvailable.Code, "a Raft group elects its own leader; there are no unclean elections"
-		}
+		// Settled by electUnclean.
 		return -1, nil
 	}
 	local, _ := t.parts[et.partition].(partition.Replica)
@@ -189,6 +193,16 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 	}
 	et.preferred = preferred
 	return leader, local
+}
+
+// liveLeader is the leader the metadata names for partition n of t, or -1
+// if there is none or its broker is fenced (down).
+func (b *Broker) liveLeader(t *topic, n int32) int32 {
+	leader := t.leaders[n].Leader
+	if leader >= 0 && b.ctrl.State().Fenced[leader] {
+		return -1
+	}
+	return leader
 }
 
 // electLocally hands the leadership of a partition this broker leads to

@@ -32,6 +32,9 @@ func (b *Broker) metaElectLoop() {
 
 func (e *metaElector) pass(now time.Time) {
 	b := e.b
+	if b.store.Failed() != nil {
+		return // it cannot write: the partition elector hands off its leaderships
+	}
 	state, leader, _ := b.ctrl.Role()
 	if state != raft.Follower || leader == "" {
 		// Leading, already campaigning, or knowing no leader: Raft's own

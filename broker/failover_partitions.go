@@ -73,6 +73,7 @@ type elector struct {
 	// this broker did not run for a while (stopped or starved of CPU):
 	// leaders are not held silent for that time.
 	last, resumed time.Time
+	failed        bool // the store failure was reported
 }
 
 // stallTicks is how many elect ticks a gap between passes must span to
@@ -92,6 +93,10 @@ func (b *Broker) electLoop() {
 func (e *elector) pass(now time.Time) {
 	b := e.b
 	tm := b.cfg.Timings
+	if err := b.store.Failed(); err != nil {
+		e.storageFailed(err)
+		return // a broker that cannot write leads nothing
+	}
 	if !e.last.IsZero() && now.Sub(e.last) > stallTicks*tm.ElectTick {
 		e.resumed = now
 	}
@@ -186,7 +191,16 @@ func (e *elector) pass(now time.Time) {
 // partition without a leader for RankDelay more.
 func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact, first, outranked time.Time, replicas []int32, md cluster.Leader, up, down map[int32]bool, now time.Time) (time.Duration, bool) {
 	self, tm := e.b.cfg.NodeID, e.b.cfg.Timings
-	if state != raft.Follower {
+	switch state {
+	case raft.Follower:
+	case raft.Candidate:
+		// Still a candidate a CampaignPause after it stood: its election
+		// was lost (a split vote, or a replica that had voted for another
+		// candidate in the same term). Raft would wait out its whole
+		// election timeout; it stands again (Replica.Campaign restarts
+		// the election).
+		return tm.CampaignPause, quorumUp(replicas, up)
+	default:
 		return 0, false
 	}
 	// Only a refusal since the last contact with a leader counts: one from
@@ -262,4 +276,26 @@ func quorumUp(replicas []int32, up map[int32]bool) bool {
 		}
 	}
 	return n > len(replicas)/2
+}
+
+// storageFailed hands every leadership this broker holds to other
+// replicas once its store has failed: it can no longer write what it would
+// be asked to replicate. It runs each pass, since a replica may have been
+// elected meanwhile.
+func (e *elector) storageFailed(err error) {
+	b := e.b
+	if !e.failed {
+		e.failed = true
+		b.log.Error().Err(err).Msg("a write to the data directory failed: this broker takes no more writes and hands its leaderships to other replicas; restart it on a healthy disk")
+	}
+	for _, t := range b.topics.list() {
+		for _, p := range t.parts {
+			if rp, ok := p.(partition.Replica); ok && rp.IsLeader() {
+				b.goFunc(rp.HandOff)
+			}
+		}
+	}
+	if b.ctrl != nil && b.ctrl.IsLeader() && !b.single() {
+		b.goFunc(b.ctrl.HandOff)
+	}
 }

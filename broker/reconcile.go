@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,7 +174,9 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
 		Transport: trans, Snapshots: snaps, Servers: servers, Tune: b.cfg.Timings.tunePartitionRaft, Logger: b.log,
-		CatchUpFirst: b.lost.mustCatchUp(b.ctrl.State(), mt, n),
+		// unclean.leader.election.enable chooses availability: a replica
+		// that lost its data may be elected at once.
+		CatchUpFirst: b.lost.mustCatchUp(b.ctrl.State(), mt, n) && !strings.EqualFold(mt.Configs["unclean.leader.election.enable"], "true"),
 		Decompressor: b.decompressor,
 		OnOutranked:  b.wakeElect,
 		OnLeadership: func(leader bool, epoch int32) {

@@ -48,6 +48,7 @@ type cluster struct {
 	brokers []*brokerProc // ID i+1 at index i
 	paused  map[int32]bool
 	flags   []string // given to every broker after --id and --peers
+	size    int      // brokers: clusterSize unless startClusterOf says otherwise
 }
 
 // startCluster starts three brokers on free loopback ports, each knowing
@@ -61,9 +62,15 @@ func startCluster(t *testing.T) *cluster {
 // startClusterWith is startCluster with extra flags for every broker.
 func startClusterWith(t *testing.T, flags ...string) *cluster {
 	t.Helper()
+	return startClusterOf(t, clusterSize, flags...)
+}
+
+// startClusterOf is startClusterWith with n brokers.
+func startClusterOf(t *testing.T, n int, flags ...string) *cluster {
+	t.Helper()
 	// TempDir before Cleanup: cleanups run last first, and the brokers
 	// must be stopped before their directories are removed.
-	c := &cluster{t: t, base: t.TempDir(), paused: make(map[int32]bool), flags: flags}
+	c := &cluster{t: t, base: t.TempDir(), paused: make(map[int32]bool), flags: flags, size: n}
 	t.Cleanup(c.cleanup)
 	var err error
 	for range launchAttempts {
@@ -86,13 +93,13 @@ func (c *cluster) launch() error {
 			b.Kill()
 		}
 	}
-	addrs := make([]string, 0, clusterSize)
-	for len(addrs) < clusterSize {
+	addrs := make([]string, 0, c.size)
+	for len(addrs) < c.size {
 		if a := freeAddr(c.t); !slices.Contains(addrs, a) {
 			addrs = append(addrs, a)
 		}
 	}
-	c.brokers = make([]*brokerProc, clusterSize)
+	c.brokers = make([]*brokerProc, c.size)
 	for i, a := range addrs {
 		dir, err := os.MkdirTemp(c.base, fmt.Sprintf("broker-%d-", i+1))
 		if err != nil {
@@ -225,7 +232,7 @@ func (c *cluster) waitReady(ctx context.Context) {
 			case err != nil:
 				last = fmt.Sprintf("broker %d: %v", id, err)
 				return false
-			case len(m.Brokers) != clusterSize || m.ClusterID == nil || *m.ClusterID == "":
+			case len(m.Brokers) != c.size || m.ClusterID == nil || *m.ClusterID == "":
 				last = fmt.Sprintf("broker %d lists %d brokers, cluster ID %v", id, len(m.Brokers), m.ClusterID)
 				return false
 			}
@@ -258,7 +265,7 @@ func (c *cluster) waitFenced(ctx context.Context, victim int32, killedAt time.Ti
 			for _, b := range m.Brokers {
 				listed = append(listed, b.NodeID)
 			}
-			if len(m.Brokers) != clusterSize-1 {
+			if len(m.Brokers) != c.size-1 {
 				return false
 			}
 		}
@@ -333,7 +340,7 @@ func (c *cluster) awaitLeaders(ctx context.Context, topic string, partitions int
 			return false
 		}
 		for p, l := range ls {
-			if l.Leader < 1 || int(l.Leader) > clusterSize || !c.live(l.Leader) || (accept != nil && !accept(p, l)) {
+			if l.Leader < 1 || int(l.Leader) > c.size || !c.live(l.Leader) || (accept != nil && !accept(p, l)) {
 				last = fmt.Sprintf("broker %d reports partition %d led by %d at epoch %d", id, p, l.Leader, l.Epoch)
 				return false
 			}

@@ -135,6 +135,11 @@ func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(Ap
 		return
 	}
 	logStart := p.logStart
+	if err := p.store.Reserve(len(b)); err != nil {
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: logStart, Err: fmt.Errorf("%w: %w", ErrStorage, err)})
+		return
+	}
 	s, err := p.stamp(b, &h, opts, 0)
 	switch {
 	case err != nil:

@@ -111,6 +111,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if err != nil {
 		return nil, err
 	}
+	logs.CountsAsData()
 	p := &Replicated{
 		opts:     opts,
 		logs:     logs,

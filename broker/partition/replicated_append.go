@@ -38,6 +38,11 @@ func (p *Replicated) Append(b []byte, h BatchHeader, opts AppendOptions, done fu
 		return
 	}
 	logStart := p.fsm.view().logStart
+	if err := p.opts.Store.Reserve(len(b)); err != nil {
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, LogStartOffset: logStart, Err: fmt.Errorf("%w: %w", ErrStorage, err)})
+		return
+	}
 	st, err := p.stamp(b, &h, opts, p.epoch)
 	switch {
 	case err != nil:

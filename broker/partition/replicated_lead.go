@@ -2,6 +2,7 @@ package partition
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,12 @@ type Replica interface {
 	// candidate whose log is behind its own (zero if never): that
 	// candidate cannot win, and this replica can.
 	Outranked() time.Time
+
+	// Unfence lets a replica that lost its data, and has not caught up,
+	// vote and lead with the log it has: an unclean election, which
+	// loses whatever the replicas still alive do not hold. It reports
+	// whether the replica was fenced.
+	Unfence(reason string) bool
 }
 
 var _ Replica = (*Replicated)(nil)
@@ -196,11 +203,38 @@ func (p *Replicated) Campaign() error {
 	if !ok {
 		return fmt.Errorf("partition: %s: the transport cannot start an election", p.opts.Group)
 	}
-	if p.r.State() != raft.Follower {
+	switch p.r.State() {
+	case raft.Follower:
+	case raft.Candidate:
+		// A candidate the broker asks to stand again lost its election.
+		return p.restartElection()
+	default:
 		return nil
 	}
 	if err := c.Campaign(p.opts.ID); err != nil {
 		return fmt.Errorf("partition: %s: starting an election: %w", p.opts.Group, err)
+	}
+	return nil
+}
+
+// restartElection makes a candidate stand again at once (see
+// raftmux.Transport.Restart).
+func (p *Replicated) restartElection() error {
+	r, ok := p.trans.(interface {
+		Restart(self raft.ServerID, term, last, lastTerm uint64) error
+	})
+	if !ok {
+		return nil
+	}
+	st := p.r.Stats()
+	last, _ := strconv.ParseUint(st["last_log_index"], 10, 64)
+	lastTerm, _ := strconv.ParseUint(st["last_log_term"], 10, 64)
+	if snap, _ := strconv.ParseUint(st["last_snapshot_index"], 10, 64); snap > last {
+		last = snap
+		lastTerm, _ = strconv.ParseUint(st["last_snapshot_term"], 10, 64)
+	}
+	if err := r.Restart(p.opts.ID, p.r.CurrentTerm(), last, lastTerm); err != nil {
+		return fmt.Errorf("partition: %s: restarting an election: %w", p.opts.Group, err)
 	}
 	return nil
 }
@@ -290,4 +324,14 @@ func (p *Replicated) hold() func() {
 		default:
 		}
 	}
+}
+
+// Unfence implements Replica.
+func (p *Replicated) Unfence(reason string) bool {
+	f, ok := p.trans.(fenceable)
+	if !ok || !f.Fenced() {
+		return false
+	}
+	f.Unfence(reason)
+	return true
 }

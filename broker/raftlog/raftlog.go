@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,9 @@ type Store struct {
 	logPrefix   []byte
 	kvPrefix    []byte
 	stagePrefix []byte
+	// data marks a partition's log: its entries count against the
+	// store's free-space reserve (see CountsAsData).
+	data atomic.Bool
 
 	mu          sync.Mutex
 	first, last uint64 // 0, 0 when empty
@@ -40,6 +44,12 @@ var (
 	_ raft.LogStore    = (*Store)(nil)
 	_ raft.StableStore = (*Store)(nil)
 )
+
+// CountsAsData makes the group's entries partition data: StoreLogs asks
+// the store for room first and fails with storage.ErrDiskFull, storing
+// nothing, when the disk is below its reserve. The metadata group's
+// entries, and every group's terms and votes, are always stored.
+func (st *Store) CountsAsData() { st.data.Store(true) }
 
 // Open returns the store of the group named group, reading its bounds.
 func Open(s storage.Store, group string) (*Store, error) {
@@ -138,8 +148,15 @@ func (st *Store) StoreLogs(logs []*raft.Log) error {
 		return nil
 	}
 	kvs := make([]storage.KV, len(logs))
+	size := 0
 	for i, l := range logs {
 		kvs[i] = storage.KV{Key: st.logKey(l.Index), Value: encodeLog(l)}
+		size += len(kvs[i].Value)
+	}
+	if st.data.Load() {
+		if err := st.s.Reserve(size); err != nil {
+			return fmt.Errorf("raftlog: storing entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+		}
 	}
 	if err := storage.WriteKVs(st.s, kvs...); err != nil {
 		return fmt.Errorf("raftlog: storing entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)

@@ -102,6 +102,18 @@ func (f *fence) active() bool {
 	return !f.lifted
 }
 
+// leading is told that the member sends appends, so leads: elected
+// before the group showed a history, it was elected in a new group and
+// needs no fence.
+func (f *fence) leading() {
+	f.mu.Lock()
+	lift := !f.lifted && !f.evidence
+	f.mu.Unlock()
+	if lift {
+		f.lift("elected leader of a new group")
+	}
+}
+
 // sawHistory notes that the group existed before this member started, and
 // reports whether the fence still stands.
 func (f *fence) sawHistory() bool {

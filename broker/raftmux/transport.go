@@ -68,6 +68,9 @@ func (t *Transport) HoldForPeers() { t.hold = true }
 
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.fence != nil {
+		t.fence.leading()
+	}
 	if t.hold && !t.awaitUp(target) {
 		return ErrClosed
 	}
@@ -145,6 +148,28 @@ func (t *Transport) Campaign(self raft.ServerID) error {
 	}}
 	var resp raft.TimeoutNowResponse
 	return t.NetworkTransport.TimeoutNow(self, t.LocalAddr(), req, &resp)
+}
+
+// Restart ends a lost election of this member, a candidate, and starts
+// another: hashicorp/raft's candidate otherwise waits out its whole
+// election timeout (tens of seconds for a partition) after a split vote,
+// and ignores Campaign meanwhile. The member is sent its own vote request
+// for the next term, which makes it a follower of that term (voting for
+// itself), and then Campaign makes it stand in the term after. term, last
+// and lastTerm are the member's current term and last log entry.
+func (t *Transport) Restart(self raft.ServerID, term, last, lastTerm uint64) error {
+	if t.Fenced() {
+		return ErrFenced
+	}
+	req := &raft.RequestVoteRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(t.LocalAddr())},
+		Term:      term + 1, LastLogIndex: last, LastLogTerm: lastTerm,
+	}
+	var resp raft.RequestVoteResponse
+	if err := t.NetworkTransport.RequestVote(self, t.LocalAddr(), req, &resp); err != nil {
+		return err
+	}
+	return t.Campaign(self)
 }
 
 // awaitUp waits, while target is a watched peer that is down, until it is

@@ -34,7 +34,17 @@ type BadgerOptions struct {
 	// GCInterval is how often value-log GC runs (0: every minute). A
 	// negative interval disables it; without GC, retention frees no disk.
 	GCInterval time.Duration
+	// FreeSpaceReserve is the free space, in bytes, below which partition
+	// data is refused (Reserve): room left for the metadata, Raft's
+	// terms and votes, and Badger's flushes, so that a full disk never
+	// makes a write fail half-way (Badger writes its logs through memory
+	// maps, where a full disk is a crash, not an error). Zero: the
+	// default, DefaultFreeSpaceReserve; negative: no reserve.
+	FreeSpaceReserve int64
 }
+
+// DefaultFreeSpaceReserve is the free-space reserve of a broker's store.
+const DefaultFreeSpaceReserve = 128 << 20
 
 // Defaults for a broker on a machine of about 24 GiB: Badger's own defaults
 // would hold 5 memtables of 64 MiB and a 256 MiB block cache per store.
@@ -95,6 +105,9 @@ func (o BadgerOptions) withDefaults() BadgerOptions {
 	if o.GCInterval == 0 {
 		o.GCInterval = defaultGCInterval
 	}
+	if o.FreeSpaceReserve == 0 {
+		o.FreeSpaceReserve = DefaultFreeSpaceReserve
+	}
 	return o
 }
 
@@ -104,6 +117,7 @@ type Badger struct {
 	log      zerolog.Logger
 	maxValue int64
 	c        *committer
+	space    *space
 
 	// keyBuf holds the keys of one commit round. Only the committer
 	// goroutine touches it, and Badger copies keys during Commit.
@@ -156,8 +170,12 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 		log:      logger,
 		maxValue: opts.ValueLogFileSize,
 		gcStop:   make(chan struct{}),
+		space:    newSpace(opts.Dir, opts.FreeSpaceReserve, logger),
 	}
 	b.c = startCommitter(b.check, b.commit)
+	b.c.onFail = func(err error) {
+		logger.Error().Err(err).Msg("a commit to the data directory failed: the store takes no more partition data")
+	}
 	if opts.GCInterval > 0 {
 		b.wg.Go(func() { b.runGC(opts.GCInterval) })
 	}
@@ -166,6 +184,20 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 
 // Submit implements Store.
 func (b *Badger) Submit(w *Write) { b.c.submit(w) }
+
+// Reserve implements Store.
+func (b *Badger) Reserve(n int) error {
+	if err := b.c.failure(); err != nil {
+		return err
+	}
+	return b.space.Reserve(n)
+}
+
+// Failed implements Store.
+func (b *Badger) Failed() error { return b.c.failure() }
+
+// SpaceLow implements Store.
+func (b *Badger) SpaceLow() bool { return b.space.Low() }
 
 // Close implements Store: it commits what is queued, stops the goroutines,
 // and closes the DB.

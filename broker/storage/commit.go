@@ -1,8 +1,11 @@
 package storage
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Bounds of one commit round. A round is one transaction and one sync; the
@@ -33,6 +36,27 @@ type committer struct {
 	wake   chan struct{} // capacity 1: a signal, not a queue
 	exited chan struct{}
 	spare  []*Write // owned by the committer goroutine
+
+	// failed is the first error a commit returned: what that round wrote
+	// is unknown, so the store takes no more partition data (Reserve
+	// refuses) until it is opened again.
+	failed atomic.Pointer[error]
+	// onFail, if set, is told of the failure once; it must not block.
+	onFail func(error)
+}
+
+// ErrFailed is returned by Reserve once a commit of the store has failed
+// (a write or sync error): nothing more is written to it, since what that
+// commit left on disk is unknown. The broker must be restarted on a
+// healthy disk.
+var ErrFailed = errors.New("storage: a write to the data directory failed; it takes no more data")
+
+// failure is the error that failed the store, or nil.
+func (c *committer) failure() error {
+	if e := c.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 func startCommitter(check func(*Write) error, commit func([]*Write) error) *committer {
@@ -127,6 +151,12 @@ func (c *committer) process(ws []*Write) {
 			j++
 		}
 		err := c.commit(ws[i:j])
+		if err != nil {
+			failed := fmt.Errorf("%w: %w", ErrFailed, err)
+			if c.failed.CompareAndSwap(nil, &failed) && c.onFail != nil {
+				c.onFail(failed)
+			}
+		}
 		for _, w := range ws[i:j] {
 			done(w, err)
 		}

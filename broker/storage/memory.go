@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Memory is the in-memory Store for tests. It shares the group committer
@@ -13,6 +14,10 @@ import (
 // lacks durability.
 type Memory struct {
 	c *committer
+	// full makes Reserve refuse every write, as a full disk would.
+	full atomic.Bool
+	// fault, if set, is the error every commit returns.
+	fault atomic.Pointer[error]
 
 	mu     sync.RWMutex
 	closed bool
@@ -60,6 +65,9 @@ func (m *Memory) Close() error {
 }
 
 func (m *Memory) commit(ws []*Write) error {
+	if e := m.fault.Load(); e != nil {
+		return *e
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, w := range ws {
@@ -247,3 +255,34 @@ func (m *Memory) Range(prefix []byte, fn func(k, v []byte) bool) error {
 	}
 	return nil
 }
+
+// Reserve implements Store: it refuses while SetFull(true) holds, and
+// once a commit failed (see FailCommits).
+func (m *Memory) Reserve(int) error {
+	if err := m.c.failure(); err != nil {
+		return err
+	}
+	if m.full.Load() {
+		return ErrDiskFull
+	}
+	return nil
+}
+
+// Failed implements Store.
+func (m *Memory) Failed() error { return m.c.failure() }
+
+// FailCommits makes every commit from now on fail with err, as a disk
+// whose writes or syncs fail would (nil: commits succeed again).
+func (m *Memory) FailCommits(err error) {
+	if err == nil {
+		m.fault.Store(nil)
+		return
+	}
+	m.fault.Store(&err)
+}
+
+// SpaceLow implements Store.
+func (m *Memory) SpaceLow() bool { return m.full.Load() }
+
+// SetFull makes the store behave as one whose disk is full (true) or not.
+func (m *Memory) SetFull(full bool) { m.full.Store(full) }

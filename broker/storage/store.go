@@ -97,6 +97,19 @@ type Store interface {
 	// given prefix, without reading values; ok is false when there is none.
 	KeyBounds(prefix []byte) (first, last []byte, ok bool, err error)
 
+	// Reserve asks for room for n bytes of partition data about to be
+	// written (record batches, a partition's Raft entries). It returns
+	// ErrDiskFull, and counts nothing, if the store's filesystem would
+	// fall below its free-space reserve; the caller must then not write.
+	Reserve(n int) error
+
+	// SpaceLow reports whether the last Reserve was refused.
+	SpaceLow() bool
+
+	// Failed is the error that failed the store (ErrFailed), or nil: once
+	// a commit fails, Reserve refuses all partition data.
+	Failed() error
+
 	// Close stops the committer after the queued writes and releases the
 	// store. It is safe to call more than once.
 	Close() error

@@ -72,6 +72,7 @@ type topicCmd struct {
 	Delete        topicDeleteCmd        `cmd:"" help:"Delete topics."`
 	AlterConfig   topicAlterConfigCmd   `cmd:"" name:"alter-config" help:"Set or remove topic configs, leaving the others as they are."`
 	AddPartitions topicAddPartitionsCmd `cmd:"" name:"add-partitions" help:"Grow topics to a number of partitions."`
+	ElectLeaders  topicElectLeadersCmd  `cmd:"" name:"elect-leaders" help:"Move partition leadership to the preferred replicas, or with --unclean elect leaders of partitions that have none."`
 	Produce       topicProduceCmd       `cmd:"" help:"Produce stdin's lines as records."`
 	Consume       topicConsumeCmd       `cmd:"" help:"Print a topic's records."`
 }

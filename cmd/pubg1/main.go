@@ -47,6 +47,7 @@ type serveCmd struct {
 	RetentionCheck    time.Duration `name:"retention-check-interval" default:"5m" env:"PUBG1_RETENTION_CHECK_INTERVAL" help:"How often retention is applied."`
 	CleanerBackoff    time.Duration `name:"log-cleaner-backoff" default:"15s" env:"PUBG1_LOG_CLEANER_BACKOFF" help:"How often compacted topics (cleanup.policy=compact, __consumer_offsets) are checked for compaction."`
 	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
+	DiskReserve       int64         `name:"disk-free-reserve" default:"134217728" env:"PUBG1_DISK_FREE_RESERVE" help:"Free bytes kept on the data directory's filesystem: below them produce and offset commits are refused (KAFKA_STORAGE_ERROR) while reads go on, until space is freed; -1 for none."`
 	DebugListen       string        `name:"debug-listen" env:"PUBG1_DEBUG_LISTEN" help:"Serve Go pprof profiles over HTTP on this address (off when empty)."`
 
 	OffsetsTopicPartitions     int32         `name:"offsets-topic-partitions" default:"50" env:"PUBG1_OFFSETS_TOPIC_PARTITIONS" help:"Partitions of __consumer_offsets when it is created (offsets.topic.num.partitions)."`
@@ -68,6 +69,7 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.MessageMaxBytes, cfg.MaxFrameBytes = s.MessageMaxBytes, s.MaxRequestBytes
 	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
 	cfg.CleanerBackoff = s.CleanerBackoff
+	cfg.DiskFreeReserve = s.DiskReserve
 	cfg.LogAppendTime = s.LogAppendTime
 	cfg.OffsetsTopicPartitions = s.OffsetsTopicPartitions
 	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout

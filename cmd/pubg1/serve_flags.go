@@ -41,6 +41,9 @@ func (s *serveCmd) check() error {
 	if s.NumPartitions < 1 {
 		bad("--num-partitions %d must be at least 1", s.NumPartitions)
 	}
+	if s.DiskReserve < -1 {
+		bad("--disk-free-reserve %d must be -1 (none) or a number of bytes", s.DiskReserve)
+	}
 	if s.MessageMaxBytes < 0 {
 		bad("--message-max-bytes %d must not be negative", s.MessageMaxBytes)
 	}

@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pubg1/pubg1/broker/partition"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// electUnclean is Kafka's unclean leader election (ElectLeaders with
+// election type 1) for partitions that have no leader. A partition's Raft
+// group elects its own leaders; what keeps one offline is a replica that
+// lost its data and has not caught up (see raftmux.Transport.Fence),
+// which votes for no one, while the replicas that kept the data are down.
+// The election lifts that fence on every live replica, so that the
+// replicas alive elect one of themselves with the log they have: the
+// records only the dead replicas hold are lost, which is what the operator
+// asks for. The request is forwarded to every live replica's broker; a
+// forwarded one only lifts the local fence.
+func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwarded bool, timeout time.Duration) {
+	st := b.ctrl.State()
+	remote := make(map[int32][]*electTarget)
+	var waiting []*electTarget
+	for _, et := range targets {
+		t := b.topics.get(et.topic)
+		switch {
+		case t == nil || et.partition < 0 || int(et.partition) >= len(t.parts):
+			et.code = kerr.UnknownTopicOrPartition.Code
+			continue
+		case t.assign == nil:
+			et.code = kerr.ElectionNotNeeded.Code // a single broker leads what it has
+			continue
+		case b.liveLeader(t, et.partition) >= 0 && !forwarded:
+			et.code = kerr.ElectionNotNeeded.Code
+			continue
+		}
+		if local, ok := t.parts[et.partition].(partition.Replica); ok {
+			if local.Unfence("unclean leader election") {
+				b.log.Warn().Str("topic", et.topic).Int32("partition", et.partition).
+					Msg("unclean leader election: this replica, which lost its data, now votes and may lead with the log it has; acknowledged records that no live replica holds are lost")
+				b.wakeElect()
+			}
+		}
+		if forwarded {
+			continue // answered 0: this broker's part is done
+		}
+		for _, id := range t.assign[et.partition] {
+			if id != b.cfg.NodeID && !st.Fenced[id] {
+				remote[id] = append(remote[id], et)
+			}
+		}
+		waiting = append(waiting, et)
+	}
+	var wg sync.WaitGroup
+	for id, ets := range remote {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.forwardUnclean(ctx, id, ets, timeout); err != nil {
+				b.log.Debug().Err(err).Int32("broker", id).Msg("unclean election not forwarded")
+			}
+		}()
+	}
+	wg.Wait()
+	for _, et := range waiting {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			et.code, et.msg = b.waitAnyLeader(ctx, et)
+		}()
+	}
+	wg.Wait()
+}
+
+// forwardUnclean asks broker id to lift the fence of its replicas of ets.
+func (b *Broker) forwardUnclean(ctx context.Context, id int32, ets []*electTarget, timeout time.Duration) error {
+	addr, ok := b.cfg.Peers[id]
+	if !ok {
+		return fmt.Errorf("broker %d is not a peer", id)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(electForwardClientID), kgo.RequestRetries(0))
+	if err != nil {
+		return fmt.Errorf("client for broker %d: %w", id, err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = electUnclean
+	req.TimeoutMillis = int32(timeout / time.Millisecond)
+	for _, group := range byTopic(ets) {
+		rt := kmsg.NewElectLeadersRequestTopic()
+		rt.Topic = group[0].topic
+		for _, et := range group {
+			rt.Partitions = append(rt.Partitions, et.partition)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	if _, err := req.RequestWith(ctx, cl.SeedBrokers()[0]); err != nil {
+		return fmt.Errorf("forwarding to broker %d: %w", id, err)
+	}
+	return nil
+}
+
+// waitAnyLeader waits until the metadata names a leader of the partition.
+func (b *Broker) waitAnyLeader(ctx context.Context, et *electTarget) (int16, string) {
+	tick := time.NewTicker(electPoll)
+	defer tick.Stop()
+	for {
+		st := b.ctrl.State()
+		if mt := st.Topics[et.topic]; mt != nil && int(et.partition) < len(mt.Leaders) && mt.Leaders[et.partition].Leader >= 0 && !st.Fenced[mt.Leaders[et.partition].Leader] {
+			return 0, ""
+		}
+		select {
+		case <-ctx.Done():
+			return kerr.EligibleLeadersNotAvailable.Code, "no live replica could be elected in time: a majority of the partition's replicas must be live"
+		case <-tick.C:
+		}
+	}
+}
