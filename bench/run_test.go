@@ -15,7 +15,7 @@ func TestRunReusedTopic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	p := startBroker(t, testBinary(t), "--group-initial-rebalance-delay", "0s")
+	p := startBroker(t, pubg1Binary(t), "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload(p.Addr)
 	w.Topic = "reused"
 	w.Duration, w.Warmup = 2*time.Second, 0
@@ -46,7 +46,7 @@ func TestRunBacklog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	p := startBroker(t, testBinary(t), "--group-initial-rebalance-delay", "0s")
+	p := startBroker(t, pubg1Binary(t), "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload(p.Addr)
 	w.Backlog = 100 << 10 // 100 KiB: half a second at 200 records/s of 1 KiB
 	w.RecordSize, w.Rate = 1024, 200
@@ -112,7 +112,7 @@ func TestRunWithFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	p := startBroker(t, testBinary(t), "--group-initial-rebalance-delay", "0s")
+	p := startBroker(t, pubg1Binary(t), "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload(p.Addr)
 	w.Duration, w.Warmup = 4*time.Second, 0
 	faults := &pauseFaults{p: p, pause: time.Second, resume: 2 * time.Second}
@@ -149,7 +149,7 @@ func TestCompare(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts brokers")
 	}
-	bin := testBinary(t)
+	bin := pubg1Binary(t)
 	a := startBroker(t, bin, "--group-initial-rebalance-delay", "0s")
 	b := startBroker(t, bin, "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload()
@@ -180,7 +180,7 @@ func TestSearch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	p := startBroker(t, testBinary(t), "--group-initial-rebalance-delay", "0s")
+	p := startBroker(t, pubg1Binary(t), "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload(p.Addr)
 	w.Warmup = 500 * time.Millisecond
 	sc := SearchConfig{Start: 100, Step: time.Second, MaxSteps: 2, Precision: 0.05}

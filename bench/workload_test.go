@@ -2,44 +2,12 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"image/png"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// testBinary builds cmd/pubg1 once for the tests of this package.
-func testBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pubg1-bench-test")
-		if err != nil {
-			binErr = err
-			return
-		}
-		bin := filepath.Join(dir, "pubg1")
-		out, err := execCommand("go", "build", "-o", bin, "../cmd/pubg1")
-		if err != nil {
-			binErr = errors.New(string(out))
-			return
-		}
-		binPath = bin
-	})
-	if binErr != nil {
-		t.Fatalf("building pubg1: %v", binErr)
-	}
-	return binPath
-}
 
 // smallWorkload is a few seconds at a low rate against brokers.
 func smallWorkload(brokers ...string) Workload {
@@ -58,7 +26,7 @@ func TestRunSingleBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	p := startBroker(t, testBinary(t), "--group-initial-rebalance-delay", "0s")
+	p := startBroker(t, pubg1Binary(t), "--group-initial-rebalance-delay", "0s")
 	w := smallWorkload(p.Addr)
 	w.Keys, w.SizeDist = KeysZipf, SizeExp
 	var progress strings.Builder
