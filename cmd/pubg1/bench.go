@@ -210,6 +210,9 @@ func (c *benchRunCmd) Run() error {
 	if c.ChaosDuration != nil {
 		local.ChaosDuration = *c.ChaosDuration
 	}
+	if local.Brokers > 0 && local.Chaos && !local.Netns {
+		fmt.Fprintln(os.Stderr, "chaos without network cuts; add --netns (root, Linux) to include leader-isolate and follower-isolate")
+	}
 	if local.Brokers == 0 && (preset.Faults != "" || preset.Chaos) {
 		fmt.Fprintf(os.Stderr, "the %s preset's faults need a local cluster (--cluster N); running without faults against %s\n", preset.Name, c.Brokers)
 	}
