@@ -27,7 +27,7 @@ type cli struct {
 
 	Serve   serveCmd   `cmd:"" help:"Run a broker."`
 	Cluster clusterCmd `cmd:"" help:"Run a local cluster; show and check any Kafka-compatible cluster."`
-	Bench   benchCmd   `cmd:"" help:"Measure produce and fetch throughput of a Kafka-compatible cluster."`
+	Bench   benchCmd   `cmd:"" help:"Benchmark a Kafka-compatible cluster: open-loop load, publish and end-to-end latency, a data audit, faults, plots, side-by-side comparison."`
 	Topic   topicCmd   `cmd:"" help:"Create, list, describe, alter and delete topics, produce and consume, on any Kafka-compatible cluster."`
 	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster."`
 }
