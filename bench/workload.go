@@ -55,6 +55,12 @@ type Workload struct {
 	Group       string        `json:"group,omitempty"` // empty: pubg1-bench-<run ID>
 	Linger      time.Duration `json:"linger_ns"`       // negative: franz-go's default
 	MaxBuffered int           `json:"max_buffered"`    // records in flight per producer
+	// MetadataMinAge is the least time between two metadata refreshes of
+	// a client (franz-go's MetadataMinAge, 5 s by default): after a
+	// leader change, a producer and a consumer wait at least this long to
+	// learn the new leader, which would otherwise dominate the failover
+	// figures. Negative keeps the client's default.
+	MetadataMinAge time.Duration `json:"metadata_min_age_ns"`
 	// DeliveryTimeout bounds how long a record may wait for its
 	// acknowledgement, retries included, before it counts as failed.
 	DeliveryTimeout time.Duration `json:"delivery_timeout_ns"`
@@ -95,6 +101,7 @@ func DefaultWorkload() Workload {
 		Producers:       1,
 		Consumers:       1,
 		Linger:          -1,
+		MetadataMinAge:  250 * time.Millisecond,
 		MaxBuffered:     10_000,
 		DeliveryTimeout: 60 * time.Second,
 		DrainTimeout:    2 * time.Minute,
@@ -478,6 +485,9 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 	if w.Linger >= 0 {
 		opts = append(opts, kgo.ProducerLinger(w.Linger))
 	}
+	if w.MetadataMinAge >= 0 {
+		opts = append(opts, kgo.MetadataMinAge(w.MetadataMinAge))
+	}
 	switch w.Acks {
 	case -1:
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -497,16 +507,20 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 }
 
 func (r *runner) newConsumer() (*kgo.Client, error) {
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.w.Brokers...),
 		kgo.ConsumerGroup(r.group),
 		kgo.ConsumeTopics(r.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.FetchMaxWait(200 * time.Millisecond),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.add(m[r.topic]) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.remove(m[r.topic]) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.remove(m[r.topic]) }),
-	)
+	}
+	if r.w.MetadataMinAge >= 0 {
+		opts = append(opts, kgo.MetadataMinAge(r.w.MetadataMinAge))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: consumer: %w", err)
 	}

@@ -149,7 +149,7 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	if err := recoverStaged(logs, opts.Snapshots); err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
-	if err := checkEnds(logs); err != nil {
+	if err := checkLog(logs, opts.Snapshots); err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
 	}
 	has, err := raft.HasExistingState(logs, logs, p.snaps)
@@ -192,10 +192,12 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	return p, nil
 }
 
-// checkEnds reads the first and last entries of a group's log, which Raft
-// reads at start: one that is not stored whole is damage, reported as
-// ErrDamaged rather than as Raft's failure to start.
-func checkEnds(logs *raftlog.Store) error {
+// checkLog reads the entries of a group's log that Raft reads when it
+// starts (those after the latest snapshot; Raft panics on one it cannot
+// read), and the first one: an entry not stored whole is damage, reported
+// as ErrDamaged so that the replica can be rebuilt rather than crash the
+// broker.
+func checkLog(logs *raftlog.Store, snaps raft.SnapshotStore) error {
 	first, err := logs.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStorage, err)
@@ -207,8 +209,15 @@ func checkEnds(logs *raftlog.Store) error {
 	if last == 0 {
 		return nil
 	}
-	for _, i := range []uint64{first, last} {
-		var l raft.Log
+	from := first
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 && metas[0].Index+1 > from {
+		from = metas[0].Index + 1
+	}
+	var l raft.Log
+	if err := logs.GetLog(first, &l); err != nil {
+		return fmt.Errorf("%w: %w: entry %d: %w", ErrStorage, ErrDamaged, first, err)
+	}
+	for i := from; i <= last; i++ {
 		if err := logs.GetLog(i, &l); err != nil {
 			return fmt.Errorf("%w: %w: entry %d: %w", ErrStorage, ErrDamaged, i, err)
 		}

@@ -25,31 +25,32 @@ type benchCmd struct {
 // workloadFlags are the settings of a workload; unset ones come from the
 // preset, or else from bench.DefaultWorkload.
 type workloadFlags struct {
-	Preset       string         `enum:",seed,throughput,latency,chaos" default:"" help:"Start from a preset workload: seed, throughput, latency or chaos (flags given override it)."`
-	Topic        string         `help:"Reuse this topic (created if missing); only this run's records count. Default: a fresh topic per run."`
-	Partitions   *int32         `help:"Partitions of the topic (default 6)."`
-	Replication  *int16         `help:"Replication factor of the topic (default: the broker's)."`
-	Rate         string         `help:"Offered load in records/s, open loop; \"max\" (or 0) as fast as possible; \"search\" finds the highest sustained rate (default 1000)."`
-	Duration     *time.Duration `help:"How long the producers run (default 30s)."`
-	Warmup       *time.Duration `help:"First part of the duration left out of the figures (default 5s)."`
-	Size         *int           `help:"Record size in bytes (default 1024)."`
-	SizeDist     string         `name:"size-dist" enum:",fixed,uniform,exp" default:"" help:"Record size distribution: fixed, uniform (size/2 to 3·size/2) or exp (mean size)."`
-	Keys         string         `enum:",none,uniform,zipf" default:"" help:"Record keys: none, uniform or zipf."`
-	KeySpace     *int           `name:"key-space" help:"Distinct keys (default 1000)."`
-	ZipfS        *float64       `name:"zipf-s" help:"Zipf exponent, more than 1 (default 1.1)."`
-	Acks         *int16         `help:"Produce acks: -1 (all), 1 or 0 (default -1)."`
-	Compression  string         `enum:",none,gzip,snappy,lz4,zstd" default:"" help:"Producer compression."`
-	Idempotent   *bool          `negatable:"" help:"Idempotent producer (default on with acks=-1)."`
-	Producers    *int           `help:"Producer clients (default 1)."`
-	Consumers    *int           `help:"Consumer clients in the group (default 1)."`
-	Group        string         `help:"Consumer group (default: one per run)."`
-	Linger       *time.Duration `help:"Producer linger (negative: franz-go's default)."`
-	MaxBuffered  *int           `name:"max-buffered" help:"Records in flight per producer (default 10000)."`
-	Backlog      string         `help:"Build this much unread data first (e.g. 1GB), then measure how fast the consumers drain it while producing."`
-	DrainTimeout *time.Duration `name:"drain-timeout" help:"Bound on flushing, healing and draining at the end (default 2m)."`
-	Delivery     *time.Duration `name:"delivery-timeout" help:"How long a record may wait for its acknowledgement, retries included, before it fails (default 60s)."`
-	Seed         *int64         `help:"Seed of the record sizes and keys, and of --chaos (default 1)."`
-	Label        string         `help:"Name of the system under test in the report (the protocol does not tell)."`
+	Preset         string         `enum:",seed,throughput,latency,chaos" default:"" help:"Start from a preset workload: seed, throughput, latency or chaos (flags given override it)."`
+	Topic          string         `help:"Reuse this topic (created if missing); only this run's records count. Default: a fresh topic per run."`
+	Partitions     *int32         `help:"Partitions of the topic (default 6)."`
+	Replication    *int16         `help:"Replication factor of the topic (default: the broker's)."`
+	Rate           string         `help:"Offered load in records/s, open loop; \"max\" (or 0) as fast as possible; \"search\" finds the highest sustained rate (default 1000)."`
+	Duration       *time.Duration `help:"How long the producers run (default 30s)."`
+	Warmup         *time.Duration `help:"First part of the duration left out of the figures (default 5s)."`
+	Size           *int           `help:"Record size in bytes (default 1024)."`
+	SizeDist       string         `name:"size-dist" enum:",fixed,uniform,exp" default:"" help:"Record size distribution: fixed, uniform (size/2 to 3·size/2) or exp (mean size)."`
+	Keys           string         `enum:",none,uniform,zipf" default:"" help:"Record keys: none, uniform or zipf."`
+	KeySpace       *int           `name:"key-space" help:"Distinct keys (default 1000)."`
+	ZipfS          *float64       `name:"zipf-s" help:"Zipf exponent, more than 1 (default 1.1)."`
+	Acks           *int16         `help:"Produce acks: -1 (all), 1 or 0 (default -1)."`
+	Compression    string         `enum:",none,gzip,snappy,lz4,zstd" default:"" help:"Producer compression."`
+	Idempotent     *bool          `negatable:"" help:"Idempotent producer (default on with acks=-1)."`
+	Producers      *int           `help:"Producer clients (default 1)."`
+	Consumers      *int           `help:"Consumer clients in the group (default 1)."`
+	Group          string         `help:"Consumer group (default: one per run)."`
+	Linger         *time.Duration `help:"Producer linger (negative: franz-go's default)."`
+	MetadataMinAge *time.Duration `name:"metadata-min-age" help:"Least time between two metadata refreshes of a client, which bounds how soon it learns a new leader (default 250ms; negative: franz-go's default, 5s)."`
+	MaxBuffered    *int           `name:"max-buffered" help:"Records in flight per producer (default 10000)."`
+	Backlog        string         `help:"Build this much unread data first (e.g. 1GB), then measure how fast the consumers drain it while producing."`
+	DrainTimeout   *time.Duration `name:"drain-timeout" help:"Bound on flushing, healing and draining at the end (default 2m)."`
+	Delivery       *time.Duration `name:"delivery-timeout" help:"How long a record may wait for its acknowledgement, retries included, before it fails (default 60s)."`
+	Seed           *int64         `help:"Seed of the record sizes and keys, and of --chaos (default 1)."`
+	Label          string         `help:"Name of the system under test in the report (the protocol does not tell)."`
 }
 
 // workload builds the workload for brokers.
@@ -116,6 +117,7 @@ func (f *workloadFlags) workload(brokers []string) (bench.Workload, bench.Preset
 	set(&w.Consumers, f.Consumers)
 	set(&w.Group, f.Group)
 	set(&w.Linger, f.Linger)
+	set(&w.MetadataMinAge, f.MetadataMinAge)
 	set(&w.MaxBuffered, f.MaxBuffered)
 	set(&w.DrainTimeout, f.DrainTimeout)
 	set(&w.DeliveryTimeout, f.Delivery)
