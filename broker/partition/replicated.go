@@ -175,8 +175,10 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		return nil, fmt.Errorf("partition: starting %s: %w", opts.Group, err)
 	}
 	p.snaps.serving.Store(true)
-	if r, ok := opts.Transport.(interface{ OnRejoin(func()) }); ok {
-		r.OnRejoin(p.nudge)
+	if r, ok := opts.Transport.(interface {
+		OnRejoin(func(), func(uint64) bool)
+	}); ok {
+		r.OnRejoin(p.nudge, func(last uint64) bool { return last < p.r.CommitIndex() })
 	}
 	p.votes = make(chan raft.Observation, 4)
 	obs := raft.NewObserver(p.votes, false, func(o *raft.Observation) bool {

@@ -36,7 +36,9 @@ type Transport struct {
 	answered map[raft.ServerAddress]time.Time     // when each peer last answered
 	unknown  map[raft.ServerAddress]bool          // peers whose group was not running at the last heartbeat
 	lastLog  map[raft.ServerAddress]uint64        // each peer's last log index at its last heartbeat answer
+	nudged   map[raft.ServerAddress]time.Time     // when each peer was last sent what it lacks
 	onRejoin func()
+	behind   func(last uint64) bool
 	stopped  chan struct{}
 	stopOnce sync.Once
 
@@ -62,18 +64,24 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: Logger(l.mux.log.With().Str("group", l.group).Logger()),
 	})
 	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}),
-		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), stopped: make(chan struct{})}
+		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), nudged: make(map[raft.ServerAddress]time.Time), stopped: make(chan struct{})}
 }
 
 // OnRejoin sets what to do when a heartbeat reaches a peer whose group was
 // not running at the previous one (restarted, or rebuilt empty): the
 // leader should send it what it lacks now, rather than at its next entry
 // or commit timeout, which heartbeats alone do not bring forward.
-func (t *Transport) OnRejoin(fn func()) {
+// behind, if set, reports whether a follower whose log ends at last lacks
+// committed entries.
+func (t *Transport) OnRejoin(fn func(), behind func(last uint64) bool) {
 	t.mu.Lock()
-	t.onRejoin = fn
+	t.onRejoin, t.behind = fn, behind
 	t.mu.Unlock()
 }
+
+// stallNudgePause bounds how often a follower is sent what it lacks
+// because of a heartbeat answer.
+const stallNudgePause = time.Second
 
 // HoldForPeers makes heartbeats and appends to a watched peer that is
 // down wait for it; call it before the group starts.
@@ -98,10 +106,21 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 					close(ch)
 					delete(t.reached, target)
 				}
-				// A peer whose log went backwards lost it (a rebuilt
-				// or wiped replica): heartbeats alone never send it
-				// entries.
-				rejoined := t.unknown[target] || resp.LastLog < t.lastLog[target]
+				// Heartbeats alone never send a follower entries: one
+				// whose group restarted, whose log went backwards (a
+				// rebuilt or wiped replica), or whose log stays behind
+				// the commit point between two answers (stalled on an
+				// idle group) is sent what it lacks, at most once per
+				// stallNudgePause.
+				prev, seen := t.lastLog[target]
+				lag := t.onRejoin != nil && t.behind != nil && seen && resp.LastLog == prev && t.behind(resp.LastLog)
+				rejoined := t.unknown[target] || (seen && resp.LastLog < prev) || lag
+				if rejoined && time.Since(t.nudged[target]) < stallNudgePause {
+					rejoined = false
+				}
+				if rejoined {
+					t.nudged[target] = time.Now()
+				}
 				delete(t.unknown, target)
 				t.lastLog[target] = resp.LastLog
 				onRejoin := t.onRejoin
