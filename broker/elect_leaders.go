@@ -244,31 +244,9 @@ func (b *Broker) electRemotely(ctx context.Context, leader int32, ets []*electTa
 			et.code, et.msg = code, msg
 		}
 	}
-	addr, ok := b.cfg.Peers[leader]
-	if !ok {
-		fail(kerr.LeaderNotAvailable.Code, fmt.Sprintf("broker %d is not a peer", leader))
-		return
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(electForwardClientID), kgo.RequestRetries(0))
+	resp, err := b.forwardElection(ctx, leader, electPreferred, ets, timeout)
 	if err != nil {
-		fail(kerr.LeaderNotAvailable.Code, err.Error())
-		return
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrElectLeadersRequest()
-	req.ElectionType = electPreferred
-	req.TimeoutMillis = int32(timeout / time.Millisecond)
-	for _, group := range byTopic(ets) {
-		rt := kmsg.NewElectLeadersRequestTopic()
-		rt.Topic = group[0].topic
-		for _, et := range group {
-			rt.Partitions = append(rt.Partitions, et.partition)
-		}
-		req.Topics = append(req.Topics, rt)
-	}
-	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
-	if err != nil {
-		fail(kerr.LeaderNotAvailable.Code, fmt.Sprintf("forwarding to broker %d, the leader: %v", leader, err))
+		fail(kerr.LeaderNotAvailable.Code, fmt.Sprintf("%v (broker %d leads the partition)", err, leader))
 		return
 	}
 	if resp.ErrorCode != 0 {
@@ -293,6 +271,36 @@ func (b *Broker) electRemotely(ctx context.Context, leader int32, ets []*electTa
 			et.msg = *rp.ErrorMessage
 		}
 	}
+}
+
+// forwardElection sends broker id an ElectLeaders request of the given
+// type for ets, marked as forwarded so that it is never forwarded again.
+func (b *Broker) forwardElection(ctx context.Context, id int32, electionType int8, ets []*electTarget, timeout time.Duration) (*kmsg.ElectLeadersResponse, error) {
+	addr, ok := b.cfg.Peers[id]
+	if !ok {
+		return nil, fmt.Errorf("broker %d is not a peer", id)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(electForwardClientID), kgo.RequestRetries(0))
+	if err != nil {
+		return nil, fmt.Errorf("client for broker %d: %w", id, err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = electionType
+	req.TimeoutMillis = int32(timeout / time.Millisecond)
+	for _, group := range byTopic(ets) {
+		rt := kmsg.NewElectLeadersRequestTopic()
+		rt.Topic = group[0].topic
+		for _, et := range group {
+			rt.Partitions = append(rt.Partitions, et.partition)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
+	if err != nil {
+		return nil, fmt.Errorf("forwarding to broker %d: %w", id, err)
+	}
+	return resp, nil
 }
 
 // rebalanceWait bounds one round of automatic preferred leader elections.

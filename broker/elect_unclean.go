@@ -2,14 +2,11 @@ package broker
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // electUnclean is Kafka's unclean leader election (ElectLeaders with
@@ -61,7 +58,7 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.forwardUnclean(ctx, id, ets, timeout); err != nil {
+			if _, err := b.forwardElection(ctx, id, electUnclean, ets, timeout); err != nil {
 				b.log.Debug().Err(err).Int32("broker", id).Msg("unclean election not forwarded")
 			}
 		}()
@@ -75,34 +72,6 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 		}()
 	}
 	wg.Wait()
-}
-
-// forwardUnclean asks broker id to lift the fence of its replicas of ets.
-func (b *Broker) forwardUnclean(ctx context.Context, id int32, ets []*electTarget, timeout time.Duration) error {
-	addr, ok := b.cfg.Peers[id]
-	if !ok {
-		return fmt.Errorf("broker %d is not a peer", id)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(electForwardClientID), kgo.RequestRetries(0))
-	if err != nil {
-		return fmt.Errorf("client for broker %d: %w", id, err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrElectLeadersRequest()
-	req.ElectionType = electUnclean
-	req.TimeoutMillis = int32(timeout / time.Millisecond)
-	for _, group := range byTopic(ets) {
-		rt := kmsg.NewElectLeadersRequestTopic()
-		rt.Topic = group[0].topic
-		for _, et := range group {
-			rt.Partitions = append(rt.Partitions, et.partition)
-		}
-		req.Topics = append(req.Topics, rt)
-	}
-	if _, err := req.RequestWith(ctx, cl.SeedBrokers()[0]); err != nil {
-		return fmt.Errorf("forwarding to broker %d: %w", id, err)
-	}
-	return nil
 }
 
 // waitAnyLeader waits until the metadata names a leader of the partition.
