@@ -182,11 +182,21 @@ func (c *Controller) watchPeers() {
 		}
 		stop()
 	}()
+	// A broker fenced by an earlier leader is unfenced by the current
+	// one once it answers: Raft reports a resumed heartbeat only to the
+	// leader that saw it fail.
+	check := time.NewTicker(fenceAfter / 4)
+	defer check.Stop()
 	for {
 		var o raft.Observation
 		select {
 		case <-c.stop:
 			return
+		case <-check.C:
+			if id, ok := c.answeringFenced(); ok {
+				c.applyFencing(life, UnfenceBrokerCommand(id))
+			}
+			continue
 		case o = <-ch:
 		}
 		var cmd *Command
@@ -202,20 +212,39 @@ func (c *Controller) watchPeers() {
 				cmd = UnfenceBrokerCommand(int32(id))
 			}
 		}
-		if cmd == nil {
-			continue
+		if cmd != nil {
+			c.applyFencing(life, cmd)
 		}
-		ctx, cancel := context.WithTimeout(life, forwardAttempt)
-		res, err := c.applyLocal(ctx, cmd)
-		cancel()
-		if err == nil {
-			err = res.Error()
+	}
+}
+
+// answeringFenced returns a fenced broker whose metadata member has
+// answered this leader within fenceAfter.
+func (c *Controller) answeringFenced() (int32, bool) {
+	if !c.IsLeader() {
+		return 0, false
+	}
+	fenced := c.State().Fenced
+	for _, p := range c.cfg.Peers {
+		if fenced[p.ID] && p.ID != c.cfg.NodeID && time.Since(c.trans.Answered(raft.ServerAddress(p.Addr))) < fenceAfter {
+			return p.ID, true
 		}
-		if err != nil {
-			c.cfg.Logger.Debug().Err(err).Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing not applied")
-		} else {
-			c.cfg.Logger.Info().Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing changed")
-		}
+	}
+	return 0, false
+}
+
+// applyFencing proposes a fencing command as the metadata leader.
+func (c *Controller) applyFencing(life context.Context, cmd *Command) {
+	ctx, cancel := context.WithTimeout(life, forwardAttempt)
+	res, err := c.applyLocal(ctx, cmd)
+	cancel()
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		c.cfg.Logger.Debug().Err(err).Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing not applied")
+	} else {
+		c.cfg.Logger.Info().Str("command", cmd.Kind).Int32("broker", cmd.Leader).Msg("broker fencing changed")
 	}
 }
 
