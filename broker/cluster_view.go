@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -77,16 +78,19 @@ func (b *Broker) metadataBrokers(leaders map[int32]bool) []kmsg.MetadataResponse
 
 // replicaStatus splits a replica set as KRaft's metadata does: replicas on
 // fenced brokers are offline and out of the ISR (the leader stays in it
-// until its successor reports).
-func (b *Broker) replicaStatus(replicas []int32, leader int32) (isr, offline []int32) {
+// until its successor reports); replicas the leader reports catching up
+// after losing their state are out of the ISR.
+func (b *Broker) replicaStatus(replicas []int32, l cluster.Leader) (isr, offline []int32) {
 	fenced := b.ctrl.State().Fenced
 	isr, offline = make([]int32, 0, len(replicas)), []int32{}
 	for _, id := range replicas {
 		switch {
-		case id == leader || !fenced[id]:
+		case id == l.Leader:
 			isr = append(isr, id)
-		default:
+		case fenced[id]:
 			offline = append(offline, id)
+		case !slices.Contains(l.CatchingUp, id):
+			isr = append(isr, id)
 		}
 	}
 	return isr, offline
@@ -99,7 +103,7 @@ func (b *Broker) inSyncReplicas(t *topic, p int32) (int, bool) {
 	if !t.parts[p].IsLeader() {
 		return 0, false
 	}
-	isr, _ := b.replicaStatus(t.assign[p], b.cfg.NodeID)
+	isr, _ := b.replicaStatus(t.assign[p], cluster.Leader{Leader: b.cfg.NodeID, CatchingUp: t.leaders[p].CatchingUp})
 	return len(isr), true
 }
 

@@ -2,9 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -24,6 +26,10 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 	remote := make(map[int32][]*electTarget)
 	var waiting []*electTarget
 	for _, et := range targets {
+		if et.topic == cluster.MetadataTopic {
+			et.code, et.msg = b.electMetadataUnclean(ctx, et.partition)
+			continue
+		}
 		t := b.topics.get(et.topic)
 		switch {
 		case t == nil || et.partition < 0 || int(et.partition) >= len(t.parts):
@@ -88,5 +94,24 @@ func (b *Broker) waitAnyLeader(ctx context.Context, et *electTarget) (int16, str
 			return kerr.EligibleLeadersNotAvailable.Code, "no live replica could be elected in time: a majority of the partition's replicas must be live"
 		case <-tick.C:
 		}
+	}
+}
+
+// electMetadataUnclean is an unclean election of the metadata leader,
+// asked for as partition 0 of the metadata topic (see
+// cluster.Controller.UncleanElection).
+func (b *Broker) electMetadataUnclean(ctx context.Context, n int32) (int16, string) {
+	if n != 0 {
+		return kerr.UnknownTopicOrPartition.Code, "the metadata has one partition, 0"
+	}
+	err := b.ctrl.UncleanElection(ctx)
+	switch {
+	case err == nil:
+		b.log.Warn().Int32("leader", b.ctrl.LeaderID()).Msg("unclean metadata election: a metadata leader was elected from the brokers alive; metadata only the others held is lost")
+		return 0, ""
+	case errors.Is(err, cluster.ErrElectionNotNeeded):
+		return kerr.ElectionNotNeeded.Code, "the metadata has a leader"
+	default:
+		return kerr.EligibleLeadersNotAvailable.Code, "no metadata leader elected in time: a majority of the brokers must be live"
 	}
 }

@@ -134,7 +134,7 @@ func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataR
 		if mp.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
-		mp.ISR, mp.OfflineReplicas = b.replicaStatus(mp.Replicas, mp.Leader)
+		mp.ISR, mp.OfflineReplicas = b.replicaStatus(mp.Replicas, t.leaders[i])
 	}
 	return mt
 }

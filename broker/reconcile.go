@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -210,6 +211,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		},
 		Decompressor: b.decompressor,
 		OnOutranked:  b.wakeElect,
+		OnNonvoters:  func(ids []int32) { b.reportCatchingUp(topicID, n, ids) },
 		OnLeadership: func(leader bool, epoch int32) {
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
@@ -251,4 +253,33 @@ func (b *Broker) reportLeader(topicID [16]byte, n, epoch int32) {
 		return
 	}
 	b.proposeUntilApplied(cluster.SetLeaderCommand(topicID, n, b.cfg.NodeID, epoch))
+}
+
+// catchingUpWait bounds a report of the replicas catching up.
+const catchingUpWait = 2 * time.Second
+
+// reportCatchingUp records in the metadata, as the partition's reported
+// leader, the replicas that are out of its ISR while they catch up (the
+// non-voters of its Raft group), when they differ from those recorded.
+func (b *Broker) reportCatchingUp(topicID [16]byte, n int32, ids []int32) {
+	t := b.ctrl.State().TopicByID(topicID)
+	if t == nil || int(n) >= len(t.Leaders) {
+		return
+	}
+	cur := t.Leaders[n]
+	slices.Sort(ids)
+	if cur.Leader != b.cfg.NodeID || slices.Equal(cur.CatchingUp, ids) {
+		return // not reported as the leader yet, or nothing new
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, catchingUpWait)
+	defer cancel()
+	res, err := b.ctrl.Propose(ctx, cluster.SetCatchingUpCommand(topicID, n, b.cfg.NodeID, cur.Epoch, ids))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		b.log.Debug().Err(err).Str("topic", t.Name).Int32("partition", n).Msg("replicas catching up not recorded")
+		return
+	}
+	b.log.Info().Str("topic", t.Name).Int32("partition", n).Ints32("catching_up", ids).Msg("in-sync replicas changed: replicas that lost their state are out of the ISR until they have caught up")
 }

@@ -281,6 +281,8 @@ type partLeader struct {
 	Leader   int32
 	Epoch    int32
 	Replicas []int32
+	ISR      []int32
+	Offline  []int32
 }
 
 // leadersFrom asks one broker for the leaders of topic's partitions.
@@ -302,7 +304,7 @@ func (c *cluster) leadersFrom(id int32, topic string) (map[int32]partLeader, err
 		if p.ErrorCode != 0 {
 			leader = -1
 		}
-		out[p.Partition] = partLeader{Leader: leader, Epoch: p.LeaderEpoch, Replicas: p.Replicas}
+		out[p.Partition] = partLeader{Leader: leader, Epoch: p.LeaderEpoch, Replicas: p.Replicas, ISR: p.ISR, Offline: p.OfflineReplicas}
 	}
 	return out, nil
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,17 +41,21 @@ func (c *cluster) wipe(id int32) <-chan error {
 	return done
 }
 
-// produceLarge is produceAcked with values padded to size bytes: records
-// sent while a replica is frozen must outgrow what the socket buffers and
-// the Raft streams' windows hold for it, or it thaws with them all.
+// produceLarge is produceAcked with values padded to size bytes of
+// letters that do not compress: records sent while a replica is frozen
+// must outgrow what the socket buffers and the Raft streams' windows hold
+// for it, or it thaws with them all.
 func produceLarge(ctx context.Context, t *testing.T, cl *kgo.Client, topic, prefix string, n, size int) []ackedRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
 	defer cancel()
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(size)))
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
 		v := fmt.Appendf(nil, "%s-%07d-", prefix, i)
-		v = append(v, bytes.Repeat([]byte{'x'}, max(0, size-len(v)))...)
+		for len(v) < size {
+			v = append(v, byte('a'+rng.IntN(26)))
+		}
 		recs[i] = &kgo.Record{Topic: topic, Partition: 0, Value: v}
 	}
 	res := cl.ProduceSync(ctx, recs...)
@@ -161,6 +167,37 @@ func TestWipedDataDirectory(t *testing.T) {
 func TestWipedMetadataVoter(t *testing.T) {
 	c := startCluster(t)
 	ctx := testContext(t, 4*time.Minute)
+	w := wipeMetadataVoter(ctx, t, c)
+	c.broker(w.keeper).Restart()
+	if err := <-w.started; err != nil {
+		t.Fatalf("restarting wiped broker %d: %v", w.ctrl, err)
+	}
+	c.waitReady(ctx)
+	for _, id := range []int32{1, 2, 3} {
+		m, err := metadataWithin(c.broker(id).Addr(), 5*time.Second, w.topics...)
+		if err != nil {
+			t.Fatalf("metadata from broker %d: %v", id, err)
+		}
+		for _, tp := range m.Topics {
+			if tp.ErrorCode != 0 {
+				t.Errorf("broker %d: topic %s created while broker %d was frozen is missing (error %d)", id, *tp.Topic, w.stale, tp.ErrorCode)
+			}
+		}
+	}
+}
+
+// wipedMetadata is the state wipeMetadataVoter leaves.
+type wipedMetadata struct {
+	stale, keeper, ctrl int32        // the thawed, the killed and the wiped broker
+	topics              []string     // created while stale was frozen
+	started             <-chan error // the wiped broker's start
+}
+
+// wipeMetadataVoter runs the sequence of TestWipedMetadataVoter up to the
+// point where the metadata is left with the stale broker and the wiped
+// one, and checks that it elects no leader then.
+func wipeMetadataVoter(ctx context.Context, t *testing.T, c *cluster) wipedMetadata {
+	t.Helper()
 	m, err := metadataOf(c.broker(1).Addr())
 	if err != nil {
 		t.Fatalf("metadata: %v", err)
@@ -206,21 +243,56 @@ func TestWipedMetadataVoter(t *testing.T) {
 	if bad != "" {
 		t.Fatalf("a metadata leader was elected without the committed metadata: %s", bad)
 	}
+	return wipedMetadata{stale: stale, keeper: keeper, ctrl: ctrl, topics: topics, started: started}
+}
 
-	c.broker(keeper).Restart()
-	if err := <-started; err != nil {
-		t.Fatalf("restarting wiped broker %d: %v", ctrl, err)
+// TestUncleanMetadataElection leaves the metadata as TestWipedMetadataVoter
+// does, with the stale broker and the one that lost its data, and has the
+// operator force an election with `pubg1 topic elect-leaders --unclean
+// __cluster_metadata`. The stale broker's metadata then stands: topics can
+// be created again, and when the third broker returns, every broker agrees
+// on it. (Topics created while it was frozen may have reached it in its
+// socket buffers; those that did not are gone.)
+func TestUncleanMetadataElection(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 4*time.Minute)
+	w := wipeMetadataVoter(ctx, t, c)
+	addr := c.broker(w.stale).Addr()
+	if run := runCLI(t, "topic", "elect-leaders", "--brokers", addr, "__cluster_metadata"); run.code == 0 {
+		t.Errorf("preferred election of the metadata leader succeeded:\n%s", run.stdout)
 	}
+	run := runCLI(t, "topic", "elect-leaders", "--unclean", "--timeout", "60s", "--brokers", addr, "__cluster_metadata")
+	if run.code != 0 || !strings.Contains(run.stdout, "unclean election done") {
+		t.Fatalf("unclean metadata election: exit %d\nstdout:\n%s\nstderr:\n%s", run.code, run.stdout, run.stderr)
+	}
+	if err := <-w.started; err != nil {
+		t.Fatalf("restarting wiped broker %d: %v", w.ctrl, err)
+	}
+	const after = "created-after-unclean-election"
+	createClusterTopic(ctx, t, kadm.NewClient(c.client([]int32{w.stale, w.ctrl})), after, 1, 3)
+	c.broker(w.keeper).Restart()
 	c.waitReady(ctx)
+	var first []string
 	for _, id := range []int32{1, 2, 3} {
-		m, err := metadataWithin(c.broker(id).Addr(), 5*time.Second, topics...)
+		m, err := metadataWithin(c.broker(id).Addr(), 5*time.Second, append([]string{after}, w.topics...)...)
 		if err != nil {
 			t.Fatalf("metadata from broker %d: %v", id, err)
 		}
+		var known []string
 		for _, tp := range m.Topics {
-			if tp.ErrorCode != 0 {
-				t.Errorf("broker %d: topic %s created while broker %d was frozen is missing (error %d)", id, *tp.Topic, stale, tp.ErrorCode)
+			if tp.ErrorCode == 0 {
+				known = append(known, *tp.Topic)
 			}
+		}
+		slices.Sort(known)
+		if !slices.Contains(known, after) {
+			t.Errorf("broker %d: topic %s created after the unclean election is missing", id, after)
+		}
+		if first == nil {
+			first = known
+			t.Logf("after the unclean election the metadata holds %d of the %d topics created while broker %d was frozen", len(known)-1, len(w.topics), w.stale)
+		} else if !slices.Equal(known, first) {
+			t.Errorf("brokers disagree on the topics: broker %d knows %v, broker 1 %v", id, known, first)
 		}
 	}
 }
@@ -393,4 +465,72 @@ func TestDamagedReplica(t *testing.T) {
 	elect()
 	log, _ := c.consumeAll(ctx, topic, 1)
 	reportLogProblems(t, "log read from the rebuilt replica", checkTopicLog(log, acks, true))
+}
+
+// TestWipedReplicaRejoins wipes a follower's data directory while the two
+// other replicas run. The restarted replica is out of the ISR (a non-voter
+// of the partition's Raft group) while it catches up, which on loopback
+// may take less than a heartbeat, and must be in it again afterwards, as
+// a voter: with the other follower killed, the leader and the rejoined
+// replica commit new records, and once the leader is killed too and the
+// other follower restarts, the rejoined replica's copy is the one that
+// leads, with every acknowledged record. (raftmux's TestKeepMembers holds a
+// replica back from catching up to see it demoted and promoted.)
+func TestWipedReplicaRejoins(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 4*time.Minute)
+	const topic = "rejoin"
+	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
+	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
+	var followers []int32
+	for _, r := range l.Replicas {
+		if r != l.Leader {
+			followers = append(followers, r)
+		}
+	}
+	w, s := followers[0], followers[1]
+	before := produceLarge(ctx, t, c.client(nil, producerOpts()...), topic, "before", 3000, 8192)
+	c.broker(w).Kill()
+	started := c.wipe(w)
+
+	if err := <-started; err != nil {
+		t.Fatalf("restarting wiped broker %d: %v", w, err)
+	}
+	c.waitReady(ctx)
+	// In the ISR again once it has caught up.
+	var sawOut bool
+	bctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	back := ktest.Until(bctx, 20*time.Millisecond, func() bool {
+		ls, err := c.leadersFrom(l.Leader, topic)
+		if err != nil {
+			return false
+		}
+		p := ls[0]
+		if !slices.Contains(p.ISR, w) {
+			sawOut = true
+			return false
+		}
+		return !slices.Contains(p.Offline, w)
+	})
+	if !back {
+		t.Fatalf("wiped replica %d is not back in the ISR", w)
+	}
+	t.Logf("wiped replica %d back in the ISR (seen out of it while catching up: %v)", w, sawOut)
+
+	// The rejoined replica votes again (or will once it has caught up, if
+	// the metadata was not told yet that it lags): the leader commits with
+	// it alone.
+	c.broker(s).Kill()
+	during := produceAcked(ctx, t, c.client([]int32{l.Leader, w}, producerOpts()...), topic, "during", 100, 1, 0)
+	c.broker(l.Leader).Kill()
+	c.broker(s).Restart()
+	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
+	if nl.Leader != w {
+		t.Errorf("broker %d leads after the leader was killed; only the rejoined replica %d holds every record", nl.Leader, w)
+	}
+	c.broker(l.Leader).Restart()
+	c.waitReady(ctx)
+	log, _ := c.consumeAll(ctx, topic, 1)
+	reportLogProblems(t, "log after the rejoined replica led", checkTopicLog(log, append(before, during...), true))
 }

@@ -133,9 +133,13 @@ func Start(cfg Config) (*Controller, error) {
 	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
 		return nil, err
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.serveRPC()
 	go c.watchPeers()
+	go func() {
+		defer c.wg.Done()
+		c.trans.KeepMembers(c.r, rc.LocalID, cfg.Logger, nil, c.stop)
+	}()
 	return c, nil
 }
 
@@ -293,7 +297,11 @@ func (c *Controller) Role() (raft.RaftState, raft.ServerID, time.Time) {
 // detector finds the metadata leader's broker down, well before Raft's own
 // heartbeat timeout would.
 func (c *Controller) Campaign() error {
-	if err := c.trans.Campaign(raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))); err != nil {
+	self := raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))
+	if !raftmux.Votes(c.r, self) {
+		return fmt.Errorf("cluster: campaigning as a non-voter since this broker lost its state: %w", raftmux.ErrFenced)
+	}
+	if err := c.trans.Campaign(self); err != nil {
 		return fmt.Errorf("cluster: campaigning: %w", err)
 	}
 	return nil
@@ -445,9 +453,12 @@ func (c *Controller) serveRPC() {
 				return
 			}
 			var res Result
-			if !c.IsLeader() {
+			switch {
+			case cmd.Kind == cmdUnfenceMember:
+				c.unfenceMember()
+			case !c.IsLeader():
 				res = resultOf(ErrNotLeader)
-			} else {
+			default:
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				r, err := c.applyLocal(ctx, &cmd)
 				cancel()

@@ -173,7 +173,7 @@ func TestControllerReplicatesMetadata(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			tp := m.c.State().Topics["orders"]
-			if tp != nil && tp.Leaders[1] == (Leader{Leader: 3, Epoch: 7}) && m.c.State().NextProducerID == 3000 {
+			if tp != nil && tp.Leaders[1].Leader == 3 && tp.Leaders[1].Epoch == 7 && m.c.State().NextProducerID == 3000 {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -31,6 +31,10 @@ var (
 type Leader struct {
 	Leader int32 `json:"leader"`
 	Epoch  int32 `json:"epoch"`
+	// CatchingUp are replicas out of the ISR, as their leader reported:
+	// they lost their state and are non-voters of the partition's Raft
+	// group until they have caught up.
+	CatchingUp []int32 `json:"catching_up,omitempty"`
 }
 
 // Topic is one topic's metadata.
@@ -92,6 +96,7 @@ const (
 	cmdSetConfigs       = "set_configs"
 	cmdAddPartitions    = "add_partitions"
 	cmdSetLeader        = "set_leader"
+	cmdSetCatchingUp    = "set_catching_up"
 	cmdAllocProducerIDs = "alloc_producer_ids"
 	cmdBrokerStarted    = "broker_started"
 	cmdFenceBroker      = "fence_broker"
@@ -224,6 +229,26 @@ func apply(s *State, cmd *Command) (*State, Result) {
 		nt.Leaders = slices.Clone(t.Leaders)
 		nt.Leaders[cmd.Partition] = Leader{Leader: cmd.Leader, Epoch: cmd.Epoch}
 		next.Topics[t.Name] = &nt
+	case cmdSetCatchingUp:
+		t := next.TopicByID(cmd.TopicID)
+		if t == nil || cmd.Partition < 0 || int(cmd.Partition) >= len(t.Leaders) {
+			err = fmt.Errorf("%w: partition %d", ErrUnknownTopic, cmd.Partition)
+			break
+		}
+		// Only the current leader's report counts.
+		cur := t.Leaders[cmd.Partition]
+		if cur.Leader != cmd.Leader || cur.Epoch != cmd.Epoch {
+			err = fmt.Errorf("%w: broker %d does not lead partition %d at epoch %d", ErrBadCommand, cmd.Leader, cmd.Partition, cmd.Epoch)
+			break
+		}
+		var ids []int32
+		if len(cmd.Replicas) > 0 {
+			ids = slices.Clone(cmd.Replicas[0])
+		}
+		nt := *t
+		nt.Leaders = slices.Clone(t.Leaders)
+		nt.Leaders[cmd.Partition].CatchingUp = ids
+		next.Topics[t.Name] = &nt
 	case cmdFenceBroker:
 		if next.Fenced[cmd.Leader] {
 			return s, Result{}
@@ -353,6 +378,12 @@ func AddPartitionsCommand(name string, partitions int32, replicas [][]int32) *Co
 // SetLeaderCommand reports a partition's leader and epoch.
 func SetLeaderCommand(topicID [16]byte, partition, leader, epoch int32) *Command {
 	return &Command{Kind: cmdSetLeader, TopicID: topicID, Partition: partition, Leader: leader, Epoch: epoch}
+}
+
+// SetCatchingUpCommand reports, as a partition's leader at epoch, the
+// replicas that are out of its ISR while they catch up.
+func SetCatchingUpCommand(topicID [16]byte, partition, leader, epoch int32, ids []int32) *Command {
+	return &Command{Kind: cmdSetCatchingUp, TopicID: topicID, Partition: partition, Leader: leader, Epoch: epoch, Replicas: [][]int32{ids}}
 }
 
 // BrokerStartedCommand records that a broker has (re)started, with the ID

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,11 @@ type ReplicatedOptions struct {
 	// OnLeadership is told when this replica becomes a ready leader (its
 	// epoch) or stops leading; it must not block.
 	OnLeadership func(leader bool, epoch int32)
+	// OnNonvoters is told, while this replica leads, which replicas are
+	// non-voters of the group (they lost their state and have not caught
+	// up yet): about once a second and after each change. It may block
+	// briefly.
+	OnNonvoters func(ids []int32)
 	// OnOutranked is told when this replica refuses its vote to a
 	// candidate whose log is behind its own (see Outranked); it must not
 	// block.
@@ -109,6 +115,12 @@ type fenceable interface {
 	Fence(logs raftmux.LogReader, known bool, onLift func(reason string))
 	Fenced() bool
 	Unfence(reason string)
+}
+
+// memberKeeper is a transport that keeps a group's voters to members that
+// hold its state (raftmux.Transport.KeepMembers).
+type memberKeeper interface {
+	KeepMembers(r *raft.Raft, self raft.ServerID, log zerolog.Logger, report func([]raft.ServerID), stop <-chan struct{})
 }
 
 // OpenReplicated starts this broker's replica of a partition.
@@ -191,7 +203,28 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	go p.observe()
 	go p.flush()
 	go p.answer()
+	if k, ok := opts.Transport.(memberKeeper); ok {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			k.KeepMembers(p.r, opts.ID, opts.Logger.With().Str("group", opts.Group).Logger(), p.reportNonvoters, p.stop)
+		}()
+	}
 	return p, nil
+}
+
+// reportNonvoters passes the group's non-voters on to OnNonvoters.
+func (p *Replicated) reportNonvoters(ids []raft.ServerID) {
+	if p.opts.OnNonvoters == nil {
+		return
+	}
+	out := make([]int32, 0, len(ids))
+	for _, id := range ids {
+		if n, err := strconv.ParseInt(string(id), 10, 32); err == nil {
+			out = append(out, int32(n))
+		}
+	}
+	p.opts.OnNonvoters(out)
 }
 
 // checkLog reads the entries of a group's log that Raft reads when it

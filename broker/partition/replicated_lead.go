@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftmux"
 )
 
 // Replica is a partition replica whose leadership is a Raft group's, with
@@ -203,6 +204,9 @@ func (p *Replicated) Campaign() error {
 	if !ok {
 		return fmt.Errorf("partition: %s: the transport cannot start an election", p.opts.Group)
 	}
+	if !raftmux.Votes(p.r, p.opts.ID) {
+		return fmt.Errorf("partition: %s: a non-voter since it lost its state: %w", p.opts.Group, raftmux.ErrFenced)
+	}
 	switch p.r.State() {
 	case raft.Follower:
 	case raft.Candidate:
@@ -275,6 +279,9 @@ func (p *Replicated) HandOff() {
 // The replica must answer this leader within a heartbeat timeout: Raft
 // would otherwise stop accepting writes until its transfer timed out.
 func (p *Replicated) TransferTo(id raft.ServerID, addr raft.ServerAddress) error {
+	if !raftmux.Votes(p.r, id) {
+		return fmt.Errorf("partition: moving leadership of %s to %s, a non-voter since it lost its state: %w", p.opts.Group, id, raftmux.ErrFenced)
+	}
 	if !p.answering(addr) {
 		return fmt.Errorf("partition: moving leadership of %s to %s: %w", p.opts.Group, id, ErrReplicaUnreachable)
 	}

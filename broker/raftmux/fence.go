@@ -33,6 +33,9 @@ type fence struct {
 	// entries it no longer has, and must not vote until it has caught up.
 	evidence bool
 	lifted   bool
+	// known is set when the member's data directory is known to have
+	// replaced one that held the group: it lost state it had.
+	known bool
 }
 
 // Fence makes a member that starts without Raft state of its own take no
@@ -57,7 +60,7 @@ type fence struct {
 // transport's Consumer). onLift is told when the fence is lifted: caught
 // up, or Unfence.
 func (t *Transport) Fence(logs LogReader, known bool, onLift func(reason string)) {
-	t.fence = &fence{logs: logs, onLift: onLift, evidence: known}
+	t.fence = &fence{logs: logs, onLift: onLift, evidence: known, known: known}
 }
 
 // Fenced reports whether the member may not vote or lead yet: it is
@@ -70,6 +73,15 @@ func (t *Transport) Fenced() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.evidence && !f.lifted
+}
+
+// lostKnown reports whether the member is known to have lost state it had
+// and has not caught up since: its heartbeat answers tell its leader so,
+// which makes it a non-voter until then (see KeepMembers).
+func (f *fence) lostKnown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.known && !f.lifted
 }
 
 // Unfence lifts the fence without waiting for a catch-up: the operator's

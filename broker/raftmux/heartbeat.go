@@ -27,8 +27,10 @@ const (
 	// maxHBFrame bounds a heartbeat frame (a batch of several thousand
 	// groups fits).
 	maxHBFrame = 4 << 20
-	// hbUnknown answers a heartbeat for a group the peer does not run.
-	hbOK, hbUnknown = 0, 1
+	// hbUnknown answers a heartbeat for a group the peer does not run;
+	// hbLost is an answer of a member that lost its state and has not
+	// caught up with a leader since (see Transport.Fence).
+	hbOK, hbUnknown, hbLost = 0, 1, 2
 )
 
 // ErrHeartbeat is a heartbeat that got no answer.
@@ -49,6 +51,7 @@ type hbCall struct {
 	group string
 	req   *raft.AppendEntriesRequest
 	resp  *raft.AppendEntriesResponse
+	lost  bool       // set before done: the member reports lost state
 	done  chan error // buffered: the deliverer never blocks
 }
 
@@ -77,17 +80,18 @@ type hbPeer struct {
 }
 
 // heartbeat sends req to group on the broker at addr with the next batch
-// and waits for its answer.
-func (m *Mux) heartbeat(addr raft.ServerAddress, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+// and waits for its answer; lost reports that the member lost its state.
+func (m *Mux) heartbeat(addr raft.ServerAddress, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (lost bool, err error) {
 	p, err := m.hbPeer(addr)
 	if err != nil {
-		return err
+		return false, err
 	}
 	call := &hbCall{group: group, req: req, resp: resp, done: make(chan error, 1)}
 	p.enqueue(call)
 	// Every call is answered: a batch is sent within the window, and one
 	// without an answer after the timeout fails with its stream.
-	return <-call.done
+	err = <-call.done
+	return call.lost, err
 }
 
 func (m *Mux) hbPeer(addr raft.ServerAddress) (*hbPeer, error) {
@@ -234,11 +238,12 @@ func (p *hbPeer) read(st net.Conn) {
 		}
 		for i, c := range batch {
 			a := answers[i]
-			if a.status != hbOK {
+			if a.status != hbOK && a.status != hbLost {
 				c.done <- fmt.Errorf("%w: %s does not run group %q", ErrUnknownGroup, p.addr, c.group)
 				continue
 			}
 			*c.resp = a.resp
+			c.lost = a.status == hbLost
 			c.done <- nil
 		}
 	}
@@ -332,7 +337,7 @@ func (m *Mux) deliverHeartbeat(group string, req *raft.AppendEntriesRequest) hbA
 		return hbAnswer{status: hbUnknown}
 	}
 	l.hbMu.Lock()
-	fn := l.hbFn
+	fn, lost := l.hbFn, l.hbLost
 	l.hbMu.Unlock()
 	if fn == nil {
 		return hbAnswer{status: hbUnknown}
@@ -344,6 +349,9 @@ func (m *Mux) deliverHeartbeat(group string, req *raft.AppendEntriesRequest) hbA
 		resp, ok := r.Response.(*raft.AppendEntriesResponse)
 		if r.Error != nil || !ok {
 			return hbAnswer{status: hbUnknown}
+		}
+		if lost != nil && lost() {
+			return hbAnswer{status: hbLost, resp: *resp}
 		}
 		return hbAnswer{resp: *resp}
 	default:

@@ -37,6 +37,8 @@ type Transport struct {
 	unknown  map[raft.ServerAddress]bool          // peers whose group was not running at the last heartbeat
 	lastLog  map[raft.ServerAddress]uint64        // each peer's last log index at its last heartbeat answer
 	nudged   map[raft.ServerAddress]time.Time     // when each peer was last sent what it lacks
+	lost     map[raft.ServerAddress]bool          // peers whose last heartbeat answer reported lost state
+	members  chan struct{}                        // wakes KeepMembers
 	onRejoin func()
 	behind   func(last uint64) bool
 	stopped  chan struct{}
@@ -64,7 +66,8 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 		Stream: l, MaxPool: maxPool, Timeout: timeout, Logger: Logger(l.mux.log.With().Str("group", l.group).Logger()),
 	})
 	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}),
-		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), nudged: make(map[raft.ServerAddress]time.Time), stopped: make(chan struct{})}
+		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), nudged: make(map[raft.ServerAddress]time.Time),
+		lost: make(map[raft.ServerAddress]bool), members: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // OnRejoin sets what to do when a heartbeat reaches a peer whose group was
@@ -98,10 +101,14 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	deadline := time.Now().Add(appendPatience)
 	if isHeartbeat(args) {
 		for {
-			err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
+			lost, err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
 			if err == nil {
 				t.mu.Lock()
 				t.answered[target] = time.Now()
+				if t.lost[target] != lost {
+					t.lost[target] = lost
+					t.wakeMembers()
+				}
 				if ch, ok := t.reached[target]; ok {
 					close(ch)
 					delete(t.reached, target)
@@ -351,6 +358,9 @@ func (t *Transport) Close() error {
 func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	t.layer.hbMu.Lock()
 	t.layer.hbFn = t.fencedHeartbeat(cb)
+	if t.fence != nil {
+		t.layer.hbLost = t.fence.lostKnown
+	}
 	t.layer.hbMu.Unlock()
 	t.NetworkTransport.SetHeartbeatHandler(t.fencedHeartbeat(cb))
 }

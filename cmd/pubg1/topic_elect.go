@@ -2,14 +2,18 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 type topicElectLeadersCmd struct {
@@ -53,11 +57,20 @@ func (c *topicElectLeadersCmd) Run() error {
 	if c.Unclean {
 		how, kind = kadm.ElectLiveReplica, "unclean"
 	}
-	ctx, adm, done, err := c.admin()
+	_, metadata := set[metadataTopic]
+	if metadata && !c.Unclean {
+		return fmt.Errorf("%s: the brokers elect the metadata leader themselves; only an unclean election (--unclean) can be asked for", metadataTopic)
+	}
+	delete(set, metadataTopic)
+	ctx, cl, adm, done, err := c.clients()
 	if err != nil {
 		return err
 	}
 	defer done()
+	var rows []kadm.ElectLeadersResult
+	if metadata {
+		rows = append(rows, electMetadataUnclean(ctx, cl, c.Timeout))
+	}
 	if len(set) > 0 {
 		// Whole topics: name their partitions, which the request needs.
 		var whole []string
@@ -86,18 +99,19 @@ func (c *topicElectLeadersCmd) Run() error {
 			}
 		}
 	}
-	res, err := adm.ElectLeaders(ctx, how, set)
-	if err != nil {
-		return fmt.Errorf("electing leaders: %w", err)
+	if !metadata || len(set) > 0 {
+		res, err := adm.ElectLeaders(ctx, how, set)
+		if err != nil {
+			return fmt.Errorf("electing leaders: %w", err)
+		}
+		for _, ps := range res {
+			for _, r := range ps {
+				rows = append(rows, r)
+			}
+		}
 	}
 	failed := false
 	elected := 0
-	var rows []kadm.ElectLeadersResult
-	for _, ps := range res {
-		for _, r := range ps {
-			rows = append(rows, r)
-		}
-	}
 	slices.SortFunc(rows, func(a, b kadm.ElectLeadersResult) int {
 		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
@@ -123,4 +137,43 @@ func (c *topicElectLeadersCmd) Run() error {
 		return errFailed
 	}
 	return nil
+}
+
+// metadataTopic names the metadata group in an election, as the brokers
+// know it.
+const metadataTopic = "__cluster_metadata"
+
+// electMetadataUnclean asks for an unclean election of the metadata leader
+// from the first broker given that answers: ElectLeaders usually goes to
+// the controller, which is what the metadata lacks then.
+func electMetadataUnclean(ctx context.Context, cl *kgo.Client, timeout time.Duration) kadm.ElectLeadersResult {
+	res := kadm.ElectLeadersResult{Topic: metadataTopic, Partition: 0, How: kadm.ElectLiveReplica}
+	req := kmsg.NewPtrElectLeadersRequest()
+	req.ElectionType = 1
+	req.TimeoutMillis = int32(timeout / time.Millisecond)
+	rt := kmsg.NewElectLeadersRequestTopic()
+	rt.Topic, rt.Partitions = metadataTopic, []int32{0}
+	req.Topics = append(req.Topics, rt)
+	var last error
+	for _, b := range cl.SeedBrokers() {
+		resp, err := req.RequestWith(ctx, b)
+		if err != nil {
+			last = err
+			continue
+		}
+		res.Err = kerr.ErrorForCode(resp.ErrorCode)
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if res.Err == nil {
+					res.Err = kerr.ErrorForCode(p.ErrorCode)
+				}
+				if p.ErrorMessage != nil {
+					res.ErrMessage = *p.ErrorMessage
+				}
+			}
+		}
+		return res
+	}
+	res.Err = fmt.Errorf("no broker answered: %w", last)
+	return res
 }

@@ -1,0 +1,170 @@
+package raftmux
+
+import (
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/rs/zerolog"
+)
+
+const (
+	// memberFresh is how recently a peer must have answered a heartbeat
+	// for its answer to count as its current state.
+	memberFresh = 2 * time.Second
+	// memberRecheck is how often KeepMembers looks again while a change
+	// is pending (one that failed, or waits for a quorum).
+	memberRecheck = time.Second
+	// memberChangeWait bounds the wait for Raft to take a change.
+	memberChangeWait = 5 * time.Second
+)
+
+// wakeMembers tells KeepMembers to look again; it never blocks.
+func (t *Transport) wakeMembers() {
+	select {
+	case t.members <- struct{}{}:
+	default:
+	}
+}
+
+// peerState is what the leader last heard from a peer.
+type peerState struct {
+	answered time.Time
+	lastLog  uint64
+	lost     bool
+}
+
+func (t *Transport) peerState(addr raft.ServerAddress) peerState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return peerState{answered: t.answered[addr], lastLog: t.lastLog[addr], lost: t.lost[addr]}
+}
+
+// KeepMembers keeps the group's voters to members that hold its state,
+// while r leads: a voter whose heartbeat answers report that it lost its
+// state (a replica whose data directory was replaced, or that is rebuilt:
+// see Fence with known) is demoted to a non-voter, so that it counts
+// toward no quorum, once the other voters that answer can carry the group
+// without it; a non-voter that no longer
+// reports lost state and whose log reaches the commit index is promoted
+// back. report, if set, is told the non-voters after each look (about
+// once a second while r leads, and after each change); it may block
+// briefly. It runs until stop is closed; the caller owns it.
+func (t *Transport) KeepMembers(r *raft.Raft, self raft.ServerID, log zerolog.Logger, report func(nonvoters []raft.ServerID), stop <-chan struct{}) {
+	tick := time.NewTicker(memberRecheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.stopped:
+			return
+		case <-t.members:
+		case <-tick.C:
+		}
+		if r.State() != raft.Leader {
+			continue
+		}
+		f := r.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		change := t.membershipChange(f.Configuration(), self, r.CommitIndex())
+		if change == nil {
+			if report != nil {
+				report(nonvoters(f.Configuration()))
+			}
+			continue
+		}
+		t.wakeMembers() // look again at once, and report
+		if err := change.apply(r); err != nil {
+			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, raft.ErrRaftShutdown) {
+				log.Warn().Err(err).Str("member", string(change.id)).Bool("promote", change.promote).Msg("raft membership change failed")
+			}
+			continue
+		}
+		if change.promote {
+			log.Info().Str("member", string(change.id)).Msg("member caught up after losing its state: a voter again")
+		} else {
+			log.Warn().Str("member", string(change.id)).Msg("member lost its state: a non-voter until it has caught up")
+		}
+	}
+}
+
+type memberChange struct {
+	id      raft.ServerID
+	addr    raft.ServerAddress
+	promote bool
+}
+
+func (c *memberChange) apply(r *raft.Raft) error {
+	if c.promote {
+		return r.AddVoter(c.id, c.addr, 0, memberChangeWait).Error()
+	}
+	return r.DemoteVoter(c.id, 0, memberChangeWait).Error()
+}
+
+// membershipChange picks the next change to make, if any.
+func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID, commit uint64) *memberChange {
+	now := time.Now()
+	voters, live := 0, 0
+	states := make(map[raft.ServerID]peerState, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		if s.ID == self {
+			if s.Suffrage == raft.Voter {
+				voters++
+				live++
+			}
+			continue
+		}
+		st := t.peerState(s.Address)
+		states[s.ID] = st
+		if s.Suffrage == raft.Voter {
+			voters++
+			if now.Sub(st.answered) < memberFresh && !st.lost {
+				live++
+			}
+		}
+	}
+	for _, s := range cfg.Servers {
+		st, ok := states[s.ID]
+		if !ok || now.Sub(st.answered) >= memberFresh {
+			continue
+		}
+		switch {
+		case s.Suffrage == raft.Voter && st.lost && live > (voters-1)/2:
+			// The voters left, those that answer, are a majority of the
+			// configuration without it: the group keeps working.
+			return &memberChange{id: s.ID, addr: s.Address}
+		case s.Suffrage == raft.Nonvoter && !st.lost && st.lastLog >= commit:
+			return &memberChange{id: s.ID, addr: s.Address, promote: true}
+		}
+	}
+	return nil
+}
+
+func nonvoters(cfg raft.Configuration) []raft.ServerID {
+	var out []raft.ServerID
+	for _, s := range cfg.Servers {
+		if s.Suffrage != raft.Voter {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// Votes reports whether id is a voter of r's latest configuration: a
+// member demoted by KeepMembers must not stand for election (Raft lets a
+// non-voter that is told to time out campaign and win).
+func Votes(r *raft.Raft, id raft.ServerID) bool {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == id {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
