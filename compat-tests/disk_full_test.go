@@ -186,6 +186,12 @@ func TestDiskFull(t *testing.T) {
 	if !b.Alive() {
 		t.Fatalf("the broker died with the disk full")
 	}
+	// An offset commit needs room too: refused with NOT_COORDINATOR, as
+	// Kafka answers when the offsets log refuses a write.
+	const group = "commits-on-a-full-disk"
+	if code := commitOffset(t, b, group, topic, 3); code != kerr.NotCoordinator.Code {
+		t.Errorf("offset commit with the disk full: %v, want NOT_COORDINATOR", kerr.ErrorForCode(code))
+	}
 
 	// More room: the writes the producer retries go through.
 	resizeFS(t, fs, 1<<30)
@@ -200,6 +206,16 @@ func TestDiskFull(t *testing.T) {
 	}
 	if !strings.Contains(b.Output(), "writes resume") {
 		t.Errorf("the broker did not report that writes resumed")
+	}
+	if code := commitOffset(t, b, group, topic, 3); code != 0 {
+		t.Errorf("offset commit after the disk was enlarged: %v", kerr.ErrorForCode(code))
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("fetching offsets: %v", err)
+	}
+	if o, ok := committed.Lookup(topic, 0); !ok || o.At != 3 {
+		t.Errorf("committed offset after the disk was enlarged: %+v, want 3", o)
 	}
 	log := readPartition(ctx, t, b, topic)
 	all := append(acks, probes...)
@@ -246,4 +262,109 @@ func noise(n int) []byte {
 		b[i] = 'a' + byte(rand.IntN(26))
 	}
 	return b
+}
+
+// commitOffset commits offset for partition 0 of topic in group, as a
+// simple (memberless) commit, and returns the partition's error code.
+func commitOffset(t *testing.T, b *brokerProc, group, topic string, offset int64) int16 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version = 8
+	req.Group, req.Generation = group, -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := requestWithin(b.Addr(), req, 15*time.Second)
+	if err != nil {
+		t.Fatalf("offset commit: %v", err)
+	}
+	return resp.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+}
+
+// TestDiskFullFollower fills the data directory of one follower of a
+// three-replica partition (a 192 MiB filesystem with a 64 MiB reserve)
+// while an idempotent acks=all producer writes: the leader and the other
+// follower go on committing, so every record is acknowledged; the full
+// follower refuses what would take its disk below the reserve without
+// crashing. Once its filesystem is enlarged it catches up, and its copy is
+// whole: with the other follower killed it commits new records with the
+// leader, and once the leader is killed too and the other follower comes
+// back, it leads with every acknowledged record.
+func TestDiskFullFollower(t *testing.T) {
+	const (
+		fsSize   = 192 << 20
+		reserve  = 64 << 20
+		records  = 4600 // 32 KiB each: more than fits
+		valueLen = 32 << 10
+	)
+	fs := mountSmallFS(t, fsSize) // before the cluster: unmounted after it stops
+	c := startClusterWith(t, "--disk-free-reserve", fmt.Sprint(reserve))
+	ctx := testContext(t, 4*time.Minute)
+	const topic = "fills-a-follower"
+	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
+	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
+	var followers []int32
+	for _, r := range l.Replicas {
+		if r != l.Leader {
+			followers = append(followers, r)
+		}
+	}
+	full, other := followers[0], followers[1]
+
+	// The follower's data directory moves to the small filesystem.
+	fb := c.broker(full)
+	fb.Stop()
+	if out, err := exec.Command("cp", "-a", "--sparse=always", fb.dataDir+"/.", fs).CombinedOutput(); err != nil {
+		t.Fatalf("copying broker %d's data directory: %v: %s", full, err, out)
+	}
+	if err := os.RemoveAll(fb.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fs, fb.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	fb.Restart()
+	c.waitReady(ctx)
+
+	prod := c.client(nil, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(3*time.Minute), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.MaxBufferedRecords(records), kgo.ProducerBatchMaxBytes(1<<20))
+	recs := make([]*kgo.Record, records)
+	for i := range recs {
+		v := fmt.Appendf(nil, "rec-%07d-", i)
+		recs[i] = &kgo.Record{Topic: topic, Partition: 0, Value: append(v, noise(valueLen-len(v))...)}
+	}
+	res := prod.ProduceSync(ctx, recs...)
+	if err := res.FirstErr(); err != nil {
+		t.Fatalf("producing while a follower's disk fills: %v", err)
+	}
+	acks := make([]ackedRecord, 0, records)
+	for _, r := range res {
+		acks = append(acks, ackedRecord{Partition: 0, Offset: r.Record.Offset, Value: string(r.Record.Value), At: time.Now()})
+	}
+	if !fb.Alive() {
+		t.Fatalf("broker %d died with its disk full", full)
+	}
+	if !strings.Contains(fb.Output(), "below the reserve") {
+		t.Fatalf("broker %d did not report its full disk: the test filled nothing", full)
+	}
+
+	resizeFS(t, fs, 1<<30)
+	// The follower must catch up: with the other follower down, the
+	// leader commits only with it.
+	c.broker(other).Kill()
+	after := produceAcked(ctx, t, c.client([]int32{l.Leader, full}, producerOpts()...), topic, "after", 50, 1, 0)
+	c.broker(l.Leader).Kill()
+	c.broker(other).Restart()
+	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
+	if nl.Leader != full {
+		t.Errorf("broker %d leads after the leader was killed; only broker %d holds every record", nl.Leader, full)
+	}
+	c.broker(l.Leader).Restart()
+	c.waitReady(ctx)
+	log, _ := c.consumeAll(ctx, topic, 1)
+	reportLogProblems(t, "log after the full follower led", checkTopicLog(log, append(acks, after...), true))
 }

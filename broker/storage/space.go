@@ -19,6 +19,15 @@ var ErrDiskFull = errors.New("storage: free space on the data directory's filesy
 // bytes reserved since it are counted against it.
 const spaceRecheck = 100 * time.Millisecond
 
+// resumeMargin is the share of the reserve that must be free above it,
+// once writes were refused, before they resume (at most maxResumeMargin):
+// a small write must not slip in between large ones refused, and writes
+// must not flap around the reserve.
+const (
+	resumeMargin    = 4 // a quarter
+	maxResumeMargin = 64 << 20
+)
+
 // space keeps a filesystem's free space above a reserve: writes that grow
 // the data ask Reserve first, which refuses them while the free space,
 // less what was reserved since it was last measured, would fall below the
@@ -53,18 +62,23 @@ func freeBytes(dir string) (int64, error) {
 }
 
 // Reserve counts n bytes about to be written, or refuses them with
-// ErrDiskFull.
+// ErrDiskFull. Once it has refused a write, it refuses every write until
+// the free space is a margin above the reserve.
 func (s *space) Reserve(n int) error {
 	if s == nil || s.reserve <= 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	floor := s.reserve
+	if s.low {
+		floor += min(s.reserve/resumeMargin, maxResumeMargin)
+	}
 	now := time.Now()
-	if now.Sub(s.measured) >= spaceRecheck || s.free-s.since.Load()-int64(n) < s.reserve {
+	if now.Sub(s.measured) >= spaceRecheck || s.free-s.since.Load()-int64(n) < floor {
 		s.measure(now)
 	}
-	if s.free-s.since.Load()-int64(n) < s.reserve {
+	if s.free-s.since.Load()-int64(n) < floor {
 		s.setLow(true)
 		return fmt.Errorf("%w (%d bytes free, reserve %d)", ErrDiskFull, s.free-s.since.Load(), s.reserve)
 	}

@@ -32,12 +32,16 @@ func TestSpaceReserve(t *testing.T) {
 	if !s.Low() {
 		t.Errorf("Low after a refusal = false")
 	}
-	free = 600 // retention freed some
-	if err := s.Reserve(501); !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("501 of 600 free: %v, want ErrDiskFull", err)
+	// Once refused, writes resume only a quarter of the reserve above it.
+	if err := s.Reserve(0); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("nothing with 100 free, after a refusal: %v, want ErrDiskFull", err)
 	}
-	if err := s.Reserve(500); err != nil {
-		t.Fatalf("500 of 600 free: %v", err)
+	free = 600 // retention freed some
+	if err := s.Reserve(476); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("476 of 600 free, after a refusal: %v, want ErrDiskFull", err)
+	}
+	if err := s.Reserve(475); err != nil {
+		t.Fatalf("475 of 600 free: %v", err)
 	}
 	if s.Low() {
 		t.Errorf("Low after a write let through = true")
