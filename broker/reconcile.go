@@ -150,6 +150,10 @@ func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition,
 			b.rebuilds.markFresh(replicaKey{mt.ID, n})
 			return b.openReplica(mt, n)
 		}
+		if errors.Is(err, partition.ErrDamaged) {
+			b.log.Error().Err(err).Str("topic", mt.Name).Int32("partition", n).
+				Msg("the only copy of the partition is damaged: it is not started (restore the data directory, or delete the topic)")
+		}
 		return p, err
 	}
 	p, err := partition.OpenLocal(partition.LocalOptions{
@@ -161,6 +165,10 @@ func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := p.Damaged(); err != nil {
+		b.log.Error().Err(err).Str("topic", mt.Name).Int32("partition", n).
+			Msg("the only copy of the partition is damaged: it is not started, and its reads and writes answer KAFKA_STORAGE_ERROR (restore the data directory, or delete the topic)")
 	}
 	if mt.Name == coordinator.OffsetsTopic && b.groups != nil {
 		b.groups.Elect(n, p)

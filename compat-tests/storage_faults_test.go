@@ -15,7 +15,9 @@ import (
 
 	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // offlineWindow is how long the tests watch a partition or the metadata
@@ -533,4 +535,82 @@ func TestWipedReplicaRejoins(t *testing.T) {
 	c.waitReady(ctx)
 	log, _ := c.consumeAll(ctx, topic, 1)
 	reportLogProblems(t, "log after the rejoined replica led", checkTopicLog(log, append(before, during...), true))
+}
+
+// TestDamagedOnlyCopy flips bytes of the last stored batch of a single
+// broker's partition while it is stopped. That is the only copy: the
+// broker must start, report the damage with the partition, and not start
+// that partition (produce and fetch answer KAFKA_STORAGE_ERROR), while its
+// other partitions are served as before.
+func TestDamagedOnlyCopy(t *testing.T) {
+	b := startBroker(t)
+	ctx := testContext(t, 2*time.Minute)
+	adm := kadm.NewClient(newClient(t, b))
+	const damaged, healthy = "only-copy", "healthy"
+	if _, err := adm.CreateTopics(ctx, 1, 1, nil, damaged, healthy); err != nil {
+		t.Fatalf("creating topics: %v", err)
+	}
+	cl := newClient(t, b, kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// Values large enough for Badger's value log, which stores them as
+	// they are. The intact partition is written first: Badger takes a
+	// damaged entry of its newest value-log file for a write cut short and
+	// drops the file's entries from there on, whichever partition they
+	// belong to (they then read as damaged too).
+	marker := "last-batch-of-the-only-copy-"
+	for _, topic := range []string{healthy, damaged} {
+		for _, v := range []string{"first", "second", marker} {
+			value := append([]byte(v+topic+"-"), noise(4096)...)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr(); err != nil {
+				t.Fatalf("producing to %s: %v", topic, err)
+			}
+		}
+	}
+	b.Stop()
+	if n := damageFiles(t, b.dataDir, []byte(marker+damaged)); n == 0 {
+		t.Fatalf("no stored copy of the last batch found under the data directory")
+	}
+	b.Restart()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reported := ktest.Until(rctx, 50*time.Millisecond, func() bool {
+		for _, line := range strings.Split(b.Output(), "\n") {
+			if strings.Contains(line, "only copy of the partition is damaged") && strings.Contains(line, `"topic":"`+damaged+`"`) {
+				return true
+			}
+		}
+		return false
+	})
+	if !reported {
+		t.Errorf("the broker did not report the damaged partition %s", damaged)
+	}
+	produce := func(topic string) int16 {
+		batch := batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte("after")}}.build()
+		resp, err := requestWithin(b.Addr(), produceRequest(9, topicRef{name: topic}, 0, batch), 15*time.Second)
+		if err != nil {
+			t.Fatalf("producing to %s: %v", topic, err)
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	fetch := func(topic string) int16 {
+		resp, err := requestWithin(b.Addr(), fetchRequest(11, topicRef{name: topic}, 0, 0, 0, 1), 15*time.Second)
+		if err != nil {
+			t.Fatalf("fetching from %s: %v", topic, err)
+		}
+		return resp.(*kmsg.FetchResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produce(damaged); code != kerr.KafkaStorageError.Code {
+		t.Errorf("produce to the damaged partition: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(code))
+	}
+	if code := fetch(damaged); code != kerr.KafkaStorageError.Code {
+		t.Errorf("fetch from the damaged partition: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(code))
+	}
+	if code := produce(healthy); code != 0 {
+		t.Errorf("produce to the intact partition: %v", kerr.ErrorForCode(code))
+	}
+	if code := fetch(healthy); code != 0 {
+		t.Errorf("fetch from the intact partition: %v", kerr.ErrorForCode(code))
+	}
+	if !b.Alive() {
+		t.Fatalf("the broker died")
+	}
 }

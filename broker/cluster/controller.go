@@ -109,18 +109,34 @@ func Start(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	// A member without state may be a lost disk of a running cluster: it
+	// votes and leads only once it has caught up, even if it restarts
+	// before then.
+	fenceKey := []byte("raft/catch-up/" + metadataGroup)
+	pending, err := storage.Flag(cfg.Store, fenceKey)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 	if !has {
 		if err := raft.BootstrapCluster(rc, logs, logs, snaps, c.trans, raft.Configuration{Servers: Servers(cfg.Peers)}); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrapping metadata: %w", err)
 		}
-		// A member without state may be a lost disk of a running
-		// cluster: it votes and leads only once it has caught up.
-		if len(cfg.Peers) > 1 {
-			log := cfg.Logger
-			c.trans.Fence(logs, false, func(reason string) {
-				log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")
-			})
+	}
+	if len(cfg.Peers) > 1 && (pending || !has) {
+		if err := storage.SetFlag(cfg.Store, fenceKey, true); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
 		}
+		log := cfg.Logger
+		c.trans.Fence(logs, false, func(reason string) {
+			log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")
+			c.wg.Add(1)
+			go func() { // onLift must not block
+				defer c.wg.Done()
+				if err := storage.SetFlag(cfg.Store, fenceKey, false); err != nil {
+					log.Warn().Err(err).Msg("metadata member's catch-up not recorded: it will catch up again after a restart")
+				}
+			}()
+		})
 	}
 	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {
 		return nil, fmt.Errorf("cluster: starting metadata group: %w", err)

@@ -12,7 +12,7 @@ import (
 
 // MetadataTopic names the metadata group in an ElectLeaders request, as
 // Kafka's KRaft names its metadata log.
-const MetadataTopic = "__cluster_metadata"
+const MetadataTopic = metadataGroup
 
 // cmdUnfenceMember asks a broker, over the mux, to lift its metadata
 // member's fence in an unclean election; it is never applied.

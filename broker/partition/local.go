@@ -42,6 +42,11 @@ type Local struct {
 	store storage.Store
 	opts  LocalOptions
 
+	// damaged is set when the partition's last stored batch failed its
+	// checksum at open: the only copy is damaged, and the partition is not
+	// started (every read and write answers it).
+	damaged error
+
 	// Guarded by core.mu:
 	failed   error
 	logStart int64
@@ -114,7 +119,36 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition: reading producer state: %w", err)
 	}
+	p.damaged = p.checkLast()
 	return p, nil
+}
+
+// Damaged is the damage found when the partition opened, which keeps it
+// from starting, or nil.
+func (p *Local) Damaged() error { return p.damaged }
+
+// checkLast checks the last stored batch against its checksum, where a
+// write cut short or a changed byte on disk would show first.
+func (p *Local) checkLast() error {
+	n := len(p.index)
+	if n == 0 {
+		return nil
+	}
+	last := p.index[n-1]
+	var damage error
+	found := false
+	err := p.store.Scan(p.id, last.BaseOffset, func(m storage.BatchMeta, data []byte) bool {
+		found = true
+		damage = checkStored(data)
+		return false
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w: reading the last batch: %w", ErrStorage, ErrDamaged, err)
+	case !found:
+		return fmt.Errorf("%w: %w: the last batch (offset %d) is indexed but not stored", ErrStorage, ErrDamaged, last.BaseOffset)
+	}
+	return damage
 }
 
 func (p *Local) key(kind byte, extra ...byte) []byte {
@@ -129,6 +163,11 @@ func (p *Local) producerKey(id int64) []byte {
 // Append implements Partition.
 func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(AppendResult)) {
 	p.mu.Lock()
+	if p.damaged != nil {
+		p.mu.Unlock()
+		done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: p.damaged})
+		return
+	}
 	if p.closed || p.failed != nil {
 		err := ErrClosed
 		if p.failed != nil {
@@ -247,6 +286,9 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 	res := ReadResult{Offsets: off, Records: dst}
 	if closed {
 		return res, ErrClosed
+	}
+	if p.damaged != nil {
+		return res, p.damaged
 	}
 	if empty, err := readRange(offset, off); empty || err != nil {
 		return res, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftmux"
 	"github.com/pubg1/pubg1/broker/storage"
 )
 
@@ -302,5 +303,61 @@ func TestReplicatedTimesBelowLogStart(t *testing.T) {
 	}
 	if off, ts, err := leader.OffsetForTime(1000); err != nil || off != -1 || ts != -1 {
 		t.Fatalf("offset for a time past the newest: %d %d %v", off, ts, err)
+	}
+}
+
+// fenceRecorder is an in-memory transport that records fences.
+type fenceRecorder struct {
+	*raft.InmemTransport
+	fenced int
+	known  bool
+	onLift func(string)
+}
+
+func (f *fenceRecorder) Fence(_ raftmux.LogReader, known bool, onLift func(string)) {
+	f.fenced++
+	f.known, f.onLift = known, onLift
+}
+func (f *fenceRecorder) Fenced() bool          { return f.onLift != nil }
+func (f *fenceRecorder) Unfence(reason string) { f.onLift(reason) }
+
+// TestCatchUpSurvivesRestart opens a replica that must catch up, restarts
+// it before it has: it must be fenced again although it now has Raft
+// state, and only once it has caught up does a restart leave it unfenced.
+func TestCatchUpSurvivesRestart(t *testing.T) {
+	store := storage.NewMemory()
+	t.Cleanup(func() { store.Close() })
+	snaps := raft.NewInmemSnapshotStore()
+	servers := []raft.Server{{ID: "0", Address: "r0"}, {ID: "1", Address: "r1"}}
+	open := func(catchUp bool) (*Replicated, *fenceRecorder) {
+		t.Helper()
+		_, tr := raft.NewInmemTransport("r0")
+		f := &fenceRecorder{InmemTransport: tr}
+		p, err := OpenReplicated(ReplicatedOptions{ID: "0", Group: "t/0", Store: store, Transport: f,
+			Snapshots: snaps, Servers: servers, Tune: tuneTestRaft, CatchUpFirst: catchUp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, f
+	}
+	p, f := open(true)
+	if f.fenced != 1 || !f.known {
+		t.Fatalf("a replica that lost its data opened with %d fences (known %v)", f.fenced, f.known)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, f = open(false)
+	if f.fenced != 1 || !f.known {
+		t.Fatalf("restarted before it caught up: %d fences (known %v), want it fenced again", f.fenced, f.known)
+	}
+	f.onLift("caught up with the leader")
+	if err := p.Close(); err != nil { // waits for the lift to be recorded
+		t.Fatal(err)
+	}
+	p, f = open(false)
+	defer p.Close()
+	if f.fenced != 0 {
+		t.Fatalf("restarted after it caught up: fenced again")
 	}
 }
