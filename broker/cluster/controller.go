@@ -127,15 +127,14 @@ func Start(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 		log := cfg.Logger
+		if has {
+			log.Warn().Msg("metadata member restarted before it caught up after starting without state: it takes no part in elections until it has")
+		}
 		c.trans.Fence(logs, false, func(reason string) {
+			if err := storage.SetFlag(cfg.Store, fenceKey, false); err != nil {
+				log.Warn().Err(err).Msg("metadata member's catch-up not recorded: it will catch up again after a restart")
+			}
 			log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")
-			c.wg.Add(1)
-			go func() { // onLift must not block
-				defer c.wg.Done()
-				if err := storage.SetFlag(cfg.Store, fenceKey, false); err != nil {
-					log.Warn().Err(err).Msg("metadata member's catch-up not recorded: it will catch up again after a restart")
-				}
-			}()
 		})
 	}
 	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {

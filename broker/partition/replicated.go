@@ -188,14 +188,10 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		log := opts.Logger
 		log.Warn().Str("group", opts.Group).Msg("replica lost its data with the data directory: it takes no part in elections until it has caught up with a leader")
 		f.Fence(logs, true, func(reason string) {
+			if err := storage.SetFlag(opts.Store, fenceKey, false); err != nil {
+				log.Warn().Err(err).Str("group", opts.Group).Msg("replica's catch-up not recorded: it will catch up again after a restart")
+			}
 			log.Info().Str("group", opts.Group).Str("reason", reason).Msg("replica takes part in elections again")
-			p.wg.Add(1)
-			go func() { // onLift must not block
-				defer p.wg.Done()
-				if err := storage.SetFlag(opts.Store, fenceKey, false); err != nil {
-					log.Warn().Err(err).Str("group", opts.Group).Msg("replica's catch-up not recorded: it will catch up again after a restart")
-				}
-			}()
 		})
 	}
 	if p.r, err = raft.NewRaft(cfg, p.fsm, logs, logs, p.snaps, opts.Transport); err != nil {

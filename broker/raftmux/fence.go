@@ -24,7 +24,7 @@ type LogReader interface {
 // its own: a new member, or one whose data directory was lost.
 type fence struct {
 	logs LogReader
-	// onLift is called once, when the fence is lifted; it must not block.
+	// onLift is called once, just before the fence is lifted.
 	onLift func(reason string)
 
 	mu sync.Mutex
@@ -32,6 +32,7 @@ type fence struct {
 	// member started: then the member may have voted or acknowledged
 	// entries it no longer has, and must not vote until it has caught up.
 	evidence bool
+	lifting  bool // onLift is being told
 	lifted   bool
 	// known is set when the member's data directory is known to have
 	// replaced one that held the group: it lost state it had.
@@ -57,8 +58,9 @@ type fence struct {
 // the start.
 //
 // Call Fence before the group starts (before raft.NewRaft reads the
-// transport's Consumer). onLift is told when the fence is lifted: caught
-// up, or Unfence.
+// transport's Consumer). onLift is told, once, just before the fence is
+// lifted (caught up, or Unfence), and may block briefly: a caller that
+// keeps the fence across restarts records the lift there.
 func (t *Transport) Fence(logs LogReader, known bool, onLift func(reason string)) {
 	t.fence = &fence{logs: logs, onLift: onLift, evidence: known, known: known}
 }
@@ -75,13 +77,20 @@ func (t *Transport) Fenced() bool {
 	return f.evidence && !f.lifted
 }
 
-// lostKnown reports whether the member is known to have lost state it had
-// and has not caught up since: its heartbeat answers tell its leader so,
-// which makes it a non-voter until then (see KeepMembers).
-func (f *fence) lostKnown() bool {
+// status is what the member's heartbeat answers tell its leader (see
+// KeepMembers): hbLost while it is known to have lost state it had and has
+// not caught up, hbCatchingUp while it is fenced otherwise (it started
+// without state in a group with a history), hbOK after.
+func (f *fence) status() byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.known && !f.lifted
+	switch {
+	case f.lifted || !f.evidence:
+		return hbOK
+	case f.known:
+		return hbLost
+	}
+	return hbCatchingUp
 }
 
 // Unfence lifts the fence without waiting for a catch-up: the operator's
@@ -95,15 +104,20 @@ func (t *Transport) Unfence(reason string) {
 
 func (f *fence) lift(reason string) {
 	f.mu.Lock()
-	if f.lifted {
+	if f.lifted || f.lifting {
 		f.mu.Unlock()
 		return
 	}
-	f.lifted = true
+	f.lifting = true
 	f.mu.Unlock()
+	// Told first, so that a caller that records the fence durably has
+	// recorded the lift before the member votes.
 	if f.onLift != nil {
 		f.onLift(reason)
 	}
+	f.mu.Lock()
+	f.lifted = true
+	f.mu.Unlock()
 }
 
 // active reports whether the fence still stands (lifted or not, evidence

@@ -29,8 +29,9 @@ const (
 	maxHBFrame = 4 << 20
 	// hbUnknown answers a heartbeat for a group the peer does not run;
 	// hbLost is an answer of a member that lost its state and has not
-	// caught up with a leader since (see Transport.Fence).
-	hbOK, hbUnknown, hbLost = 0, 1, 2
+	// caught up with a leader since, hbCatchingUp one of a member that
+	// started without state and has not caught up (see Transport.Fence).
+	hbOK, hbUnknown, hbLost, hbCatchingUp = 0, 1, 2, 3
 )
 
 // ErrHeartbeat is a heartbeat that got no answer.
@@ -48,11 +49,11 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 }
 
 type hbCall struct {
-	group string
-	req   *raft.AppendEntriesRequest
-	resp  *raft.AppendEntriesResponse
-	lost  bool       // set before done: the member reports lost state
-	done  chan error // buffered: the deliverer never blocks
+	group  string
+	req    *raft.AppendEntriesRequest
+	resp   *raft.AppendEntriesResponse
+	status byte       // set before done: the member's fence status
+	done   chan error // buffered: the deliverer never blocks
 }
 
 // hbPeer gathers the heartbeats bound for one broker.
@@ -80,18 +81,18 @@ type hbPeer struct {
 }
 
 // heartbeat sends req to group on the broker at addr with the next batch
-// and waits for its answer; lost reports that the member lost its state.
-func (m *Mux) heartbeat(addr raft.ServerAddress, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (lost bool, err error) {
+// and waits for its answer and the member's fence status.
+func (m *Mux) heartbeat(addr raft.ServerAddress, group string, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (status byte, err error) {
 	p, err := m.hbPeer(addr)
 	if err != nil {
-		return false, err
+		return hbOK, err
 	}
 	call := &hbCall{group: group, req: req, resp: resp, done: make(chan error, 1)}
 	p.enqueue(call)
 	// Every call is answered: a batch is sent within the window, and one
 	// without an answer after the timeout fails with its stream.
 	err = <-call.done
-	return call.lost, err
+	return call.status, err
 }
 
 func (m *Mux) hbPeer(addr raft.ServerAddress) (*hbPeer, error) {
@@ -238,12 +239,12 @@ func (p *hbPeer) read(st net.Conn) {
 		}
 		for i, c := range batch {
 			a := answers[i]
-			if a.status != hbOK && a.status != hbLost {
+			if a.status == hbUnknown || a.status > hbCatchingUp {
 				c.done <- fmt.Errorf("%w: %s does not run group %q", ErrUnknownGroup, p.addr, c.group)
 				continue
 			}
 			*c.resp = a.resp
-			c.lost = a.status == hbLost
+			c.status = a.status
 			c.done <- nil
 		}
 	}
@@ -337,7 +338,7 @@ func (m *Mux) deliverHeartbeat(group string, req *raft.AppendEntriesRequest) hbA
 		return hbAnswer{status: hbUnknown}
 	}
 	l.hbMu.Lock()
-	fn, lost := l.hbFn, l.hbLost
+	fn, status := l.hbFn, l.hbStatus
 	l.hbMu.Unlock()
 	if fn == nil {
 		return hbAnswer{status: hbUnknown}
@@ -350,8 +351,8 @@ func (m *Mux) deliverHeartbeat(group string, req *raft.AppendEntriesRequest) hbA
 		if r.Error != nil || !ok {
 			return hbAnswer{status: hbUnknown}
 		}
-		if lost != nil && lost() {
-			return hbAnswer{status: hbLost, resp: *resp}
+		if status != nil {
+			return hbAnswer{status: status(), resp: *resp}
 		}
 		return hbAnswer{resp: *resp}
 	default:

@@ -17,6 +17,10 @@ const (
 	memberRecheck = time.Second
 	// memberChangeWait bounds the wait for Raft to take a change.
 	memberChangeWait = 5 * time.Second
+	// catchUpGrace is how long a voter that started without state (not
+	// known to have lost any) may take to catch up before it is demoted:
+	// the members of a new group catch up at once, and are left voters.
+	catchUpGrace = time.Second
 )
 
 // wakeMembers tells KeepMembers to look again; it never blocks.
@@ -31,19 +35,31 @@ func (t *Transport) wakeMembers() {
 type peerState struct {
 	answered time.Time
 	lastLog  uint64
-	lost     bool
+	status   byte      // its fence status
+	since    time.Time // since when it has had it
 }
 
 func (t *Transport) peerState(addr raft.ServerAddress) peerState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return peerState{answered: t.answered[addr], lastLog: t.lastLog[addr], lost: t.lost[addr]}
+	return peerState{answered: t.answered[addr], lastLog: t.lastLog[addr], status: t.status[addr], since: t.statusSince[addr]}
+}
+
+// fenced reports whether the peer is fenced (it does not hold the group's
+// state yet).
+func (s peerState) fenced() bool { return s.status == hbLost || s.status == hbCatchingUp }
+
+// demotable reports whether the peer should not count as a voter: it is
+// known to have lost its state, or has not caught up within catchUpGrace.
+func (s peerState) demotable(now time.Time) bool {
+	return s.status == hbLost || (s.status == hbCatchingUp && now.Sub(s.since) >= catchUpGrace)
 }
 
 // KeepMembers keeps the group's voters to members that hold its state,
 // while r leads: a voter whose heartbeat answers report that it lost its
 // state (a replica whose data directory was replaced, or that is rebuilt:
-// see Fence with known) is demoted to a non-voter, so that it counts
+// see Fence with known), or that started without state and has not caught
+// up within catchUpGrace, is demoted to a non-voter, so that it counts
 // toward no quorum, once the other voters that answer can carry the group
 // without it; a non-voter that no longer
 // reports lost state and whose log reaches the commit index is promoted
@@ -121,7 +137,7 @@ func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID,
 		states[s.ID] = st
 		if s.Suffrage == raft.Voter {
 			voters++
-			if now.Sub(st.answered) < memberFresh && !st.lost {
+			if now.Sub(st.answered) < memberFresh && !st.fenced() {
 				live++
 			}
 		}
@@ -132,11 +148,11 @@ func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID,
 			continue
 		}
 		switch {
-		case s.Suffrage == raft.Voter && st.lost && live > (voters-1)/2:
+		case s.Suffrage == raft.Voter && st.demotable(now) && live > (voters-1)/2:
 			// The voters left, those that answer, are a majority of the
 			// configuration without it: the group keeps working.
 			return &memberChange{id: s.ID, addr: s.Address}
-		case s.Suffrage == raft.Nonvoter && !st.lost && st.lastLog >= commit:
+		case s.Suffrage == raft.Nonvoter && !st.fenced() && st.lastLog >= commit:
 			return &memberChange{id: s.ID, addr: s.Address, promote: true}
 		}
 	}

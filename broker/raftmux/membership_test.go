@@ -24,12 +24,15 @@ func TestMembershipChange(t *testing.T) {
 	type peer struct {
 		ago     time.Duration
 		lastLog uint64
-		lost    bool
+		status  byte
+		since   time.Duration
 	}
 	const commit = 100
 	fresh := peer{ago: 10 * time.Millisecond, lastLog: commit}
 	stale := peer{ago: time.Minute, lastLog: commit}
-	lost := peer{ago: 10 * time.Millisecond, lastLog: 1, lost: true}
+	lost := peer{ago: 10 * time.Millisecond, lastLog: 1, status: hbLost}
+	catching := peer{ago: 10 * time.Millisecond, lastLog: 1, status: hbCatchingUp, since: 100 * time.Millisecond}
+	slow := peer{ago: 10 * time.Millisecond, lastLog: 1, status: hbCatchingUp, since: 2 * catchUpGrace}
 	V, N := raft.Voter, raft.Nonvoter
 	cases := []struct {
 		name  string
@@ -40,7 +43,10 @@ func TestMembershipChange(t *testing.T) {
 		{"all in sync", servers(V, V, V), map[string]peer{"b2": fresh, "b3": fresh}, nil},
 		{"lost voter demoted", servers(V, V, V), map[string]peer{"b2": fresh, "b3": lost}, &memberChange{id: "3", addr: "b3"}},
 		{"lost voter kept while the rest is no majority", servers(V, V, V), map[string]peer{"b2": stale, "b3": lost}, nil},
-		{"lost voter whose answer is old", servers(V, V, V), map[string]peer{"b2": fresh, "b3": {ago: time.Minute, lost: true}}, nil},
+		{"lost voter whose answer is old", servers(V, V, V), map[string]peer{"b2": fresh, "b3": {ago: time.Minute, status: hbLost}}, nil},
+		{"new voter catching up", servers(V, V, V), map[string]peer{"b2": fresh, "b3": catching}, nil},
+		{"new voter slow to catch up demoted", servers(V, V, V), map[string]peer{"b2": fresh, "b3": slow}, &memberChange{id: "3", addr: "b3"}},
+		{"catching-up voters are no majority", servers(V, V, V), map[string]peer{"b2": catching, "b3": slow}, nil},
 		{"two lost of five: one at a time", servers(V, V, V, V, V), map[string]peer{"b2": fresh, "b3": fresh, "b4": lost, "b5": lost}, &memberChange{id: "4", addr: "b4"}},
 		{"non-voter still lost", servers(V, V, N), map[string]peer{"b2": fresh, "b3": lost}, nil},
 		{"non-voter caught up promoted", servers(V, V, N), map[string]peer{"b2": fresh, "b3": fresh}, &memberChange{id: "3", addr: "b3", promote: true}},
@@ -49,12 +55,14 @@ func TestMembershipChange(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := &Transport{answered: map[raft.ServerAddress]time.Time{}, lastLog: map[raft.ServerAddress]uint64{}, lost: map[raft.ServerAddress]bool{}}
+			tr := &Transport{answered: map[raft.ServerAddress]time.Time{}, lastLog: map[raft.ServerAddress]uint64{},
+				status: map[raft.ServerAddress]byte{}, statusSince: map[raft.ServerAddress]time.Time{}}
 			for addr, p := range tc.peers {
 				a := raft.ServerAddress(addr)
 				tr.answered[a] = time.Now().Add(-p.ago)
 				tr.lastLog[a] = p.lastLog
-				tr.lost[a] = p.lost
+				tr.status[a] = p.status
+				tr.statusSince[a] = time.Now().Add(-p.since)
 			}
 			got := tr.membershipChange(tc.cfg, "1", commit)
 			switch {
@@ -90,10 +98,17 @@ func suffrageOf(r *raft.Raft, id raft.ServerID) raft.ServerSuffrage {
 }
 
 // TestKeepMembers replaces a follower of a three-member group with one
-// that lost its state (known, as a replaced data directory is) and cannot
-// store entries yet: its leader must demote it to a non-voter, and promote
-// it again once it has caught up.
+// that lost its state and cannot store entries yet: its leader must demote
+// it to a non-voter (at once when the loss is known, as a replaced data
+// directory's is; after catchUpGrace when the member only started without
+// state), and promote it again once it has caught up.
 func TestKeepMembers(t *testing.T) {
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprintf("known=%v", known), func(t *testing.T) { testKeepMembers(t, known) })
+	}
+}
+
+func testKeepMembers(t *testing.T, known bool) {
 	nodes := []*node{startNode(t), startNode(t), startNode(t)}
 	const group = "keep"
 	members := startGroups(t, nodes, []string{group})[group]
@@ -150,7 +165,7 @@ func TestKeepMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.gate = make(chan struct{})
-	trans.Fence(store, true, nil)
+	trans.Fence(store, known, nil)
 	r, err := raft.NewRaft(cfg, &countFSM{}, store, store, snaps, trans)
 	if err != nil {
 		t.Fatal(err)

@@ -345,9 +345,9 @@ type Layer struct {
 
 	hbMu sync.Mutex
 	hbFn func(raft.RPC) // the group's heartbeat fast path
-	// hbLost reports whether the member lost its state and has not caught
-	// up yet (see Transport.Fence): its heartbeat answers say so.
-	hbLost func() bool
+	// hbStatus is the member's fence status (see fence.status), which its
+	// heartbeat answers carry.
+	hbStatus func() byte
 
 	pipesMu sync.Mutex
 	pipes   map[*pipeEnd]struct{} // open in-memory streams to itself (see pipe)

@@ -31,18 +31,19 @@ type Transport struct {
 	layer *Layer
 	hold  bool
 
-	mu       sync.Mutex
-	reached  map[raft.ServerAddress]chan struct{} // closed at the next heartbeat answered
-	answered map[raft.ServerAddress]time.Time     // when each peer last answered
-	unknown  map[raft.ServerAddress]bool          // peers whose group was not running at the last heartbeat
-	lastLog  map[raft.ServerAddress]uint64        // each peer's last log index at its last heartbeat answer
-	nudged   map[raft.ServerAddress]time.Time     // when each peer was last sent what it lacks
-	lost     map[raft.ServerAddress]bool          // peers whose last heartbeat answer reported lost state
-	members  chan struct{}                        // wakes KeepMembers
-	onRejoin func()
-	behind   func(last uint64) bool
-	stopped  chan struct{}
-	stopOnce sync.Once
+	mu          sync.Mutex
+	reached     map[raft.ServerAddress]chan struct{} // closed at the next heartbeat answered
+	answered    map[raft.ServerAddress]time.Time     // when each peer last answered
+	unknown     map[raft.ServerAddress]bool          // peers whose group was not running at the last heartbeat
+	lastLog     map[raft.ServerAddress]uint64        // each peer's last log index at its last heartbeat answer
+	nudged      map[raft.ServerAddress]time.Time     // when each peer was last sent what it lacks
+	status      map[raft.ServerAddress]byte          // each peer's fence status at its last heartbeat answer
+	statusSince map[raft.ServerAddress]time.Time     // since when it has had it
+	members     chan struct{}                        // wakes KeepMembers
+	onRejoin    func()
+	behind      func(last uint64) bool
+	stopped     chan struct{}
+	stopOnce    sync.Once
 
 	// A fenced member's state (see Fence) and the relay of its requests.
 	fence     *fence
@@ -67,7 +68,7 @@ func (l *Layer) NewTransport(maxPool int, timeout time.Duration) *Transport {
 	})
 	return &Transport{NetworkTransport: nt, layer: l, reached: make(map[raft.ServerAddress]chan struct{}),
 		answered: make(map[raft.ServerAddress]time.Time), unknown: make(map[raft.ServerAddress]bool), lastLog: make(map[raft.ServerAddress]uint64), nudged: make(map[raft.ServerAddress]time.Time),
-		lost: make(map[raft.ServerAddress]bool), members: make(chan struct{}, 1), stopped: make(chan struct{})}
+		status: make(map[raft.ServerAddress]byte), statusSince: make(map[raft.ServerAddress]time.Time), members: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // OnRejoin sets what to do when a heartbeat reaches a peer whose group was
@@ -101,12 +102,13 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	deadline := time.Now().Add(appendPatience)
 	if isHeartbeat(args) {
 		for {
-			lost, err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
+			status, err := t.layer.mux.heartbeat(target, t.layer.group, args, resp)
 			if err == nil {
 				t.mu.Lock()
 				t.answered[target] = time.Now()
-				if t.lost[target] != lost {
-					t.lost[target] = lost
+				if t.status[target] != status {
+					t.status[target] = status
+					t.statusSince[target] = time.Now()
 					t.wakeMembers()
 				}
 				if ch, ok := t.reached[target]; ok {
@@ -359,7 +361,7 @@ func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	t.layer.hbMu.Lock()
 	t.layer.hbFn = t.fencedHeartbeat(cb)
 	if t.fence != nil {
-		t.layer.hbLost = t.fence.lostKnown
+		t.layer.hbStatus = t.fence.status
 	}
 	t.layer.hbMu.Unlock()
 	t.NetworkTransport.SetHeartbeatHandler(t.fencedHeartbeat(cb))
