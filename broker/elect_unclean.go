@@ -48,6 +48,13 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 					Msg("unclean leader election: this replica, which lost its data, now votes and may lead with the log it has; acknowledged records that no live replica holds are lost")
 				b.wakeElect()
 			}
+			// Replicas that lost their data may have been demoted
+			// to non-voters before the leader died: then the live
+			// voters are too few, and this one counts every replica.
+			if local.NeedsForcedVoters() {
+				b.rebuilds.addForce(replicaKey{t.id, et.partition})
+				b.wakeReconcile()
+			}
 		}
 		if forwarded {
 			continue // answered 0: this broker's part is done

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/raftlog"
 )
@@ -24,6 +26,29 @@ type rebuilds struct {
 	mu      sync.Mutex
 	pending map[replicaKey]bool // to delete and reopen
 	fresh   map[replicaKey]bool // reopened: must catch up first
+	force   map[replicaKey]bool // to close, force every replica a voter, and reopen
+}
+
+// addForce has reconcile reopen k with every replica a voter (see
+// partition.ForceVoters).
+func (r *rebuilds) addForce(k replicaKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.force == nil {
+		r.force = make(map[replicaKey]bool)
+	}
+	r.force[k] = true
+}
+
+// takeForce reports whether k is to be forced now.
+func (r *rebuilds) takeForce(k replicaKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.force[k] {
+		return false
+	}
+	delete(r.force, k)
+	return true
 }
 
 func (r *rebuilds) add(k replicaKey) {
@@ -109,6 +134,25 @@ func (b *Broker) rebuild(name string, id [16]byte, n int32, p partition.Partitio
 		return fmt.Errorf("deleting damaged replica's snapshots: %w", err)
 	}
 	b.log.Warn().Str("topic", name).Int32("partition", n).Msg("damaged replica deleted: it catches up from its leader")
+	return nil
+}
+
+// forceVoters closes this broker's replica of partition n and makes every
+// replica a voter of its group, for an unclean election (see
+// partition.ForceVoters); reconcile opens it again.
+func (b *Broker) forceVoters(mt *cluster.Topic, n int32, p partition.Partition) error {
+	if err := p.Close(); err != nil {
+		return fmt.Errorf("closing replica: %w", err)
+	}
+	var servers []raft.Server
+	for _, id := range mt.Replicas[n] {
+		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
+	}
+	if err := partition.ForceVoters(b.store, replicaGroup(mt.ID, n), servers); err != nil {
+		return err
+	}
+	b.log.Warn().Str("topic", mt.Name).Int32("partition", n).
+		Msg("unclean leader election: every replica of the partition votes again, those that lost their data included; this replica's log outranks theirs")
 	return nil
 }
 

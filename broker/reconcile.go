@@ -71,6 +71,12 @@ func (b *Broker) reconcile(st *cluster.State) (reported bool) {
 				if _, remote := old.parts[i].(partition.Remote); !remote || !slices.Contains(replicas, b.cfg.NodeID) {
 					parts[i] = old.parts[i]
 				}
+				if _, remote := old.parts[i].(partition.Remote); !remote && b.rebuilds.takeForce(replicaKey{mt.ID, int32(i)}) {
+					if err := b.forceVoters(mt, int32(i), old.parts[i]); err != nil {
+						b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("forcing the replicas' votes")
+					}
+					parts[i] = nil
+				}
 				if _, remote := old.parts[i].(partition.Remote); !remote && b.rebuilds.take(replicaKey{mt.ID, int32(i)}) {
 					if err := b.rebuild(mt.Name, mt.ID, int32(i), old.parts[i]); err != nil {
 						b.log.Error().Err(err).Str("topic", mt.Name).Int("partition", i).Msg("rebuilding replica")

@@ -614,3 +614,69 @@ func TestDamagedOnlyCopy(t *testing.T) {
 		t.Fatalf("the broker died")
 	}
 }
+
+// TestUncleanElectionAfterDemotion wipes a follower whose data directory
+// then lives on a filesystem too small for the partition's log, so that it
+// cannot catch up: its leader demotes it to a non-voter (it leaves the
+// ISR). The leader is killed: the other follower, the one live voter of
+// two, cannot be elected, and the partition stays offline until the
+// operator runs an unclean election (the wiped replica has room by then,
+// which changes nothing without a leader), which makes every replica a
+// voter again on the live follower. That follower holds every
+// acknowledged record (each commit after the demotion needed it), so once
+// the old leader returns, the log is whole.
+func TestUncleanElectionAfterDemotion(t *testing.T) {
+	fs := mountSmallFS(t, 96<<20) // before the cluster: unmounted after it stops
+	c := startClusterWith(t, "--disk-free-reserve", fmt.Sprint(48<<20))
+	ctx := testContext(t, 4*time.Minute)
+	const topic = "demoted"
+	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
+	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
+	var followers []int32
+	for _, r := range l.Replicas {
+		if r != l.Leader {
+			followers = append(followers, r)
+		}
+	}
+	w, s := followers[0], followers[1]
+	before := produceLarge(ctx, t, c.client(nil, append(producerOpts(), kgo.ProducerBatchCompression(kgo.NoCompression()))...), topic, "before", 8000, 8192)
+
+	// The wiped follower restarts on the small filesystem.
+	wb := c.broker(w)
+	wb.Kill()
+	if err := os.RemoveAll(wb.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fs, wb.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	wb.Restart()
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if !ktest.Until(dctx, 50*time.Millisecond, func() bool {
+		ls, err := c.leadersFrom(l.Leader, topic)
+		return err == nil && !slices.Contains(ls[0].ISR, w) && !slices.Contains(ls[0].Offline, w)
+	}) {
+		t.Fatalf("wiped replica %d, which cannot catch up, was not taken out of the ISR", w)
+	}
+
+	c.broker(l.Leader).Kill()
+	c.watchNoLeader(ctx, topic, l.Epoch, s, w)
+	// Room for the wiped replica, whose acknowledgements the new leader
+	// needs to commit (it may not lead before it has).
+	resizeFS(t, fs, 1<<30)
+	c.watchNoLeader(ctx, topic, l.Epoch, s, w)
+	run := runCLI(t, "topic", "elect-leaders", "--unclean", "--timeout", "60s", "--brokers", c.broker(s).Addr(), topic+":0")
+	if run.code != 0 || !strings.Contains(run.stdout, "unclean election done") {
+		t.Fatalf("unclean election: exit %d\nstdout:\n%s\nstderr:\n%s", run.code, run.stdout, run.stderr)
+	}
+	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
+	if nl.Leader != s {
+		t.Errorf("broker %d leads after the unclean election; broker %d holds every record", nl.Leader, s)
+	}
+	after := produceAcked(ctx, t, c.client([]int32{s, w}, producerOpts()...), topic, "after", 50, 1, 0)
+	c.broker(l.Leader).Restart()
+	c.waitReady(ctx)
+	log, _ := c.consumeAll(ctx, topic, 1)
+	reportLogProblems(t, "log after the unclean election", checkTopicLog(log, append(before, after...), true))
+}

@@ -44,6 +44,10 @@ type Replica interface {
 	// loses whatever the replicas still alive do not hold. It reports
 	// whether the replica was fenced.
 	Unfence(reason string) bool
+
+	// NeedsForcedVoters reports whether an unclean election must force
+	// the replica's configuration (see ForceVoters).
+	NeedsForcedVoters() bool
 }
 
 var _ Replica = (*Replicated)(nil)

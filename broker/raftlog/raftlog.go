@@ -16,9 +16,9 @@ import (
 	"github.com/pubg1/pubg1/broker/storage"
 )
 
-// errNotFound is what hashicorp/raft expects, by its text, from a stable
+// ErrNotFound is what hashicorp/raft expects, by its text, from a stable
 // store that lacks a key.
-var errNotFound = errors.New("not found")
+var ErrNotFound = errors.New("not found")
 
 // ErrCorrupt reports a stored entry that does not decode.
 var ErrCorrupt = errors.New("raftlog: corrupt log entry")
@@ -216,7 +216,7 @@ func (st *Store) Set(key, val []byte) error {
 func (st *Store) Get(key []byte) ([]byte, error) {
 	v, err := st.s.Get(st.kvKey(key))
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: getting %q: %w", key, err)
