@@ -12,9 +12,11 @@ const (
 	// memberFresh is how recently a peer must have answered a heartbeat
 	// for its answer to count as its current state.
 	memberFresh = 2 * time.Second
-	// memberRecheck is how often KeepMembers looks again while a change
-	// is pending (one that failed, or waits for a quorum).
-	memberRecheck = time.Second
+	// memberRecheck is how often KeepMembers looks again unwoken: for a
+	// change that failed or waited for a quorum, a new member's grace
+	// ending, the report of the non-voters. Peers' status changes wake it
+	// at once.
+	memberRecheck = 5 * time.Second
 	// memberChangeWait bounds the wait for Raft to take a change.
 	memberChangeWait = 5 * time.Second
 	// catchUpGrace is how long a voter that started without state (not
