@@ -7,6 +7,8 @@ package compattests
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -285,6 +287,15 @@ func TestCLIAlterConfigAddPartitions(t *testing.T) {
 	r := runCLI(t, "topic", "alter-config", "cli-alter", "--set", "no.such.config=1", brokers)
 	if r.code != 1 || !strings.Contains(r.stdout, "INVALID_CONFIG") {
 		t.Errorf("alter-config with an unknown config: exit code %d, stdout %q", r.code, r.stdout)
+	}
+	props := filepath.Join(t.TempDir(), "alter.properties")
+	if err := os.WriteFile(props, []byte("# from a file\nretention.bytes=5000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cliOK(t, "", "topic", "alter-config", "cli-alter", "--config-file", props, brokers)
+	want["retention.bytes"] = "5000000"
+	if got := dynamic(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("configs after alter-config --config-file: %v, want %v", got, want)
 	}
 
 	cliOK(t, "", "topic", "add-partitions", "cli-alter", "--to", "4", brokers)

@@ -116,6 +116,10 @@ func TestCLITopicCreate(t *testing.T) {
 	b := startBroker(t)
 	ctx := testContext(t, 2*time.Minute)
 	adm := newAdmin(t, b)
+	props := filepath.Join(t.TempDir(), "topic.properties")
+	if err := os.WriteFile(props, []byte("# retention and cleanup\nretention.ms = 5400000\n\ncleanup.policy=compact,delete\n! old-style comment\nsegment.bytes: 2097152\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for topic, tt := range map[string]struct {
 		flags []string
@@ -128,6 +132,10 @@ func TestCLITopicCreate(t *testing.T) {
 		"cli-repeated": {
 			[]string{"-c", "retention.ms=7200000", "-c", "segment.bytes=1048576", "-c", "retention.bytes=1000000;min.insync.replicas=1"},
 			map[string]string{"retention.ms": "7200000", "segment.bytes": "1048576", "retention.bytes": "1000000", "min.insync.replicas": "1"},
+		},
+		"cli-config-file": {
+			[]string{"--config-file", props, "-c", "max.message.bytes=2000000"},
+			map[string]string{"retention.ms": "5400000", "cleanup.policy": "compact,delete", "segment.bytes": "2097152", "max.message.bytes": "2000000"},
 		},
 	} {
 		r := runCLI(t, append([]string{"topic", "create", topic, "--brokers", b.Addr()}, tt.flags...)...)
@@ -164,6 +172,10 @@ func TestCLITopicCreate(t *testing.T) {
 	// The error's name once, its meaning once.
 	if strings.Count(line, "TOPIC_ALREADY_EXISTS") != 1 || strings.Count(strings.ToLower(line), "already exists") != 1 {
 		t.Errorf("creating an existing topic: %s", line)
+	}
+	r = runCLI(t, "topic", "create", "cli-twice", "--brokers", b.Addr(), "--config-file", props, "-c", "retention.ms=1")
+	if line := r.errorLine(t, 1, "a config in the file and in -c"); !strings.Contains(line, "retention.ms given twice") {
+		t.Errorf("a config in the file and in -c: %s", line)
 	}
 }
 

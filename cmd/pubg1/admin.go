@@ -83,11 +83,15 @@ type topicCreateCmd struct {
 	Partitions        int32    `short:"p" default:"-1" help:"Number of partitions (-1: the cluster's default)."`
 	ReplicationFactor int16    `name:"replication-factor" short:"r" default:"-1" help:"Replication factor (-1: the cluster's default)."`
 	Config            []string `short:"c" sep:"none" placeholder:"KEY=VALUE[,KEY=VALUE...]" help:"Topic configs; repeatable, several separated by commas (-c retention.ms=3600000,cleanup.policy=compact)."`
+	ConfigFile        string   `name:"config-file" type:"existingfile" placeholder:"FILE" help:"Topic configs from a properties file: KEY=VALUE a line, # comments."`
 }
 
 func (c *topicCreateCmd) Run() error {
 	configs, err := parseConfigs(c.Config)
 	if err != nil {
+		return err
+	}
+	if err := addConfigFile(configs, c.ConfigFile); err != nil {
 		return err
 	}
 	ctx, adm, done, err := c.admin()
@@ -132,6 +136,39 @@ func parseConfigs(values []string) (map[string]*string, error) {
 		}
 	}
 	return configs, nil
+}
+
+// addConfigFile adds the configs of a properties file (KEY=VALUE or
+// KEY: VALUE a line; blank lines and lines starting with # or ! are
+// skipped; a value is taken whole, commas included) to configs. A key
+// given twice, in the file or also with -c, is an error.
+func addConfigFile(configs map[string]*string, path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config-file: %w", err)
+	}
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		i := strings.IndexAny(line, "=:")
+		if i < 0 {
+			return fmt.Errorf("--config-file %s:%d: %q is not KEY=VALUE", path, n+1, line)
+		}
+		k, v := strings.TrimSpace(line[:i]), strings.TrimSpace(line[i+1:])
+		if k == "" {
+			return fmt.Errorf("--config-file %s:%d: %q has no key", path, n+1, line)
+		}
+		if _, dup := configs[k]; dup {
+			return fmt.Errorf("--config-file %s:%d: %s given twice", path, n+1, k)
+		}
+		configs[k] = &v
+	}
+	return nil
 }
 
 type topicListCmd struct {

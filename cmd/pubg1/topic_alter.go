@@ -12,6 +12,7 @@ type topicAlterConfigCmd struct {
 	adminFlags `embed:""`
 	Topics     []string `arg:"" help:"Topics to alter."`
 	Set        []string `sep:"none" placeholder:"KEY=VALUE[,KEY=VALUE...]" help:"Configs to set; repeatable, several separated by commas as with topic create -c."`
+	ConfigFile string   `name:"config-file" type:"existingfile" placeholder:"FILE" help:"Configs to set from a properties file, as with topic create --config-file."`
 	Delete     []string `placeholder:"KEY" help:"Configs to remove, going back to the cluster's default; repeatable or comma-separated."`
 }
 
@@ -21,6 +22,9 @@ func (c *topicAlterConfigCmd) Run() error {
 	set, err := parseConfigs(c.Set)
 	if err != nil {
 		return fmt.Errorf("--set: %w", err)
+	}
+	if err := addConfigFile(set, c.ConfigFile); err != nil {
+		return err
 	}
 	var alters []kadm.AlterConfig
 	for k, v := range set {
