@@ -111,27 +111,29 @@ func Start(cfg Config) (*Controller, error) {
 	}
 	// A member without state may be a lost disk of a running cluster: it
 	// votes and leads only once it has caught up, even if it restarts
-	// before then.
-	fenceKey := []byte("raft/catch-up/" + metadataGroup)
-	pending, err := storage.Flag(cfg.Store, fenceKey)
+	// before then: the mark is recorded before the group is bootstrapped.
+	pending, err := logs.CatchingUp()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	fence := len(cfg.Peers) > 1 && (pending || !has)
+	if fence && !pending {
+		if err := logs.SetCatchingUp(true); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
 	}
 	if !has {
 		if err := raft.BootstrapCluster(rc, logs, logs, snaps, c.trans, raft.Configuration{Servers: Servers(cfg.Peers)}); err != nil {
 			return nil, fmt.Errorf("cluster: bootstrapping metadata: %w", err)
 		}
 	}
-	if len(cfg.Peers) > 1 && (pending || !has) {
-		if err := storage.SetFlag(cfg.Store, fenceKey, true); err != nil {
-			return nil, fmt.Errorf("cluster: %w", err)
-		}
+	if fence {
 		log := cfg.Logger
 		if has {
 			log.Warn().Msg("metadata member restarted before it caught up after starting without state: it takes no part in elections until it has")
 		}
 		c.trans.Fence(logs, false, func(reason string) {
-			if err := storage.SetFlag(cfg.Store, fenceKey, false); err != nil {
+			if err := logs.SetCatchingUp(false); err != nil {
 				log.Warn().Err(err).Msg("metadata member's catch-up not recorded: it will catch up again after a restart")
 			}
 			log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")

@@ -170,25 +170,29 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 	}
 	// A replica that held data before, on a data directory since lost,
 	// votes and leads only once it has caught up (see
-	// raftmux.Transport.Fence), even if it restarts before then.
-	fenceKey := catchUpKey(opts.Group)
-	pending, err := storage.Flag(opts.Store, fenceKey)
+	// raftmux.Transport.Fence), even if it restarts before then: the mark
+	// is recorded before the group is bootstrapped.
+	pending, err := logs.CatchingUp()
 	if err != nil {
 		return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
+	}
+	f, canFence := opts.Transport.(fenceable)
+	fence := canFence && (pending || (!has && opts.CatchUpFirst))
+	if fence && !pending {
+		if err := logs.SetCatchingUp(true); err != nil {
+			return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
+		}
 	}
 	if !has {
 		if err := raft.BootstrapCluster(cfg, logs, logs, p.snaps, opts.Transport, raft.Configuration{Servers: opts.Servers}); err != nil {
 			return nil, fmt.Errorf("partition: bootstrapping %s: %w", opts.Group, err)
 		}
 	}
-	if f, ok := opts.Transport.(fenceable); ok && (pending || (!has && opts.CatchUpFirst)) {
-		if err := storage.SetFlag(opts.Store, fenceKey, true); err != nil {
-			return nil, fmt.Errorf("partition: %s: %w", opts.Group, err)
-		}
+	if fence {
 		log := opts.Logger
 		log.Warn().Str("group", opts.Group).Msg("replica lost its data with the data directory: it takes no part in elections until it has caught up with a leader")
 		f.Fence(logs, true, func(reason string) {
-			if err := storage.SetFlag(opts.Store, fenceKey, false); err != nil {
+			if err := logs.SetCatchingUp(false); err != nil {
 				log.Warn().Err(err).Str("group", opts.Group).Msg("replica's catch-up not recorded: it will catch up again after a restart")
 			}
 			log.Info().Str("group", opts.Group).Str("reason", reason).Msg("replica takes part in elections again")
@@ -478,15 +482,8 @@ func (p *Replicated) Delete() error {
 	if err := p.Close(); err != nil {
 		return err
 	}
-	if err := storage.SetFlag(p.opts.Store, catchUpKey(p.opts.Group), false); err != nil {
-		return fmt.Errorf("partition: %s: %w", p.opts.Group, err)
-	}
 	return p.logs.Drop()
 }
-
-// catchUpKey marks a group whose replica here must catch up before it
-// votes or leads, from when it is fenced until the fence is lifted.
-func catchUpKey(group string) []byte { return []byte("raft/catch-up/" + group) }
 
 // Compact implements Partition. Every replica compacts its own copy of the
 // committed entries, as every Kafka replica cleans its own log; an entry

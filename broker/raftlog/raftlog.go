@@ -224,6 +224,36 @@ func (st *Store) Get(key []byte) ([]byte, error) {
 	return v, nil
 }
 
+// keyCatchUp is set in a group's stable state while its member here must
+// catch up before it votes or leads (raftmux.Transport.Fence), so that the
+// fence outlives a restart.
+var keyCatchUp = []byte("CatchUp")
+
+// CatchingUp reports whether the member must still catch up (see
+// SetCatchingUp).
+func (st *Store) CatchingUp() (bool, error) {
+	_, err := st.Get(keyCatchUp)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// SetCatchingUp records, durably, whether the member must still catch up.
+func (st *Store) SetCatchingUp(on bool) error {
+	kv := storage.KV{Key: st.kvKey(keyCatchUp)} // nil deletes
+	if on {
+		kv.Value = []byte{1}
+	}
+	if err := storage.WriteKVs(st.s, kv); err != nil {
+		return fmt.Errorf("raftlog: recording the catch-up: %w", err)
+	}
+	return nil
+}
+
 // SetUint64 implements raft.StableStore.
 func (st *Store) SetUint64(key []byte, val uint64) error {
 	return st.Set(key, binary.BigEndian.AppendUint64(nil, val))

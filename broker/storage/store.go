@@ -9,7 +9,6 @@ package storage
 
 import (
 	"encoding/binary"
-	"errors"
 )
 
 // LogID names one partition's log inside a Store.
@@ -136,25 +135,4 @@ func Commit(s Store, w *Write) error {
 	w.Done = func(err error) { errc <- err }
 	s.Submit(w)
 	return <-errc
-}
-
-// Flag reports whether the metadata key is set (see SetFlag).
-func Flag(s Store, key []byte) (bool, error) {
-	_, err := s.Get(key)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, ErrNotFound):
-		return false, nil
-	}
-	return false, err
-}
-
-// SetFlag sets or clears the metadata key, durably.
-func SetFlag(s Store, key []byte, on bool) error {
-	kv := KV{Key: key}
-	if on {
-		kv.Value = []byte{1}
-	}
-	return WriteKVs(s, kv)
 }
