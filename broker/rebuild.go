@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/hashicorp/raft"
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/raftlog"
@@ -144,11 +143,7 @@ func (b *Broker) forceVoters(mt *cluster.Topic, n int32, p partition.Partition) 
 	if err := p.Close(); err != nil {
 		return fmt.Errorf("closing replica: %w", err)
 	}
-	var servers []raft.Server
-	for _, id := range mt.Replicas[n] {
-		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
-	}
-	if err := partition.ForceVoters(b.store, replicaGroup(mt.ID, n), servers); err != nil {
+	if err := partition.ForceVoters(b.store, replicaGroup(mt.ID, n), b.replicaServers(mt, n)); err != nil {
 		return err
 	}
 	b.log.Warn().Str("topic", mt.Name).Int32("partition", n).

@@ -196,10 +196,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 		trans.Close()
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	var servers []raft.Server
-	for _, id := range mt.Replicas[n] {
-		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
-	}
+	servers := b.replicaServers(mt, n)
 	topicID := mt.ID
 	// The coordinator serves the groups of an offsets partition this broker
 	// leads. Leadership is only reported once the new leader has applied
@@ -296,4 +293,14 @@ func (b *Broker) reportCatchingUp(topicID [16]byte, n int32, ids []int32) {
 		return
 	}
 	b.log.Info().Str("topic", t.Name).Int32("partition", n).Ints32("catching_up", ids).Msg("in-sync replicas changed: replicas that lost their state are out of the ISR until they have caught up")
+}
+
+// replicaServers is the Raft configuration of partition n of a topic: its
+// replicas, every one a voter.
+func (b *Broker) replicaServers(mt *cluster.Topic, n int32) []raft.Server {
+	servers := make([]raft.Server, 0, len(mt.Replicas[n]))
+	for _, id := range mt.Replicas[n] {
+		servers = append(servers, raft.Server{ID: raft.ServerID(strconv.Itoa(int(id))), Address: raft.ServerAddress(b.cfg.Peers[id])})
+	}
+	return servers
 }

@@ -285,6 +285,18 @@ type partLeader struct {
 	Offline  []int32
 }
 
+// followers are the partition's replicas other than its leader, in
+// replica order.
+func (l partLeader) followers() []int32 {
+	var out []int32
+	for _, r := range l.Replicas {
+		if r != l.Leader {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // leadersFrom asks one broker for the leaders of topic's partitions.
 func (c *cluster) leadersFrom(id int32, topic string) (map[int32]partLeader, error) {
 	m, err := metadataOf(c.broker(id).Addr(), topic)

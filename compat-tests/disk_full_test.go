@@ -306,26 +306,13 @@ func TestDiskFullFollower(t *testing.T) {
 	const topic = "fills-a-follower"
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-	var followers []int32
-	for _, r := range l.Replicas {
-		if r != l.Leader {
-			followers = append(followers, r)
-		}
-	}
+	followers := l.followers()
 	full, other := followers[0], followers[1]
 
 	// The follower's data directory moves to the small filesystem.
 	fb := c.broker(full)
 	fb.Stop()
-	if out, err := exec.Command("cp", "-a", "--sparse=always", fb.dataDir+"/.", fs).CombinedOutput(); err != nil {
-		t.Fatalf("copying broker %d's data directory: %v: %s", full, err, out)
-	}
-	if err := os.RemoveAll(fb.dataDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(fs, fb.dataDir); err != nil {
-		t.Fatal(err)
-	}
+	c.dataDirOn(full, fs, true)
 	fb.Restart()
 	c.waitReady(ctx)
 
@@ -358,16 +345,24 @@ func TestDiskFullFollower(t *testing.T) {
 	resizeFS(t, fs, 1<<30)
 	// The follower must catch up: with the other follower down, the
 	// leader commits only with it.
-	c.broker(other).Kill()
-	after := produceAcked(ctx, t, c.client([]int32{l.Leader, full}, producerOpts()...), topic, "after", 50, 1, 0)
-	c.broker(l.Leader).Kill()
-	c.broker(other).Restart()
-	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
-	if nl.Leader != full {
-		t.Errorf("broker %d leads after the leader was killed; only broker %d holds every record", nl.Leader, full)
+	c.holderLeads(ctx, topic, l, full, other, acks, "after", 50)
+}
+
+// dataDirOn points the stopped broker id's data directory at dir (a
+// filesystem the test mounted), with a copy of what it held when keep is
+// set, or empty, as a lost one.
+func (c *cluster) dataDirOn(id int32, dir string, keep bool) {
+	c.t.Helper()
+	b := c.broker(id)
+	if keep {
+		if out, err := exec.Command("cp", "-a", "--sparse=always", b.dataDir+"/.", dir).CombinedOutput(); err != nil {
+			c.t.Fatalf("copying broker %d's data directory: %v: %s", id, err, out)
+		}
 	}
-	c.broker(l.Leader).Restart()
-	c.waitReady(ctx)
-	log, _ := c.consumeAll(ctx, topic, 1)
-	reportLogProblems(t, "log after the full follower led", checkTopicLog(log, append(acks, after...), true))
+	if err := os.RemoveAll(b.dataDir); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Symlink(dir, b.dataDir); err != nil {
+		c.t.Fatal(err)
+	}
 }

@@ -114,12 +114,7 @@ func TestWipedDataDirectory(t *testing.T) {
 			topic := "wiped-" + wiped
 			createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 			l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-			var followers []int32
-			for _, r := range l.Replicas {
-				if r != l.Leader {
-					followers = append(followers, r)
-				}
-			}
+			followers := l.followers()
 			stale := followers[0]
 			w, keeper := followers[1], l.Leader
 			if wiped == "leader" {
@@ -312,12 +307,7 @@ func TestUncleanElection(t *testing.T) {
 	const topic = "unclean"
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-	var followers []int32
-	for _, r := range l.Replicas {
-		if r != l.Leader {
-			followers = append(followers, r)
-		}
-	}
+	followers := l.followers()
 	stale, w, keeper := followers[0], followers[1], l.Leader
 	var others []int32
 	for id := int32(1); id <= 5; id++ {
@@ -484,12 +474,7 @@ func TestWipedReplicaRejoins(t *testing.T) {
 	const topic = "rejoin"
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-	var followers []int32
-	for _, r := range l.Replicas {
-		if r != l.Leader {
-			followers = append(followers, r)
-		}
-	}
+	followers := l.followers()
 	w, s := followers[0], followers[1]
 	before := produceLarge(ctx, t, c.client(nil, producerOpts()...), topic, "before", 3000, 8192)
 	c.broker(w).Kill()
@@ -521,20 +506,31 @@ func TestWipedReplicaRejoins(t *testing.T) {
 	t.Logf("wiped replica %d back in the ISR (seen out of it while catching up: %v)", w, sawOut)
 
 	// The rejoined replica votes again (or will once it has caught up, if
-	// the metadata was not told yet that it lags): the leader commits with
-	// it alone.
-	c.broker(s).Kill()
-	during := produceAcked(ctx, t, c.client([]int32{l.Leader, w}, producerOpts()...), topic, "during", 100, 1, 0)
+	// the metadata was not told yet that it lags).
+	c.holderLeads(ctx, topic, l, w, s, before, "during", 100)
+}
+
+// holderLeads checks that replica holder of partition 0 of topic (led by
+// l, with other as its other follower) votes and holds every record: with
+// other killed, the leader commits n records (named prefix) with holder
+// alone; once the leader is killed too and other restarts, holder leads;
+// and with every broker back, the log holds acks and those records, each
+// once at its offset.
+func (c *cluster) holderLeads(ctx context.Context, topic string, l partLeader, holder, other int32, acks []ackedRecord, prefix string, n int) {
+	t := c.t
+	t.Helper()
+	c.broker(other).Kill()
+	more := produceAcked(ctx, t, c.client([]int32{l.Leader, holder}, producerOpts()...), topic, prefix, n, 1, 0)
 	c.broker(l.Leader).Kill()
-	c.broker(s).Restart()
+	c.broker(other).Restart()
 	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
-	if nl.Leader != w {
-		t.Errorf("broker %d leads after the leader was killed; only the rejoined replica %d holds every record", nl.Leader, w)
+	if nl.Leader != holder {
+		t.Errorf("broker %d leads after the leader was killed; only broker %d holds every record", nl.Leader, holder)
 	}
 	c.broker(l.Leader).Restart()
 	c.waitReady(ctx)
 	log, _ := c.consumeAll(ctx, topic, 1)
-	reportLogProblems(t, "log after the rejoined replica led", checkTopicLog(log, append(before, during...), true))
+	reportLogProblems(t, fmt.Sprintf("log after broker %d led", holder), checkTopicLog(log, append(acks, more...), true))
 }
 
 // TestDamagedOnlyCopy flips bytes of the last stored batch of a single
@@ -632,24 +628,14 @@ func TestUncleanElectionAfterDemotion(t *testing.T) {
 	const topic = "demoted"
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-	var followers []int32
-	for _, r := range l.Replicas {
-		if r != l.Leader {
-			followers = append(followers, r)
-		}
-	}
+	followers := l.followers()
 	w, s := followers[0], followers[1]
 	before := produceLarge(ctx, t, c.client(nil, append(producerOpts(), kgo.ProducerBatchCompression(kgo.NoCompression()))...), topic, "before", 8000, 8192)
 
 	// The wiped follower restarts on the small filesystem.
 	wb := c.broker(w)
 	wb.Kill()
-	if err := os.RemoveAll(wb.dataDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(fs, wb.dataDir); err != nil {
-		t.Fatal(err)
-	}
+	c.dataDirOn(w, fs, false)
 	wb.Restart()
 	dctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

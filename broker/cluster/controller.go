@@ -442,14 +442,21 @@ func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *
 			return
 		}
 	}()
-	if err := writeMsg(conn, cmd); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
-	}
-	var res Result
-	if err := readMsg(conn, &res); err != nil {
+	res, err := roundTrip(conn, cmd)
+	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
 	return res, nil
+}
+
+// roundTrip sends cmd on conn and reads the answer.
+func roundTrip(conn io.ReadWriter, cmd *Command) (Result, error) {
+	if err := writeMsg(conn, cmd); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	err := readMsg(conn, &res)
+	return res, err
 }
 
 // serveRPC answers forwarded commands.

@@ -84,11 +84,8 @@ func (c *Controller) sendUnfence(ctx context.Context, addr raft.ServerAddress) e
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	if err := writeMsg(conn, &Command{Kind: cmdUnfenceMember}); err != nil {
-		return err
-	}
-	var res Result
-	if err := readMsg(conn, &res); err != nil {
+	res, err := roundTrip(conn, &Command{Kind: cmdUnfenceMember})
+	if err != nil {
 		return err
 	}
 	return res.Error()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -139,9 +140,8 @@ func (c *topicElectLeadersCmd) Run() error {
 	return nil
 }
 
-// metadataTopic names the metadata group in an election, as the brokers
-// know it.
-const metadataTopic = "__cluster_metadata"
+// metadataTopic names the metadata group in an election.
+const metadataTopic = cluster.MetadataTopic
 
 // electMetadataUnclean asks for an unclean election of the metadata leader
 // from the first broker given that answers: ElectLeaders usually goes to
