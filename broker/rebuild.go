@@ -29,7 +29,7 @@ type rebuilds struct {
 }
 
 // addForce has reconcile reopen k with every replica a voter (see
-// partition.ForceVoters).
+// raftlog.Store.ForceVoters).
 func (r *rebuilds) addForce(k replicaKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,12 +138,16 @@ func (b *Broker) rebuild(name string, id [16]byte, n int32, p partition.Partitio
 
 // forceVoters closes this broker's replica of partition n and makes every
 // replica a voter of its group, for an unclean election (see
-// partition.ForceVoters); reconcile opens it again.
+// raftlog.Store.ForceVoters); reconcile opens it again.
 func (b *Broker) forceVoters(mt *cluster.Topic, n int32, p partition.Partition) error {
 	if err := p.Close(); err != nil {
 		return fmt.Errorf("closing replica: %w", err)
 	}
-	if err := partition.ForceVoters(b.store, replicaGroup(mt.ID, n), b.replicaServers(mt, n)); err != nil {
+	logs, err := raftlog.Open(b.store, replicaGroup(mt.ID, n))
+	if err != nil {
+		return fmt.Errorf("forcing voters: %w", err)
+	}
+	if err := logs.ForceVoters(b.replicaServers(mt, n)); err != nil {
 		return err
 	}
 	b.log.Warn().Str("topic", mt.Name).Int32("partition", n).

@@ -60,13 +60,23 @@ type Config struct {
 // Controller is this broker's member of the metadata Raft group.
 type Controller struct {
 	cfg   Config
-	r     *raft.Raft
-	trans *raftmux.Transport
+	self  raft.ServerID
+	rc    raft.Config // every run's
+	logs  *raftlog.Store
+	snaps raft.SnapshotStore
+	cur   atomic.Pointer[run]
+	runMu sync.Mutex // held to replace or stop the run
 	rpc   *raftmux.Layer
 	state atomic.Pointer[State]
 	// applied is the index of the last entry the FSM has finished with
 	// (Raft's own AppliedIndex moves before the FSM has run).
 	applied atomic.Uint64
+	// replayed is the last entry applied before the run was replaced: a
+	// new run applies the log again, and the FSM skips what it has.
+	replayed atomic.Uint64
+	// restoring is set while a replacing run starts: the snapshot it
+	// restores is older than the state the FSM has.
+	restoring atomic.Bool
 
 	mu       sync.Mutex
 	watchers []func(*State)
@@ -75,28 +85,29 @@ type Controller struct {
 	wg       sync.WaitGroup
 }
 
+// run is one instance of this broker's Raft member of the metadata group,
+// with its transport and the goroutines that watch it; an unclean
+// election replaces it (see forceVoters).
+type run struct {
+	r     *raft.Raft
+	trans *raftmux.Transport
+	stop  chan struct{} // stops the goroutines below
+	wg    sync.WaitGroup
+}
+
 // Start joins (bootstrapping, the first time) the metadata group.
 func Start(cfg Config) (*Controller, error) {
-	c := &Controller{cfg: cfg, stop: make(chan struct{})}
+	c := &Controller{cfg: cfg, stop: make(chan struct{}), self: raft.ServerID(strconv.Itoa(int(cfg.NodeID)))}
 	c.state.Store(emptyState())
-	logs, err := raftlog.Open(cfg.Store, metadataGroup)
-	if err != nil {
+	var err error
+	if c.logs, err = raftlog.Open(cfg.Store, metadataGroup); err != nil {
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft", metadataGroup), 2, hclog.NewNullLogger())
-	if err != nil {
+	if c.snaps, err = raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft", metadataGroup), 2, hclog.NewNullLogger()); err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	layer, err := cfg.Mux.Layer(metadataGroup)
-	if err != nil {
-		return nil, err
-	}
-	// The mux's transport: heartbeats share the broker-wide batches, and
-	// a failed append waits for the peer instead of letting Raft back off
-	// (a restarted broker would otherwise wait seconds to hear of it).
-	c.trans = layer.NewTransport(3, 10*time.Second)
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
+	rc.LocalID = c.self
 	rc.Logger = raftmux.Logger(cfg.Logger.With().Str("group", metadataGroup).Logger())
 	if cfg.Tune != nil {
 		cfg.Tune(rc)
@@ -105,67 +116,112 @@ func Start(cfg Config) (*Controller, error) {
 	// restarted broker serves clients only once it has caught up); besides,
 	// every command is followed by a barrier that carries its commit.
 	rc.CommitTimeout = 100 * time.Millisecond
-	has, err := raft.HasExistingState(logs, logs, snaps)
+	c.rc = *rc
+	has, err := raft.HasExistingState(c.logs, c.logs, c.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	// A member without state may be a lost disk of a running cluster: it
 	// votes and leads only once it has caught up, even if it restarts
 	// before then: the mark is recorded before the group is bootstrapped.
-	pending, err := logs.CatchingUp()
+	pending, err := c.logs.CatchingUp()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	fence := len(cfg.Peers) > 1 && (pending || !has)
 	if fence && !pending {
-		if err := logs.SetCatchingUp(true); err != nil {
+		if err := c.logs.SetCatchingUp(true); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
+	var boot *raft.Configuration
 	if !has {
-		if err := raft.BootstrapCluster(rc, logs, logs, snaps, c.trans, raft.Configuration{Servers: Servers(cfg.Peers)}); err != nil {
+		boot = &raft.Configuration{Servers: Servers(cfg.Peers)}
+	}
+	if fence && has {
+		cfg.Logger.Warn().Msg("metadata member restarted before it caught up after starting without state: it takes no part in elections until it has")
+	}
+	ru, err := c.startRun(fence, boot)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkMember(c.self); err != nil {
+		_ = c.stopRun(ru)
+		return nil, err
+	}
+	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
+		_ = c.stopRun(ru)
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.serveRPC()
+	return c, nil
+}
+
+// startRun starts a Raft member of the metadata group on the log and
+// snapshots the store holds, bootstrapped with boot if it is set, fenced
+// (see raftmux.Transport.Fence) if fence is, and makes it the current run.
+func (c *Controller) startRun(fence bool, boot *raft.Configuration) (*run, error) {
+	layer, err := c.cfg.Mux.Layer(metadataGroup)
+	if err != nil {
+		return nil, err
+	}
+	// The mux's transport: heartbeats share the broker-wide batches, and
+	// a failed append waits for the peer instead of letting Raft back off
+	// (a restarted broker would otherwise wait seconds to hear of it).
+	ru := &run{trans: layer.NewTransport(3, 10*time.Second), stop: make(chan struct{})}
+	rc := c.rc
+	if boot != nil {
+		if err := raft.BootstrapCluster(&rc, c.logs, c.logs, c.snaps, ru.trans, *boot); err != nil {
+			_ = ru.trans.Close()
 			return nil, fmt.Errorf("cluster: bootstrapping metadata: %w", err)
 		}
 	}
 	if fence {
-		log := cfg.Logger
-		if has {
-			log.Warn().Msg("metadata member restarted before it caught up after starting without state: it takes no part in elections until it has")
-		}
-		c.trans.Fence(logs, false, func(reason string) {
-			if err := logs.SetCatchingUp(false); err != nil {
+		log := c.cfg.Logger
+		ru.trans.Fence(c.logs, false, func(reason string) {
+			if err := c.logs.SetCatchingUp(false); err != nil {
 				log.Warn().Err(err).Msg("metadata member's catch-up not recorded: it will catch up again after a restart")
 			}
 			log.Info().Str("reason", reason).Msg("metadata member takes part in elections again")
 		})
 	}
-	if c.r, err = raft.NewRaft(rc, (*metaFSM)(c), logs, logs, snaps, c.trans); err != nil {
+	if ru.r, err = raft.NewRaft(&rc, (*metaFSM)(c), c.logs, c.logs, c.snaps, ru.trans); err != nil {
+		_ = ru.trans.Close()
 		return nil, fmt.Errorf("cluster: starting metadata group: %w", err)
 	}
-	if err := c.checkMember(rc.LocalID); err != nil {
-		_ = c.r.Shutdown().Error()
-		_ = c.trans.Close()
-		return nil, err
-	}
-	if c.rpc, err = cfg.Mux.Layer(rpcGroup); err != nil {
-		return nil, err
-	}
-	c.wg.Add(3)
-	go c.serveRPC()
-	go c.watchPeers()
+	c.cur.Store(ru)
+	ru.wg.Add(2)
+	go c.watchPeers(ru)
 	go func() {
-		defer c.wg.Done()
-		c.trans.KeepMembers(c.r, rc.LocalID, cfg.Logger, nil, c.stop)
+		defer ru.wg.Done()
+		ru.trans.KeepMembers(ru.r, c.self, c.cfg.Logger, nil, ru.stop)
 	}()
-	return c, nil
+	return ru, nil
 }
+
+// stopRun shuts ru down and waits for its goroutines.
+func (c *Controller) stopRun(ru *run) error {
+	close(ru.stop)
+	ru.trans.StopWaiting() // replication may be waiting for a peer
+	err := ru.r.Shutdown().Error()
+	ru.wg.Wait()
+	_ = ru.trans.Close()
+	if err != nil {
+		return fmt.Errorf("cluster: shutting down: %w", err)
+	}
+	return nil
+}
+
+// raft is the current run's Raft.
+func (c *Controller) raft() *raft.Raft { return c.cur.Load().r }
 
 // checkMember refuses a data directory whose metadata group does not have
 // this broker as a voter: it belongs to another broker (Kafka refuses a
 // node.id that differs from the one in meta.properties), and this one would
 // wait forever for a leader.
 func (c *Controller) checkMember(id raft.ServerID) error {
-	f := c.r.GetConfiguration()
+	f := c.raft().GetConfiguration()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("cluster: reading the metadata group's members: %w", err)
 	}
@@ -182,8 +238,8 @@ func (c *Controller) checkMember(id raft.ServerID) error {
 // watchPeers fences the brokers the metadata leader cannot reach and
 // unfences them when they answer again. Only the leader heartbeats, so
 // only the leader observes and proposes.
-func (c *Controller) watchPeers() {
-	defer c.wg.Done()
+func (c *Controller) watchPeers(ru *run) {
+	defer ru.wg.Done()
 	ch := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -192,13 +248,13 @@ func (c *Controller) watchPeers() {
 		}
 		return false
 	})
-	c.r.RegisterObserver(obs)
-	defer c.r.DeregisterObserver(obs)
+	ru.r.RegisterObserver(obs)
+	defer ru.r.DeregisterObserver(obs)
 	life, stop := context.WithCancel(context.Background())
 	defer stop()
 	go func() {
 		select {
-		case <-c.stop:
+		case <-ru.stop:
 		case <-life.Done():
 		}
 		stop()
@@ -211,10 +267,10 @@ func (c *Controller) watchPeers() {
 	for {
 		var o raft.Observation
 		select {
-		case <-c.stop:
+		case <-ru.stop:
 			return
 		case <-check.C:
-			if id, ok := c.answeringFenced(); ok {
+			if id, ok := c.answeringFenced(ru); ok {
 				c.applyFencing(life, UnfenceBrokerCommand(id))
 			}
 			continue
@@ -241,13 +297,13 @@ func (c *Controller) watchPeers() {
 
 // answeringFenced returns a fenced broker whose metadata member has
 // answered this leader within fenceAfter.
-func (c *Controller) answeringFenced() (int32, bool) {
-	if !c.IsLeader() {
+func (c *Controller) answeringFenced(ru *run) (int32, bool) {
+	if ru.r.State() != raft.Leader {
 		return 0, false
 	}
 	fenced := c.State().Fenced
 	for _, p := range c.cfg.Peers {
-		if fenced[p.ID] && p.ID != c.cfg.NodeID && time.Since(c.trans.Answered(raft.ServerAddress(p.Addr))) < fenceAfter {
+		if fenced[p.ID] && p.ID != c.cfg.NodeID && time.Since(ru.trans.Answered(raft.ServerAddress(p.Addr))) < fenceAfter {
 			return p.ID, true
 		}
 	}
@@ -295,18 +351,19 @@ func (c *Controller) Watch(fn func(*State)) {
 // leads; it returns when the transfer is done or has failed.
 func (c *Controller) HandOff() {
 	if c.IsLeader() {
-		_ = c.r.LeadershipTransfer().Error()
+		_ = c.raft().LeadershipTransfer().Error()
 	}
 }
 
 // IsLeader reports whether this broker leads the metadata group.
-func (c *Controller) IsLeader() bool { return c.r.State() == raft.Leader }
+func (c *Controller) IsLeader() bool { return c.raft().State() == raft.Leader }
 
 // Role reports this member's Raft state, the leader it knows ("" for
 // none) and when it last heard from one.
 func (c *Controller) Role() (raft.RaftState, raft.ServerID, time.Time) {
-	_, id := c.r.LeaderWithID()
-	return c.r.State(), id, c.r.LastContact()
+	r := c.raft()
+	_, id := r.LeaderWithID()
+	return r.State(), id, r.LastContact()
 }
 
 // Campaign makes this member, if it follows, stand for election at once
@@ -314,11 +371,11 @@ func (c *Controller) Role() (raft.RaftState, raft.ServerID, time.Time) {
 // detector finds the metadata leader's broker down, well before Raft's own
 // heartbeat timeout would.
 func (c *Controller) Campaign() error {
-	self := raft.ServerID(strconv.Itoa(int(c.cfg.NodeID)))
-	if !raftmux.Votes(c.r, self) {
+	ru := c.cur.Load()
+	if !raftmux.Votes(ru.r, c.self) {
 		return fmt.Errorf("cluster: campaigning as a non-voter since this broker lost its state: %w", raftmux.ErrFenced)
 	}
-	if err := c.trans.Campaign(self); err != nil {
+	if err := ru.trans.Campaign(c.self); err != nil {
 		return fmt.Errorf("cluster: campaigning: %w", err)
 	}
 	return nil
@@ -350,7 +407,7 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	if c.IsLeader() {
 		return c.applyLocal(ctx, cmd)
 	}
-	addr, _ := c.r.LeaderWithID()
+	addr, _ := c.raft().LeaderWithID()
 	if addr == "" || c.cfg.Mux.PeerDown(addr) {
 		// No leader, or one whose broker the failure detector found
 		// down: its successor is being elected.
@@ -392,9 +449,11 @@ func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, erro
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	f := c.r.Apply(b, timeout)
+	r := c.raft()
+	f := r.Apply(b, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		// A run being replaced (an unclean election) leads no more.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 			return Result{}, ErrNotLeader
 		}
 		return Result{}, fmt.Errorf("cluster: applying %s: %w", cmd.Kind, err)
@@ -403,7 +462,7 @@ func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, erro
 	// sends one only every CommitTimeout. A barrier is an append right
 	// away that carries the new commit index, so every broker's metadata
 	// is current at once without frequent idle appends.
-	c.r.Barrier(time.Second)
+	r.Barrier(time.Second)
 	res, _ := f.Response().(Result)
 	res.Index = f.Index()
 	return res, nil
@@ -434,7 +493,7 @@ func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *
 				return
 			case <-c.stop:
 			case <-t.C:
-				if cur, _ := c.r.LeaderWithID(); cur == addr && !c.cfg.Mux.PeerDown(addr) {
+				if cur, _ := c.raft().LeaderWithID(); cur == addr && !c.cfg.Mux.PeerDown(addr) {
 					continue
 				}
 			}
@@ -531,21 +590,21 @@ func (c *Controller) Close() error {
 	c.closed = true
 	c.mu.Unlock()
 	close(c.stop)
-	c.trans.StopWaiting() // replication may be waiting for a peer
-	err := c.r.Shutdown().Error()
+	c.runMu.Lock()
+	err := c.stopRun(c.cur.Load())
+	c.runMu.Unlock()
 	c.rpc.Close()
 	c.wg.Wait()
-	_ = c.trans.Close()
-	if err != nil {
-		return fmt.Errorf("cluster: shutting down: %w", err)
-	}
-	return nil
+	return err
 }
 
 // metaFSM applies commands to the controller's state.
 type metaFSM Controller
 
 func (f *metaFSM) Apply(l *raft.Log) any {
+	if l.Index <= f.replayed.Load() {
+		return nil // applied before the run was replaced
+	}
 	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
@@ -582,6 +641,9 @@ func (f *metaFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *metaFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if f.restoring.Load() {
+		return nil // the state is at least as new (see forceVoters)
+	}
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		return fmt.Errorf("cluster: reading snapshot: %w", err)

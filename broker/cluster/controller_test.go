@@ -48,6 +48,11 @@ func listen(t *testing.T, addr string) net.Listener {
 func (m *member) start(t *testing.T, id int32, peers []Peer, addr string) {
 	m.ln = listen(t, addr)
 	m.mux = raftmux.New(raft.ServerAddress(addr), zerolog.Nop())
+	var addrs []raft.ServerAddress
+	for _, p := range peers {
+		addrs = append(addrs, raft.ServerAddress(p.Addr))
+	}
+	m.mux.WatchPeers(addrs, raftmux.DefaultLivenessConfig(), func() {})
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -111,7 +116,7 @@ func TestControllerReplicatesMetadata(t *testing.T) {
 	for follower == nil {
 		for _, m := range members {
 			if !m.c.IsLeader() {
-				if _, addr := m.c.r.LeaderWithID(); addr != "" {
+				if _, addr := m.c.raft().LeaderWithID(); addr != "" {
 					follower = m
 				}
 			}

@@ -408,7 +408,7 @@ func AllocProducerIDsCommand(count int64) *Command {
 
 // LeaderID is the broker leading the metadata group, or -1.
 func (c *Controller) LeaderID() int32 {
-	_, id := c.r.LeaderWithID()
+	_, id := c.raft().LeaderWithID()
 	n, err := strconv.Atoi(string(id))
 	if err != nil || id == "" {
 		return -1

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/raftmux"
 )
 
 // MetadataTopic names the metadata group in an ElectLeaders request, as
@@ -66,12 +67,78 @@ func (c *Controller) UncleanElection(ctx context.Context) error {
 	return nil
 }
 
-// unfenceMember lifts this broker's metadata member's fence.
+// unfenceMember lifts this broker's metadata member's fence and, if the
+// live voters are too few to elect anyone because members were demoted,
+// forces every broker back to a voter (see forceVoters).
 func (c *Controller) unfenceMember() {
-	if c.trans.Fenced() {
+	ru := c.cur.Load()
+	if ru.trans.Fenced() {
 		c.cfg.Logger.Warn().Msg("unclean metadata election: this broker's metadata member, which lost its data, now votes and may lead with the log it has; metadata that no live broker holds is lost")
 	}
-	c.trans.Unfence("unclean election of the metadata leader")
+	ru.trans.Unfence("unclean election of the metadata leader")
+	if err := c.forceVoters(); err != nil {
+		c.cfg.Logger.Error().Err(err).Msg("unclean metadata election: forcing every broker to vote failed")
+	}
+}
+
+// forceVoters is the metadata's unclean election for a group whose leader
+// demoted members that lost their data (raftmux.Transport.KeepMembers) and
+// then died, leaving too few live voters for a majority. If this member
+// is one of those voters, it replaces its run: the log gets a
+// configuration in which every broker votes, at a term past any other
+// (raftlog.Store.ForceVoters), and a new run starts on it, which the
+// others, voters again, can elect. The FSM keeps its state; the new run
+// replays nothing it has applied.
+func (c *Controller) forceVoters() error {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	select {
+	case <-c.stop:
+		return ErrClosed
+	default:
+	}
+	ru := c.cur.Load()
+	if !raftmux.NeedsForcedVoters(ru.r, c.self) || c.votersAlive(ru) {
+		return nil
+	}
+	c.cfg.Logger.Warn().Msg("unclean metadata election: too few voters alive since members were demoted; every broker votes again, those that lost their data included, and this broker's log outranks theirs")
+	applied := c.applied.Load()
+	if err := c.stopRun(ru); err != nil {
+		c.cfg.Logger.Warn().Err(err).Msg("unclean metadata election: stopping the metadata member")
+	}
+	ferr := c.logs.ForceVoters(Servers(c.cfg.Peers))
+	c.replayed.Store(applied)
+	c.restoring.Store(true)
+	_, err := c.startRun(false, nil)
+	c.restoring.Store(false)
+	if err != nil {
+		return fmt.Errorf("cluster: restarting the metadata member: %w", err)
+	}
+	if ferr != nil {
+		return fmt.Errorf("cluster: forcing voters: %w", ferr)
+	}
+	return nil
+}
+
+// votersAlive reports whether the voters of ru's configuration whose
+// brokers the failure detector does not find down, this one included, are
+// a majority: they elect a leader without help.
+func (c *Controller) votersAlive(ru *run) bool {
+	f := ru.r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters, alive := 0, 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if s.ID == c.self || !c.cfg.Mux.PeerDown(s.Address) {
+			alive++
+		}
+	}
+	return alive > voters/2
 }
 
 // sendUnfence asks the broker at addr to lift its metadata member's fence.

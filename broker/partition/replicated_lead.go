@@ -46,7 +46,7 @@ type Replica interface {
 	Unfence(reason string) bool
 
 	// NeedsForcedVoters reports whether an unclean election must force
-	// the replica's configuration (see ForceVoters).
+	// the replica's configuration (see raftlog.Store.ForceVoters).
 	NeedsForcedVoters() bool
 }
 

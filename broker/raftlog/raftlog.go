@@ -29,6 +29,7 @@ const deleteChunk = 4096
 // Store is the LogStore and StableStore of one Raft group.
 type Store struct {
 	s           storage.Store
+	group       string
 	logPrefix   []byte
 	kvPrefix    []byte
 	stagePrefix []byte
@@ -57,6 +58,7 @@ func Open(s storage.Store, group string) (*Store, error) {
 	base = append(base, 0)
 	st := &Store{
 		s:         s,
+		group:     group,
 		logPrefix: append(append([]byte(nil), base...), 'l'),
 		kvPrefix:  append(append([]byte(nil), base...), 's'),
 		// Entries received with a snapshot wait here until the snapshot

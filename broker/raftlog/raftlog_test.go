@@ -262,3 +262,40 @@ func TestRaftOnStore(t *testing.T) {
 		}
 	}
 }
+
+func TestForceVoters(t *testing.T) {
+	store := storage.NewMemory()
+	t.Cleanup(func() { store.Close() })
+	logs, err := Open(store, "t/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := raft.Configuration{Servers: []raft.Server{{ID: "0", Address: "r0"}, {ID: "1", Address: "r1"}, {ID: "2", Address: "r2", Suffrage: raft.Nonvoter}}}
+	entries := []*raft.Log{
+		{Index: 1, Term: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(demoted)},
+		{Index: 2, Term: 7, Type: raft.LogCommand, Data: []byte("x")},
+	}
+	if err := logs.StoreLogs(entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := logs.SetUint64(keyCurrentTerm, 9); err != nil {
+		t.Fatal(err)
+	}
+	all := []raft.Server{{ID: "0", Address: "r0"}, {ID: "1", Address: "r1"}, {ID: "2", Address: "r2"}}
+	if err := logs.ForceVoters(all); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := logs.GetLog(3, &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.Type != raft.LogConfiguration || l.Term != 9+forcedTermJump {
+		t.Fatalf("forced entry: type %v term %d, want a configuration at term %d", l.Type, l.Term, 9+forcedTermJump)
+	}
+	if got := raft.DecodeConfiguration(l.Data); len(got.Servers) != 3 || got.Servers[2].Suffrage != raft.Voter {
+		t.Fatalf("forced configuration %+v: every replica must vote", got)
+	}
+	if cur, err := logs.GetUint64(keyCurrentTerm); err != nil || cur != l.Term {
+		t.Fatalf("current term %d (%v), want %d", cur, err, l.Term)
+	}
+}

@@ -186,3 +186,26 @@ func Votes(r *raft.Raft, id raft.ServerID) bool {
 	}
 	return false
 }
+
+// NeedsForcedVoters reports whether an unclean election must force the
+// configuration of r, whose member is id (see raftlog.Store.ForceVoters):
+// it votes, other members do not, and it does not lead.
+func NeedsForcedVoters(r *raft.Raft, id raft.ServerID) bool {
+	if r.State() == raft.Leader {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	self, others := false, false
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case s.ID == id:
+			self = s.Suffrage == raft.Voter
+		case s.Suffrage != raft.Voter:
+			others = true
+		}
+	}
+	return self && others
+}
