@@ -36,6 +36,7 @@ type Broker struct {
 	topics       *catalog
 	registry     *kproto.Registry
 	buffers      *kproto.BufferPool
+	badInput     *kproto.BadInput
 	decompressor kgo.Decompressor
 	advHost      string
 	advPort      int32
@@ -122,6 +123,7 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		topics:       newCatalog(),
 		decompressor: kgo.DefaultDecompressor(),
 		buffers:      &kproto.BufferPool{},
+		badInput:     kproto.NewBadInput(log),
 		ctx:          ctx,
 		cancel:       cancel,
 		conns:        make(map[net.Conn]struct{}),
@@ -265,6 +267,7 @@ func (b *Broker) Start() error {
 	b.goFunc(b.acceptLoop)
 	b.goFunc(func() { b.every(b.cfg.RetentionCheckInterval, b.enforceRetention) })
 	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
+	b.goFunc(func() { b.every(badInputSummary, func(time.Time) { b.badInput.Summarize(badInputSummary) }) })
 	b.goFunc(b.reconcileLoop)
 	b.goFunc(b.electLoop)
 	if !b.single() {
@@ -282,6 +285,10 @@ func (b *Broker) Start() error {
 
 // Addr is the address the broker listens on; valid after Start.
 func (b *Broker) Addr() string { return b.ln.Addr().String() }
+
+// badInputSummary is how often the connections closed for bad input are
+// summarised in the log (each is logged at debug level).
+const badInputSummary = time.Minute
 
 // goFunc runs f on the broker's WaitGroup unless closing has begun.
 func (b *Broker) goFunc(f func()) bool {
@@ -372,7 +379,7 @@ func (b *Broker) serveConn(nc net.Conn) {
 		return
 	}
 	// Serve logs why a connection ended.
-	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers})
+	_ = kproto.Serve(b.ctx, nc, b.registry, kproto.ConnConfig{MaxFrameBytes: b.cfg.MaxFrameBytes, Logger: b.log, Buffers: b.buffers, BadInput: b.badInput})
 }
 
 // every calls fn with the time every interval until the broker stops.

@@ -43,6 +43,9 @@ type ConnConfig struct {
 	MaxInFlight int
 	// Logger receives one line per connection that ends abnormally.
 	Logger zerolog.Logger
+	// BadInput, if set, takes the connections closed for bad input
+	// instead of Logger (see BadInput).
+	BadInput *BadInput
 	// IdleTimeout closes a connection on which no request has begun for
 	// this long (Kafka's connections.max.idle.ms); zero means 10 minutes,
 	// negative never.
@@ -192,6 +195,10 @@ func (c *conn) logEnd(err error) {
 		ev = c.cfg.Logger.Error()
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrUnknownAPI), errors.Is(err, ErrUnsupportedVersion),
 		errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrNegativeSize):
+		if c.cfg.BadInput != nil {
+			c.cfg.BadInput.note(c.info.RemoteAddr, err)
+			return
+		}
 		ev = c.cfg.Logger.Info()
 	default: // the network or shutdown; routine
 		ev = c.cfg.Logger.Debug()
