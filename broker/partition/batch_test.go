@@ -21,6 +21,7 @@ type batchSpec struct {
 	seq        int32
 	codec      kgo.CompressionCodec
 	valueSize  int
+	txn        bool // transactional
 }
 
 // makeBatch encodes a valid v2 record batch the way a producer does.
@@ -64,6 +65,9 @@ func makeBatch(t testing.TB, s batchSpec) []byte {
 		out, typ := c.Compress(&buf, raw)
 		raw = append([]byte(nil), out...)
 		attrs = int16(typ)
+	}
+	if s.txn {
+		attrs |= attrTransactional
 	}
 	rb := kmsg.RecordBatch{
 		Magic: 2, Attributes: attrs, LastOffsetDelta: int32(s.n - 1),

@@ -28,6 +28,9 @@ type core struct {
 	closed    bool
 	logEnd    int64 // next offset to assign
 	producers map[int64]*producer
+	// pending is the transactions as the stamped log shows them, committed
+	// or not (the leader's view).
+	pending   txnState
 	cleanedTo int64 // compaction has run below this offset
 
 	watchers watchSet
@@ -40,7 +43,7 @@ func newCore(dec kgo.Decompressor, now func() time.Time, committed func() (units
 	if now == nil {
 		now = time.Now
 	}
-	return core{dec: dec, now: now, compactor: newCompactor(dec), committed: committed, producers: make(map[int64]*producer)}
+	return core{dec: dec, now: now, compactor: newCompactor(dec), committed: committed, producers: make(map[int64]*producer), pending: newTxnState()}
 }
 
 // units is a committed partition log as the core walks it, oldest first:
@@ -66,13 +69,25 @@ type stamped struct {
 	dup bool
 	// producer is the state of an idempotent batch's producer after it.
 	producer *producer
+	// txn is what the batch does to the transactions.
+	txn txnChange
 }
 
 // stamp checks a batch against its producer's state, assigns it the next
 // offsets and writes them, epoch and append time into b. c.mu is held.
 func (c *core) stamp(b []byte, h *BatchHeader, opts AppendOptions, epoch int32) (stamped, error) {
 	var pr *producer
-	if h.Idempotent() {
+	switch {
+	case h.Control():
+		// A transaction marker, from the coordinator: no sequence.
+		if _, err := markerType(b, h); err != nil {
+			return stamped{}, err
+		}
+		pr = c.producers[h.ProducerID]
+		if pr != nil && h.ProducerEpoch < pr.epoch {
+			return stamped{}, fmt.Errorf("%w: marker at epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerEpoch, pr.epoch)
+		}
+	case h.Idempotent():
 		pr = c.producers[h.ProducerID]
 		dup, err := pr.check(h)
 		if err != nil {
@@ -97,6 +112,8 @@ func (c *core) stamp(b []byte, h *BatchHeader, opts AppendOptions, epoch int32) 
 		pr.record(h, s.base, s.appendTime)
 		s.producer = pr
 	}
+	// Checked above: a marker parses.
+	s.txn, _ = c.pending.apply(b, h, s.base)
 	return s, nil
 }
 

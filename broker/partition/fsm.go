@@ -47,10 +47,11 @@ type replicaFSM struct {
 	entries   []entryMeta
 	producers map[int64]*producer
 	epochs    []epochStart
+	txns      txnState
 }
 
 func newReplicaFSM(onCommit func()) *replicaFSM {
-	return &replicaFSM{onCommit: onCommit, producers: make(map[int64]*producer)}
+	return &replicaFSM{onCommit: onCommit, producers: make(map[int64]*producer), txns: newTxnState()}
 }
 
 var _ raft.BatchingFSM = (*replicaFSM)(nil)
@@ -108,6 +109,15 @@ func (f *replicaFSM) applyBatches(l *raft.Log) any {
 		return fmt.Errorf("%w: entry %d holds no batch", ErrStorage, l.Index)
 	}
 	first := f.next
+	// A marker that does not parse is refused on the leader before it is
+	// proposed; here it would only leave its transaction open.
+	for data := l.Data; len(data) > 0; {
+		h, _ := ParseHeader(data)
+		if h.Transactional() {
+			_, _ = f.txns.apply(data[:h.Size()], &h, int64(binary.BigEndian.Uint64(data)))
+		}
+		data = data[h.Size():]
+	}
 	for _, b := range batches {
 		if b.h.Idempotent() {
 			pr := f.producers[b.h.ProducerID]
@@ -144,6 +154,7 @@ func (f *replicaFSM) applyControl(l *raft.Log) any {
 			f.logStart = offset
 			n := sort.Search(len(f.entries), func(i int) bool { return f.entries[i].Last >= offset })
 			f.entries = append([]entryMeta(nil), f.entries[n:]...)
+			f.txns.trim(offset)
 		}
 		return f.logStart
 	default:
@@ -153,14 +164,14 @@ func (f *replicaFSM) applyControl(l *raft.Log) any {
 
 // view is a consistent copy of what readers need.
 type fsmView struct {
-	next, logStart int64
-	epoch          int32
+	next, logStart, stable int64
+	epoch                  int32
 }
 
 func (f *replicaFSM) view() fsmView {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	v := fsmView{next: f.next, logStart: f.logStart, epoch: -1}
+	v := fsmView{next: f.next, logStart: f.logStart, stable: f.txns.stable(f.next), epoch: -1}
 	if n := len(f.epochs); n > 0 {
 		v.epoch = f.epochs[n-1].Epoch
 	}
@@ -202,6 +213,20 @@ func (f *replicaFSM) cloneProducers() map[int64]*producer {
 	return out
 }
 
+func (f *replicaFSM) cloneTxns() txnState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.txns.clone()
+}
+
+// abortedIn returns the aborted transactions a read of [from, to) may
+// touch.
+func (f *replicaFSM) abortedIn(from, to int64) []AbortedTxn {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.txns.abortedIn(from, to)
+}
+
 // endOffsetForEpoch answers OffsetForLeaderEpoch as Kafka's leader epoch
 // cache does.
 func (f *replicaFSM) endOffsetForEpoch(epoch int32) (int32, int64) {
@@ -231,6 +256,8 @@ type fsmState struct {
 	Entries   []entryMeta      `json:"entries"`
 	Epochs    []epochStart     `json:"epochs"`
 	Producers map[int64][]byte `json:"producers"`
+	OpenTxns  map[int64]int64  `json:"open_txns,omitempty"`
+	Aborted   []AbortedTxn     `json:"aborted,omitempty"`
 }
 
 // Snapshot implements raft.FSM.
@@ -239,6 +266,8 @@ func (f *replicaFSM) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.RUnlock()
 	st := fsmState{Next: f.next, LogStart: f.logStart, Entries: append([]entryMeta(nil), f.entries...),
 		Epochs: append([]epochStart(nil), f.epochs...), Producers: make(map[int64][]byte, len(f.producers))}
+	txns := f.txns.clone()
+	st.OpenTxns, st.Aborted = txns.open, txns.aborted
 	for id, p := range f.producers {
 		st.Producers[id] = p.marshal()
 	}
@@ -261,8 +290,13 @@ func (f *replicaFSM) Restore(rc io.ReadCloser) error {
 		}
 		producers[id] = p
 	}
+	txns := newTxnState()
+	for id, first := range st.OpenTxns {
+		txns.open[id] = first
+	}
+	txns.aborted = st.Aborted
 	f.mu.Lock()
-	f.next, f.logStart, f.entries, f.epochs, f.producers = st.Next, st.LogStart, st.Entries, st.Epochs, producers
+	f.next, f.logStart, f.entries, f.epochs, f.producers, f.txns = st.Next, st.LogStart, st.Entries, st.Epochs, producers, txns
 	f.mu.Unlock()
 	f.onCommit()
 	return nil

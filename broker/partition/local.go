@@ -17,6 +17,12 @@ import (
 const (
 	keyLogStart = 's'
 	keyProducer = 'p'
+	// keyTxnOpen, followed by the log ID and a producer ID, holds the
+	// first offset of that producer's open transaction; keyAborted,
+	// followed by the log ID and a marker's offset, the producer and the
+	// first offset of the transaction the marker aborted.
+	keyTxnOpen = 't'
+	keyAborted = 'a'
 )
 
 // LocalOptions configure a single-node partition.
@@ -56,6 +62,9 @@ type Local struct {
 	// closed store runs Done, which takes mu, inside Submit.
 	outbox, spare []*storage.Write
 	submitting    bool
+	// txns is the transactions of the committed log (core.pending also
+	// has those of writes not yet durable).
+	txns txnState
 
 	hwm atomic.Int64
 }
@@ -119,8 +128,67 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition: reading producer state: %w", err)
 	}
+	if err := p.loadTxns(); err != nil {
+		return nil, err
+	}
 	p.damaged = p.checkLast()
 	return p, nil
+}
+
+// loadTxns reads the open and the aborted transactions.
+func (p *Local) loadTxns() error {
+	p.txns = newTxnState()
+	prefix := p.key(keyTxnOpen)
+	var bad error
+	err := p.store.Range(prefix, func(k, v []byte) bool {
+		if len(k) != len(prefix)+8 || len(v) != 8 {
+			bad = fmt.Errorf("%w: open transaction entry of %d bytes", ErrStorage, len(v))
+			return false
+		}
+		p.txns.open[int64(binary.BigEndian.Uint64(k[len(prefix):]))] = int64(binary.BigEndian.Uint64(v))
+		return true
+	})
+	if err == nil {
+		prefix = p.key(keyAborted)
+		err = p.store.Range(prefix, func(k, v []byte) bool {
+			if len(k) != len(prefix)+8 || len(v) != 16 {
+				bad = fmt.Errorf("%w: aborted transaction entry of %d bytes", ErrStorage, len(v))
+				return false
+			}
+			a := AbortedTxn{LastOffset: int64(binary.BigEndian.Uint64(k[len(prefix):])),
+				ProducerID: int64(binary.BigEndian.Uint64(v)), FirstOffset: int64(binary.BigEndian.Uint64(v[8:]))}
+			if a.LastOffset >= p.logStart {
+				p.txns.aborted = append(p.txns.aborted, a)
+			}
+			return true
+		})
+	}
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return fmt.Errorf("partition: reading transactions: %w", err)
+	}
+	p.pending = p.txns.clone()
+	return nil
+}
+
+// txnKVs are the store changes that record what a batch of producer id
+// did to the transactions.
+func (p *Local) txnKVs(id int64, base int64, ch txnChange) []storage.KV {
+	var kvs []storage.KV
+	open := binary.BigEndian.AppendUint64(p.key(keyTxnOpen), uint64(id))
+	switch {
+	case ch.opened:
+		kvs = append(kvs, storage.KV{Key: open, Value: binary.BigEndian.AppendUint64(nil, uint64(base))})
+	case ch.ended:
+		kvs = append(kvs, storage.KV{Key: open})
+	}
+	if a := ch.aborted; a != nil {
+		v := binary.BigEndian.AppendUint64(nil, uint64(a.ProducerID))
+		kvs = append(kvs, storage.KV{Key: binary.BigEndian.AppendUint64(p.key(keyAborted), uint64(a.LastOffset)), Value: binary.BigEndian.AppendUint64(v, uint64(a.FirstOffset))})
+	}
+	return kvs
 }
 
 // Damaged is the damage found when the partition opened, which keeps it
@@ -208,12 +276,21 @@ func (p *Local) Append(b []byte, h BatchHeader, opts AppendOptions, done func(Ap
 	if s.producer != nil {
 		w.KVs = []storage.KV{{Key: p.producerKey(h.ProducerID), Value: s.producer.marshal()}}
 	}
+	txn := s.txn.opened || s.txn.ended
+	if txn {
+		w.KVs = append(w.KVs, p.txnKVs(h.ProducerID, s.base, s.txn)...)
+	}
 	w.Done = func(err error) {
 		res := AppendResult{BaseOffset: s.base, LogAppendTime: s.appendTime, LogStartOffset: logStart}
 		if err != nil {
 			res.Err = fmt.Errorf("%w: %w", ErrStorage, err)
 			p.fail(err)
 		} else {
+			if txn {
+				p.mu.Lock()
+				_, _ = p.txns.apply(b, &h, s.base) // parsed when stamped
+				p.mu.Unlock()
+			}
 			p.commit(s.last + 1)
 		}
 		done(res)
@@ -274,14 +351,29 @@ func (p *Local) IsLeader() bool { return true }
 func (p *Local) Offsets() Offsets {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Offsets{LogStart: p.logStart, HighWatermark: p.hwm.Load(), LogEnd: p.logEnd}
+	hwm := p.hwm.Load()
+	return Offsets{LogStart: p.logStart, HighWatermark: hwm, LogEnd: p.logEnd, LastStable: p.txns.stable(hwm)}
 }
 
 // Read implements Partition.
 func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	return p.read(offset, maxBytes, minOne, dst, false)
+}
+
+// ReadCommitted implements Partition.
+func (p *Local) ReadCommitted(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	return p.read(offset, maxBytes, minOne, dst, true)
+}
+
+func (p *Local) read(offset int64, maxBytes int, minOne bool, dst []byte, stable bool) (ReadResult, error) {
 	p.mu.Lock()
 	closed := p.closed
-	off := Offsets{LogStart: p.logStart, HighWatermark: p.hwm.Load(), LogEnd: p.logEnd}
+	hwm := p.hwm.Load()
+	off := Offsets{LogStart: p.logStart, HighWatermark: hwm, LogEnd: p.logEnd, LastStable: p.txns.stable(hwm)}
+	end := hwm
+	if stable {
+		end = off.LastStable
+	}
 	p.mu.Unlock()
 	res := ReadResult{Offsets: off, Records: dst}
 	if closed {
@@ -290,11 +382,11 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 	if p.damaged != nil {
 		return res, p.damaged
 	}
-	if empty, err := readRange(offset, off); empty || err != nil {
+	if empty, err := readRange(offset, off); empty || offset >= end || err != nil {
 		return res, err
 	}
 	start := len(dst)
-	if want := p.readSize(offset, off.HighWatermark, maxBytes, minOne); cap(dst)-len(dst) < want {
+	if want := p.readSize(offset, end, maxBytes, minOne); cap(dst)-len(dst) < want {
 		// One allocation of the right size: growing a multi-megabyte
 		// response by doubling costs more than reading it.
 		grown := make([]byte, len(dst), len(dst)+want)
@@ -302,8 +394,9 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 		dst = grown
 	}
 	var damage error
+	last := offset - 1
 	err := p.store.Scan(p.id, offset, func(m storage.BatchMeta, data []byte) bool {
-		if m.BaseOffset >= off.HighWatermark {
+		if m.BaseOffset >= end {
 			return false
 		}
 		if len(dst)-start+len(data) > maxBytes && !(minOne && len(dst) == start) {
@@ -313,9 +406,15 @@ func (p *Local) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadR
 			return false
 		}
 		dst = append(dst, data...)
+		last = m.LastOffset
 		return true
 	})
 	res.Records = dst
+	if stable && last >= offset {
+		p.mu.Lock()
+		res.Aborted = p.txns.abortedIn(offset, last+1)
+		p.mu.Unlock()
+	}
 	if damage != nil {
 		// The only copy: nothing to rebuild it from.
 		if p.opts.OnDamaged != nil {
@@ -442,6 +541,8 @@ func (p *Local) SetLogStart(offset int64) error {
 	if offset > p.logStart {
 		p.logStart = offset
 	}
+	p.txns.trim(offset)
+	p.pending.trim(offset)
 	n := sort.Search(len(p.index), func(i int) bool { return p.index[i].LastOffset >= offset })
 	p.index = append([]storage.BatchMeta(nil), p.index[n:]...)
 	p.mu.Unlock()
@@ -474,6 +575,15 @@ func (p *Local) Delete() error {
 		kvs = append(kvs, storage.KV{Key: p.producerKey(id)})
 	}
 	p.mu.Unlock()
+	for _, kind := range []byte{keyTxnOpen, keyAborted} {
+		err := p.store.Range(p.key(kind), func(k, _ []byte) bool {
+			kvs = append(kvs, storage.KV{Key: append([]byte(nil), k...)})
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("partition: deleting transactions: %w", err)
+		}
+	}
 	if err := storage.WriteKVs(p.store, kvs...); err != nil {
 		return fmt.Errorf("partition: deleting metadata: %w", err)
 	}

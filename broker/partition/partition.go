@@ -39,12 +39,18 @@ type Offsets struct {
 	HighWatermark int64 // first offset not yet committed; readers see below it
 	LogEnd        int64 // next offset to be assigned
 	LeaderEpoch   int32
+	// LastStable is the first offset of the oldest open transaction, or the
+	// high watermark: read_committed readers see below it.
+	LastStable int64
 }
 
 // ReadResult is what Read returns.
 type ReadResult struct {
 	Offsets
 	Records []byte // whole record batches, as stored
+	// Aborted is, for ReadCommitted, the aborted transactions the records
+	// read may hold batches of, by marker offset.
+	Aborted []AbortedTxn
 }
 
 // Partition is one partition's log as handlers see it.
@@ -60,6 +66,11 @@ type Partition interface {
 	// one whole batch if any is available and minOne is set (so a batch
 	// larger than the limit still makes progress).
 	Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error)
+
+	// ReadCommitted is Read for a read_committed consumer: it stops at the
+	// last stable offset and lists the aborted transactions the batches
+	// read may belong to.
+	ReadCommitted(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error)
 
 	// IsLeader reports whether this replica leads the partition and so
 	// serves clients.

@@ -16,7 +16,12 @@ func (Remote) Append(_ []byte, _ BatchHeader, _ AppendOptions, done func(AppendR
 
 // Read implements Partition.
 func (Remote) Read(int64, int, bool, []byte) (ReadResult, error) {
-	return ReadResult{Offsets: Offsets{LogStart: -1, HighWatermark: -1, LogEnd: -1, LeaderEpoch: -1}}, ErrNotLeader
+	return ReadResult{Offsets: Offsets{LogStart: -1, HighWatermark: -1, LogEnd: -1, LeaderEpoch: -1, LastStable: -1}}, ErrNotLeader
+}
+
+// ReadCommitted implements Partition.
+func (r Remote) ReadCommitted(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	return r.Read(offset, maxBytes, minOne, dst)
 }
 
 // IsLeader implements Partition.

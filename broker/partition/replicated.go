@@ -289,7 +289,7 @@ func (p *Replicated) Offsets() Offsets {
 	v := p.fsm.view()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	off := Offsets{LogStart: v.logStart, HighWatermark: v.next, LogEnd: v.next, LeaderEpoch: v.epoch}
+	off := Offsets{LogStart: v.logStart, HighWatermark: v.next, LogEnd: v.next, LeaderEpoch: v.epoch, LastStable: v.stable}
 	if p.leading {
 		off.LogEnd, off.LeaderEpoch = p.logEnd, p.epoch
 	}
@@ -298,23 +298,42 @@ func (p *Replicated) Offsets() Offsets {
 
 // Read implements Partition. Only the leader serves reads.
 func (p *Replicated) Read(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	return p.read(offset, maxBytes, minOne, dst, false)
+}
+
+// ReadCommitted implements Partition.
+func (p *Replicated) ReadCommitted(offset int64, maxBytes int, minOne bool, dst []byte) (ReadResult, error) {
+	return p.read(offset, maxBytes, minOne, dst, true)
+}
+
+func (p *Replicated) read(offset int64, maxBytes int, minOne bool, dst []byte, stable bool) (ReadResult, error) {
 	off := p.Offsets()
 	res := ReadResult{Offsets: off, Records: dst}
 	if !p.IsLeader() {
 		return res, ErrNotLeader
 	}
-	if empty, err := readRange(offset, off); empty || err != nil {
+	end := off.HighWatermark
+	if stable {
+		end = off.LastStable
+	}
+	if empty, err := readRange(offset, off); empty || offset >= end || err != nil {
 		return res, err
 	}
 	start := len(dst)
-	err := p.eachBatch(offset, func(b []byte, _ BatchHeader) bool {
-		if len(dst)-start+len(b) > maxBytes && !(minOne && len(dst) == start) {
+	last := offset - 1
+	err := p.eachBatch(offset, func(b []byte, h BatchHeader) bool {
+		base := int64(binary.BigEndian.Uint64(b))
+		if base >= end || len(dst)-start+len(b) > maxBytes && !(minOne && len(dst) == start) {
 			return false
 		}
 		dst = append(dst, b...)
+		last = base + int64(h.LastOffsetDelta)
 		return true
 	})
 	res.Records = dst
+	if stable && last >= offset {
+		res.Aborted = p.fsm.abortedIn(offset, last+1)
+	}
 	return res, err
 }
 

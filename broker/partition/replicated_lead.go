@@ -153,6 +153,7 @@ func (p *Replicated) lead() {
 	p.epoch = int32(p.r.CurrentTerm())
 	p.logEnd = v.next
 	p.producers = p.fsm.cloneProducers()
+	p.pending = p.fsm.cloneTxns()
 	epoch := p.epoch
 	p.mu.Unlock()
 	p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Int64("next", v.next).Msg("partition leader")
