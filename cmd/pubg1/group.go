@@ -17,6 +17,8 @@ type groupCmd struct {
 	List     groupListCmd     `cmd:"" help:"List consumer groups."`
 	Describe groupDescribeCmd `cmd:"" help:"Describe groups: members, assignments, committed offsets and lag."`
 	Delete   groupDeleteCmd   `cmd:"" help:"Delete empty groups and their offsets."`
+
+	ResetOffsets groupResetOffsetsCmd `cmd:"" name:"reset-offsets" aliases:"seek" help:"Move the committed offsets of inactive groups (dry run unless --execute)."`
 }
 
 type groupListCmd struct {

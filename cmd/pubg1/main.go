@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,7 +30,7 @@ type cli struct {
 	Cluster clusterCmd `cmd:"" help:"Run a local cluster; show and check any Kafka-compatible cluster."`
 	Bench   benchCmd   `cmd:"" help:"Benchmark a Kafka-compatible cluster: open-loop load, publish and end-to-end latency, a data audit, faults, plots, side-by-side comparison."`
 	Topic   topicCmd   `cmd:"" help:"Create, list, describe, alter and delete topics, produce and consume, on any Kafka-compatible cluster."`
-	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster."`
+	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster, and reset their offsets."`
 }
 
 type serveCmd struct {
@@ -158,7 +159,7 @@ func run(args []string) int {
 		help := "pubg1"
 		if pe, ok := errors.AsType[*kong.ParseError](err); ok && pe.Context != nil {
 			if n := pe.Context.Selected(); n != nil {
-				help = n.FullPath()
+				help = commandPath(n)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "pubg1: %s\nrun \"%s --help\" for usage\n", errorLine(err), help)
@@ -175,6 +176,19 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// commandPath is the command line that selects n, by names only: kong's
+// own paths add a command's aliases in parentheses.
+func commandPath(n *kong.Node) string {
+	var names []string
+	for ; n != nil; n = n.Parent {
+		if n.Type == kong.CommandNode || n.Parent == nil {
+			names = append(names, n.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(names, " ")
 }
 
 // parsePeers reads "1=host:port,2=host:port".
