@@ -27,7 +27,10 @@ type clusterInfo struct {
 
 // brokerInfo is one broker: those the metadata lists, then those that
 // partitions name as replicas but the metadata leaves out (a fenced or
-// stopped broker). Reachable says whether it answered ApiVersions.
+// stopped broker). Reachable says whether it answered ApiVersions, and
+// APIKeys how many Kafka APIs that answer lists: a broker does not send
+// its software name or version (KIP-511 has only the client send them),
+// so the API count is what tells brokers of different builds apart.
 type brokerInfo struct {
 	ID         int32  `json:"id"`
 	Host       string `json:"host,omitempty"`
@@ -36,6 +39,7 @@ type brokerInfo struct {
 	Controller bool   `json:"controller"`
 	Listed     bool   `json:"listed"`
 	Reachable  bool   `json:"reachable"`
+	APIKeys    int    `json:"api_keys,omitempty"`
 	Error      string `json:"error,omitempty"`
 }
 
@@ -50,20 +54,21 @@ func (c *clusterInfoCmd) Run() error {
 	}
 	fmt.Fprintf(stdout, "cluster %s  controller %s  brokers %d\n", orDash(info.ClusterID), idText(info.Controller), len(info.Brokers))
 	w := table()
-	fmt.Fprintln(w, "ID\tADDRESS\tRACK\tCONTROLLER\tIN-METADATA\tREACHABLE\tERROR")
+	fmt.Fprintln(w, "ID\tADDRESS\tRACK\tCONTROLLER\tIN-METADATA\tREACHABLE\tAPIS\tERROR")
 	for _, b := range info.Brokers {
 		addr := "-"
 		if b.Host != "" {
 			addr = fmt.Sprintf("%s:%d", b.Host, b.Port)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%v\t%v\t%v\t%s\n", b.ID, addr, orDash(b.Rack), b.Controller, b.Listed, b.Reachable, orDash(b.Error))
+		apis := "-"
+		if b.APIKeys > 0 {
+			apis = fmt.Sprint(b.APIKeys)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%v\t%v\t%v\t%s\t%s\n", b.ID, addr, orDash(b.Rack), b.Controller, b.Listed, b.Reachable, apis, orDash(b.Error))
 	}
 	return w.Flush()
 }
 
-// describeBrokers lists md's brokers and the replicas it names that it
-// does not list, and asks each listed broker for its API versions to see
-// whether it answers.
 // describeCluster reads the cluster's metadata and asks every broker
 // whether it answers; done closes the clients.
 func (a *adminFlags) describeCluster() (kadm.Metadata, clusterInfo, func(), error) {
@@ -79,6 +84,9 @@ func (a *adminFlags) describeCluster() (kadm.Metadata, clusterInfo, func(), erro
 	return md, describeBrokers(ctx, cl, md), done, nil
 }
 
+// describeBrokers lists md's brokers and the replicas it names that it
+// does not list, and asks each listed broker for its API versions to see
+// whether it answers.
 func describeBrokers(ctx context.Context, cl *kgo.Client, md kadm.Metadata) clusterInfo {
 	info := clusterInfo{ClusterID: md.Cluster, Controller: md.Controller, Brokers: []brokerInfo{}}
 	listed := make(map[int32]bool)
@@ -114,12 +122,19 @@ func describeBrokers(ctx context.Context, cl *kgo.Client, md kadm.Metadata) clus
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, leaderTimeout)
 			defer cancel()
-			_, err := cl.Broker(int(b.ID)).Request(ctx, kmsg.NewPtrApiVersionsRequest())
+			req := kmsg.NewPtrApiVersionsRequest()
+			// A request to one broker goes out as built: name the software,
+			// which ApiVersions v3 and later require.
+			req.ClientSoftwareName, req.ClientSoftwareVersion = "pubg1", softwareVersion()
+			resp, err := cl.Broker(int(b.ID)).Request(ctx, req)
 			if err != nil {
 				b.Error = leaderError(ctx, err)
 				return
 			}
 			b.Reachable = true
+			if av := resp.(*kmsg.ApiVersionsResponse); av.ErrorCode == 0 {
+				b.APIKeys = len(av.ApiKeys)
+			}
 		})
 	}
 	wg.Wait()

@@ -5,6 +5,8 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
+	"unicode"
 
 	"github.com/alecthomas/kong"
 	"github.com/pubg1/pubg1/broker"
@@ -34,11 +36,8 @@ func (versionFlag) BeforeReset(app *kong.Kong) error {
 // version ("devel" for a build from a working tree), the commit and its
 // time, and the Go version; verbose adds the supported Kafka APIs.
 func printVersion(w io.Writer, verbose bool) {
-	version, revision, at, modified := "devel", "", "", false
+	version, revision, at, modified := moduleVersion(), "", "", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v := bi.Main.Version; v != "" && v != "(devel)" {
-			version = v
-		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -70,4 +69,26 @@ func printVersion(w io.Writer, verbose bool) {
 		fmt.Fprintf(w2, "%d\t%s\t%d-%d\n", api.ApiKey, kmsg.NameForKey(api.ApiKey), api.MinVersion, api.MaxVersion)
 	}
 	_ = w2.Flush()
+}
+
+// moduleVersion is the module version of this binary, "devel" for a build
+// from a working tree.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
+	}
+	return "devel"
+}
+
+// softwareVersion is moduleVersion as KIP-511 allows a client to name its
+// version in ApiVersions: letters, digits, '.' and '-'.
+func softwareVersion() string {
+	return strings.Trim(strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || unicode.IsDigit(r) || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') {
+			return r
+		}
+		return '-'
+	}, moduleVersion()), ".-")
 }
