@@ -35,6 +35,10 @@ var registeredAPIs = []kmsg.ApiVersionsResponseApiKey{
 	{ApiKey: 21, MinVersion: 0, MaxVersion: 2}, // DeleteRecords
 	{ApiKey: 22, MinVersion: 0, MaxVersion: 5}, // InitProducerId
 	{ApiKey: 23, MinVersion: 0, MaxVersion: 4}, // OffsetForLeaderEpoch
+	{ApiKey: 24, MinVersion: 0, MaxVersion: 5}, // AddPartitionsToTxn
+	{ApiKey: 25, MinVersion: 0, MaxVersion: 4}, // AddOffsetsToTxn
+	{ApiKey: 26, MinVersion: 0, MaxVersion: 4}, // EndTxn
+	{ApiKey: 27, MinVersion: 0, MaxVersion: 1}, // WriteTxnMarkers
 	{ApiKey: 32, MinVersion: 0, MaxVersion: 4}, // DescribeConfigs
 	{ApiKey: 33, MinVersion: 0, MaxVersion: 2}, // AlterConfigs
 	{ApiKey: 37, MinVersion: 0, MaxVersion: 3}, // CreatePartitions

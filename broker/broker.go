@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubg1/pubg1/broker/cluster"
@@ -44,6 +45,11 @@ type Broker struct {
 	createMu sync.Mutex // serialises topic creation, deletion and config changes
 
 	groups *coordinator.Coordinator // consumer groups (groups.go)
+	txns   *coordinator.Txns        // transactions (txn.go)
+	// peerClient sends other brokers the requests a broker makes of them
+	// (transaction markers).
+	peerClient       *peerClient
+	txnTopicCreating atomic.Bool // __transaction_state is being created
 
 	// The metadata group and the Raft traffic of partitions (see
 	// cluster_start.go). A single broker is a cluster of one.
@@ -166,6 +172,12 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		b.mux.Close()
 		return nil, err
 	}
+	if err := b.initTxns(); err != nil {
+		cancel()
+		b.ctrl.Close()
+		b.mux.Close()
+		return nil, err
+	}
 	b.registry = kproto.NewRegistry()
 	for _, api := range b.apis() {
 		b.registry.Register(api)
@@ -190,6 +202,10 @@ func (b *Broker) apis() []kproto.API {
 		b.incrementalAlterConfigsAPI(),
 		b.describeClusterAPI(),
 		b.initProducerIDAPI(),
+		b.addPartitionsToTxnAPI(),
+		b.addOffsetsToTxnAPI(),
+		b.endTxnAPI(),
+		b.writeTxnMarkersAPI(),
 		b.offsetForLeaderEpochAPI(),
 		b.findCoordinatorAPI(),
 		b.joinGroupAPI(),
@@ -264,6 +280,7 @@ func (b *Broker) Start() error {
 	}
 	b.advHost, b.advPort = host, int32(p)
 	b.groups.Start()
+	b.txns.Start()
 	b.goFunc(b.acceptLoop)
 	b.goFunc(func() { b.every(b.cfg.RetentionCheckInterval, b.enforceRetention) })
 	b.goFunc(func() { b.every(b.cfg.CleanerBackoff, b.compact) })
@@ -489,7 +506,9 @@ func (b *Broker) Close() error {
 		})
 		// After the partitions: appends the coordinator still waits for
 		// have failed by now.
+		b.closeStep("transactions", func() { b.txns.Close() })
 		b.closeStep("consumer groups", func() { b.groups.Close() })
+		b.closeStep("inter-broker client", func() { b.peerClient.close() })
 		b.closeStep("cluster metadata", func() { b.ctrl.Close() })
 		b.err = b.store.Close()
 		close(b.closed)

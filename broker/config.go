@@ -50,6 +50,14 @@ type Config struct {
 	GroupInitialRebalanceDelay    time.Duration
 	OffsetsRetention              time.Duration
 	OffsetsRetentionCheckInterval time.Duration
+	// Transactions, as Kafka's settings of the same names (see
+	// coordinator.TxnConfig): transaction.state.log.num.partitions,
+	// transaction.max.timeout.ms, transactional.id.expiration.ms,
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms.
+	TransactionStatePartitions    int32
+	TransactionMaxTimeout         time.Duration
+	TransactionalIDExpiration     time.Duration
+	TransactionAbortCheckInterval time.Duration
 	// AutoLeaderRebalance moves partition leadership back to preferred
 	// replicas, as Kafka's auto.leader.rebalance.enable: every
 	// LeaderImbalanceCheckInterval, a broker that leads partitions whose
@@ -179,6 +187,11 @@ func DefaultConfig() Config {
 		OffsetsRetention:              7 * 24 * time.Hour,
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 
+		TransactionStatePartitions:    50,
+		TransactionMaxTimeout:         15 * time.Minute,
+		TransactionalIDExpiration:     7 * 24 * time.Hour,
+		TransactionAbortCheckInterval: 10 * time.Second,
+
 		AutoLeaderRebalance:          true,
 		LeaderImbalanceCheckInterval: 5 * time.Minute,
 		LeaderImbalancePerBroker:     10,
@@ -245,6 +258,10 @@ func (c *Config) Validate() error {
 	}
 	gc := c.groupConfig()
 	if err := gc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	tc := c.txnConfig()
+	if err := tc.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -47,6 +47,9 @@ type fetchRequest struct {
 	parts    []fetchPart
 	minBytes int
 	maxBytes int
+	// committed is read_committed isolation: reads stop at the last
+	// stable offset and come with the aborted transactions.
+	committed bool
 }
 
 // fetch answers at once when there is enough data, an error, or no wait
@@ -64,7 +67,7 @@ func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(km
 		respond(resp)
 		return
 	}
-	f := &fetchRequest{resp: resp, minBytes: int(r.MinBytes), maxBytes: int(r.MaxBytes)}
+	f := &fetchRequest{resp: resp, minBytes: int(r.MinBytes), maxBytes: int(r.MaxBytes), committed: r.IsolationLevel == 1}
 	if r.Version < 3 || f.maxBytes <= 0 {
 		f.maxBytes = int(^uint(0) >> 1)
 	}
@@ -160,7 +163,11 @@ func (f *fetchRequest) read() bool {
 			continue
 		}
 		limit := min(fp.maxBytes, f.maxBytes-total)
-		res, err := fp.p.Read(fp.offset, max(limit, 0), total == 0, nil)
+		read := fp.p.Read
+		if f.committed {
+			read = fp.p.ReadCommitted
+		}
+		res, err := read(fp.offset, max(limit, 0), total == 0, nil)
 		if err != nil {
 			// Kafka reports unknown (-1) offsets with a partition error.
 			sp.ErrorCode = errorCode(err)
@@ -170,8 +177,14 @@ func (f *fetchRequest) read() bool {
 		}
 		sp.ErrorCode = 0
 		sp.HighWatermark = res.HighWatermark
-		sp.LastStableOffset = res.HighWatermark
+		sp.LastStableOffset = res.LastStable
 		sp.LogStartOffset = res.LogStart
+		if f.committed {
+			sp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.Aborted))
+			for k, a := range res.Aborted {
+				sp.AbortedTransactions[k] = kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset}
+			}
+		}
 		if len(res.Records) > 0 {
 			sp.RecordBatches = res.Records
 		}

@@ -40,16 +40,42 @@ func TestFindCoordinator(t *testing.T) {
 			}
 		}
 	}
+	// A transactional ID's coordinator: __transaction_state is created
+	// on the first look-up, which may answer COORDINATOR_NOT_AVAILABLE.
+	findTxnCoordinator(t, c, "x", 1)
 	for _, tc := range []struct {
 		keyType int8
 		want    int16
-	}{{1, kerr.TransactionalIDAuthorizationFailed.Code}, {2, kerr.CoordinatorNotAvailable.Code}, {7, kerr.InvalidRequest.Code}} {
+	}{{2, kerr.CoordinatorNotAvailable.Code}, {7, kerr.InvalidRequest.Code}} {
 		req := kmsg.NewPtrFindCoordinatorRequest()
 		req.Version, req.CoordinatorType, req.CoordinatorKeys = 4, tc.keyType, []string{"x"}
 		resp := c.Do(req).(*kmsg.FindCoordinatorResponse)
 		if len(resp.Coordinators) != 1 || resp.Coordinators[0].ErrorCode != tc.want || resp.Coordinators[0].NodeID != -1 {
 			t.Errorf("key type %d: %+v, want error %s", tc.keyType, resp.Coordinators, errName(tc.want))
 		}
+	}
+}
+
+// findTxnCoordinator looks up the coordinator of a transactional ID until
+// there is one, and checks that it is broker want.
+func findTxnCoordinator(t *testing.T, c *ktest.Conn, id string, want int32) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.Version, req.CoordinatorType, req.CoordinatorKeys = 4, 1, []string{id}
+		resp := c.Do(req).(*kmsg.FindCoordinatorResponse)
+		co := resp.Coordinators[0]
+		if co.ErrorCode == 0 {
+			if co.NodeID != want {
+				t.Fatalf("coordinator of %q: broker %d, want %d", id, co.NodeID, want)
+			}
+			return
+		}
+		if co.ErrorCode != kerr.CoordinatorNotAvailable.Code || time.Now().After(deadline) {
+			t.Fatalf("coordinator of %q: %+v", id, co)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

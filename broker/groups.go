@@ -78,8 +78,15 @@ func (b *Broker) coordinatorFor(keyType int8, key string) (node int32, host stri
 		}
 		return -1, "", -1, errorCode(err), errorMessage(err)
 	case coordinatorTransaction:
-		// No transaction coordinator: fail fast, as InitProducerId does.
-		err = fmt.Errorf("%w: transactions are not supported", kerr.TransactionalIDAuthorizationFailed)
+		if key == "" {
+			err = fmt.Errorf("%w: empty transactional ID", ErrInvalidRequest)
+			break
+		}
+		mb, err := b.txnCoordinator(key)
+		if err == nil {
+			return mb.NodeID, mb.Host, mb.Port, 0, nil
+		}
+		return -1, "", -1, errorCode(err), errorMessage(err)
 	case coordinatorShare:
 		err = fmt.Errorf("%w: share groups are not supported", kerr.CoordinatorNotAvailable)
 	default:
@@ -91,10 +98,19 @@ func (b *Broker) coordinatorFor(keyType int8, key string) (node int32, host stri
 // groupCoordinator is the broker leading the offsets partition of group.
 func (b *Broker) groupCoordinator(group string) (kmsg.MetadataResponseBroker, error) {
 	t := b.topics.get(coordinator.OffsetsTopic)
-	if t == nil || len(t.leaders) != len(t.parts) || len(t.parts) == 0 {
+	if t == nil || len(t.parts) == 0 {
 		return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s is not ready", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic)
 	}
-	p := coordinator.PartitionFor(group, int32(len(t.parts)))
+	return b.internalLeader(coordinator.OffsetsTopic, coordinator.PartitionFor(group, int32(len(t.parts))))
+}
+
+// internalLeader is the broker leading partition p of an internal topic,
+// the coordinator of what it holds.
+func (b *Broker) internalLeader(name string, p int32) (kmsg.MetadataResponseBroker, error) {
+	t := b.topics.get(name)
+	if t == nil || len(t.leaders) != len(t.parts) || int(p) >= len(t.parts) {
+		return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s is not ready", coordinator.ErrCoordinatorNotAvailable, name)
+	}
 	// A fenced coordinator is not offered: COORDINATOR_NOT_AVAILABLE makes
 	// clients retry until its partition has a live leader.
 	leader := t.leaders[p].Leader
@@ -103,7 +119,7 @@ func (b *Broker) groupCoordinator(group string) (kmsg.MetadataResponseBroker, er
 			return mb, nil
 		}
 	}
-	return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s-%d has no leader", coordinator.ErrCoordinatorNotAvailable, coordinator.OffsetsTopic, p)
+	return kmsg.MetadataResponseBroker{}, fmt.Errorf("%w: %s-%d has no leader", coordinator.ErrCoordinatorNotAvailable, name, p)
 }
 
 // clientHost is a client's address as Kafka shows it in groups: "/" and

@@ -53,15 +53,33 @@ func TestInitProducerID(t *testing.T) {
 		last = resp.ProducerID
 	})
 
+	// A transactional ID keeps its producer ID; each InitProducerId bumps
+	// the epoch, fencing the producers before.
 	t.Run("transactional ID", func(t *testing.T) {
+		findTxnCoordinator(t, c1, "my-txn", 1)
+		var pid int64 = -1
 		for v := int16(0); v <= 5; v++ {
 			resp := initProducerID(t, c1, v, ptr("my-txn"))
-			if resp.ErrorCode != kerr.TransactionalIDAuthorizationFailed.Code {
-				t.Fatalf("v%d: error %d, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", v, resp.ErrorCode)
+			if resp.ErrorCode != 0 || resp.ProducerEpoch != v || (pid >= 0 && resp.ProducerID != pid) {
+				t.Fatalf("v%d: error %d, producer ID %d epoch %d (first ID %d)", v, resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch, pid)
 			}
-			if resp.ProducerID != -1 || resp.ProducerEpoch != -1 {
-				t.Fatalf("v%d: producer ID %d epoch %d on error", v, resp.ProducerID, resp.ProducerEpoch)
+			pid = resp.ProducerID
+		}
+		for _, tc := range []struct {
+			v    int16
+			want int16
+		}{{3, kerr.InvalidProducerEpoch.Code}, {4, kerr.ProducerFenced.Code}} {
+			req := kmsg.NewPtrInitProducerIDRequest()
+			req.Version, req.TransactionalID, req.TransactionTimeoutMillis = tc.v, ptr("my-txn"), 60000
+			req.ProducerID, req.ProducerEpoch = pid, 1 // an older producer
+			if resp := c1.Do(req).(*kmsg.InitProducerIDResponse); resp.ErrorCode != tc.want {
+				t.Errorf("v%d, a fenced epoch: error %s, want %s", tc.v, errName(resp.ErrorCode), errName(tc.want))
 			}
+		}
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version, req.TransactionalID, req.TransactionTimeoutMillis = 4, ptr("my-txn"), 16*60*1000
+		if resp := c1.Do(req).(*kmsg.InitProducerIDResponse); resp.ErrorCode != kerr.InvalidTransactionTimeout.Code {
+			t.Errorf("a timeout above the maximum: error %s, want INVALID_TRANSACTION_TIMEOUT", errName(resp.ErrorCode))
 		}
 	})
 

@@ -33,7 +33,7 @@ func (b *Broker) listOffsets(_ context.Context, _ *kproto.Request, r *kmsg.ListO
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, -1
 			p, err := leaderPartition(t, rp.Partition)
 			if err == nil {
-				err = listOffset(p, r.Version, &rp, &sp)
+				err = listOffset(p, r.Version, r.IsolationLevel == 1, &rp, &sp)
 			}
 			sp.ErrorCode = errorCode(err)
 			st.Partitions = append(st.Partitions, sp)
@@ -43,7 +43,9 @@ func (b *Broker) listOffsets(_ context.Context, _ *kproto.Request, r *kmsg.ListO
 	return resp
 }
 
-func listOffset(p partition.Partition, version int16, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
+// listOffset answers one partition; committed is read_committed isolation,
+// whose latest offset is the last stable offset.
+func listOffset(p partition.Partition, version int16, committed bool, rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) error {
 	off := p.Offsets()
 	if err := checkLeaderEpoch(rp.CurrentLeaderEpoch, off.LeaderEpoch); err != nil {
 		return err
@@ -52,6 +54,9 @@ func listOffset(p partition.Partition, version int16, rp *kmsg.ListOffsetsReques
 	switch rp.Timestamp {
 	case tsLatest:
 		offset = off.HighWatermark
+		if committed {
+			offset = off.LastStable
+		}
 	case tsEarliest, tsEarliestLocal:
 		offset = off.LogStart
 	case tsMaxTimestamp:

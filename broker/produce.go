@@ -70,8 +70,6 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = kerr.InvalidRequiredAcks
 			case rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 				err = ErrUnknownTopic
-			case r.TransactionID != nil:
-				err = kerr.TransactionalIDAuthorizationFailed
 			}
 			if err == nil {
 				err = b.appendBatch(t, rp, acks, sp, finish, &pending, &failed)
@@ -119,8 +117,8 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, ac
 	if err != nil {
 		return err
 	}
-	if h.Attributes&0x10 != 0 {
-		return fmt.Errorf("%w: transactions are not supported", kerr.TransactionalIDAuthorizationFailed)
+	if h.Transactional() && h.ProducerID < 0 {
+		return fmt.Errorf("%w: a transactional batch without a producer ID", partition.ErrInvalidRecord)
 	}
 	if ec.compactPolicy {
 		if err := partition.CheckKeyed(rp.Records, h, b.decompressor); err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/broker/storage"
-	"github.com/pubg1/pubg1/coordinator"
 )
 
 // Reconciliation: every broker builds its catalog of topics and opens or
@@ -176,8 +175,8 @@ func (b *Broker) openPartition(mt *cluster.Topic, n int32) (partition.Partition,
 		b.log.Error().Err(err).Str("topic", mt.Name).Int32("partition", n).
 			Msg("the only copy of the partition is damaged: it is not started, and its reads and writes answer KAFKA_STORAGE_ERROR (restore the data directory, or delete the topic)")
 	}
-	if mt.Name == coordinator.OffsetsTopic && b.groups != nil {
-		b.groups.Elect(n, p)
+	if c := b.coordinatorOf(mt.Name); c != nil {
+		c.Elect(n, p)
 	}
 	return p, nil
 }
@@ -198,10 +197,11 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 	}
 	servers := b.replicaServers(mt, n)
 	topicID := mt.ID
-	// The coordinator serves the groups of an offsets partition this broker
-	// leads. Leadership is only reported once the new leader has applied
-	// every committed entry, so replaying the partition sees them all.
-	offsets := mt.Name == coordinator.OffsetsTopic && b.groups != nil
+	// A coordinator serves what an internal topic's partition holds (groups,
+	// transactions) where this broker leads it. Leadership is only reported
+	// once the new leader has applied every committed entry, so replaying
+	// the partition sees them all.
+	coord := b.coordinatorOf(mt.Name)
 	ref := make(chan *partition.Replicated, 1)
 	p, err := partition.OpenReplicated(partition.ReplicatedOptions{
 		ID: raft.ServerID(strconv.Itoa(int(b.cfg.NodeID))), Group: group, Store: b.store,
@@ -227,11 +227,11 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 			if leader {
 				b.goFunc(func() { b.reportLeader(topicID, n, epoch) })
 			}
-			if !offsets {
+			if coord == nil {
 				return
 			}
 			if !leader {
-				b.groups.Resign(n)
+				coord.Resign(n)
 				return
 			}
 			b.goFunc(func() {
@@ -239,7 +239,7 @@ func (b *Broker) openReplica(mt *cluster.Topic, n int32) (*partition.Replicated,
 				case p := <-ref:
 					ref <- p
 					if p.IsLeader() {
-						b.groups.Elect(n, p)
+						coord.Elect(n, p)
 					}
 				case <-b.ctx.Done():
 				}

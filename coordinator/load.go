@@ -41,33 +41,8 @@ func replay(p partition.Partition, dec kgo.Decompressor) ([]*loadedGroup, error)
 			bad = err
 		}
 	}
-	var buf []byte
-	at := p.Offsets().LogStart
-	for {
-		o := p.Offsets()
-		at = max(at, o.LogStart)
-		if at >= o.HighWatermark {
-			break
-		}
-		res, err := p.Read(at, replayReadBytes, true, buf[:0])
-		if errors.Is(err, partition.ErrOffsetOutOfRange) && at < res.LogStart {
-			continue // retention moved the start meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading offsets partition at %d: %w", at, err)
-		}
-		if len(res.Records) == 0 {
-			break
-		}
-		buf = res.Records
-		next, err := eachRecord(res.Records, dec, apply)
-		if err != nil {
-			return nil, fmt.Errorf("offsets partition at %d: %w", at, err)
-		}
-		if next <= at {
-			return nil, fmt.Errorf("offsets partition: no progress reading at %d", at)
-		}
-		at = next
+	if err := replayPartition(p, dec, "offsets", apply); err != nil {
+		return nil, err
 	}
 	if bad != nil {
 		return nil, bad
@@ -80,6 +55,40 @@ func replay(p partition.Partition, dec kgo.Decompressor) ([]*loadedGroup, error)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// replayPartition calls apply with the key and value of every record of
+// p, an internal topic's partition named by what, from its log start to
+// its high watermark.
+func replayPartition(p partition.Partition, dec kgo.Decompressor, what string, apply func(key, value []byte)) error {
+	var buf []byte
+	at := p.Offsets().LogStart
+	for {
+		o := p.Offsets()
+		at = max(at, o.LogStart)
+		if at >= o.HighWatermark {
+			return nil
+		}
+		res, err := p.Read(at, replayReadBytes, true, buf[:0])
+		if errors.Is(err, partition.ErrOffsetOutOfRange) && at < res.LogStart {
+			continue // retention moved the start meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s partition at %d: %w", what, at, err)
+		}
+		if len(res.Records) == 0 {
+			return nil
+		}
+		buf = res.Records
+		next, err := eachRecord(res.Records, dec, apply)
+		if err != nil {
+			return fmt.Errorf("%s partition at %d: %w", what, at, err)
+		}
+		if next <= at {
+			return fmt.Errorf("%s partition: no progress reading at %d", what, at)
+		}
+		at = next
+	}
 }
 
 // applyRecord applies one record of the offsets topic. Record kinds other

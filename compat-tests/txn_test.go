@@ -1,0 +1,214 @@
+package compattests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// txnLedger records what transactional producers wrote: each record value
+// once, with whether its transaction committed.
+type txnLedger struct {
+	committed map[string]bool // value → its transaction committed
+	txnOf     map[string]int  // value → transaction number
+	sizes     map[int]int     // transaction number → records
+}
+
+func newTxnLedger() *txnLedger {
+	return &txnLedger{committed: map[string]bool{}, txnOf: map[string]int{}, sizes: map[int]int{}}
+}
+
+func (l *txnLedger) add(txn int, value string, committed bool) {
+	l.committed[value], l.txnOf[value] = committed, txn
+	l.sizes[txn]++
+}
+
+// check compares what a read_committed consumer read with the ledger and
+// returns every problem: a committed record lost, an aborted one read, a
+// transaction read in part, a duplicate, offsets out of order.
+func (l *txnLedger) check(read []*kgo.Record) []string {
+	var problems []string
+	seen := map[string]bool{}
+	perTxn := map[int]int{}
+	last := map[string]int64{}
+	for _, r := range read {
+		v := string(r.Value)
+		tp := fmt.Sprintf("%s-%d", r.Topic, r.Partition)
+		if o, ok := last[tp]; ok && r.Offset <= o {
+			problems = append(problems, fmt.Sprintf("%s: offset %d read after %d", tp, r.Offset, o))
+		}
+		last[tp] = r.Offset
+		committed, known := l.committed[v]
+		switch {
+		case !known:
+			problems = append(problems, fmt.Sprintf("read %q, which no producer wrote", v))
+		case seen[v]:
+			problems = append(problems, fmt.Sprintf("read %q twice", v))
+		case !committed:
+			problems = append(problems, fmt.Sprintf("read %q of aborted transaction %d", v, l.txnOf[v]))
+		}
+		seen[v] = true
+		if known {
+			perTxn[l.txnOf[v]]++
+		}
+	}
+	for v, committed := range l.committed {
+		if committed && !seen[v] {
+			problems = append(problems, fmt.Sprintf("committed record %q (transaction %d) lost", v, l.txnOf[v]))
+		}
+	}
+	for txn, n := range perTxn {
+		if n != l.sizes[txn] && n > 0 {
+			problems = append(problems, fmt.Sprintf("transaction %d torn: %d of its %d records read", txn, n, l.sizes[txn]))
+		}
+	}
+	sort.Strings(problems)
+	if len(problems) > 20 {
+		problems = append(problems[:20], fmt.Sprintf("... and %d more", len(problems)-20))
+	}
+	return problems
+}
+
+// consumeAllTxn reads topic from the start at the isolation level given
+// until want records were read or no more come for quiet.
+func consumeAllTxn(ctx context.Context, t *testing.T, seeds []string, topic string, committed bool, want int, quiet time.Duration) []*kgo.Record {
+	t.Helper()
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for len(out) < want {
+		pctx, cancel := context.WithTimeout(ctx, quiet)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if pctx.Err() != nil && fs.NumRecords() == 0 {
+			break
+		}
+		for _, e := range fs.Errors() {
+			if !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, context.Canceled) {
+				t.Fatalf("consuming %s: %v", topic, e.Err)
+			}
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+// runTxns has a transactional producer write n transactions of size
+// records each to topic, committing all but every third, which it aborts.
+func runTxns(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, ledger *txnLedger, first, n, size int) {
+	t.Helper()
+	for i := first; i < first+n; i++ {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatalf("begin transaction %d: %v", i, err)
+		}
+		commit := i%3 != 0
+		for j := range size {
+			v := fmt.Sprintf("txn-%d-rec-%d", i, j)
+			r := &kgo.Record{Topic: topic, Key: []byte(fmt.Sprint(j)), Value: []byte(v)}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("transaction %d: produce: %v", i, err)
+			}
+			ledger.add(i, v, commit)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end transaction %d (commit %v): %v", i, commit, err)
+		}
+	}
+}
+
+// TestTransactions drives franz-go's transactional producer against one
+// broker: committed and aborted transactions across partitions, a
+// read_committed consumer that must see exactly the committed records, a
+// read_uncommitted one that sees them all, a transaction left open that
+// holds back read_committed readers (and ListOffsets at read_committed)
+// until a second producer with the same transactional ID fences the
+// first and its transaction is aborted.
+func TestTransactions(t *testing.T) {
+	b := startBroker(t)
+	ctx := testContext(t, 2*time.Minute)
+	seeds := []string{b.Addr()}
+	adm := kadm.NewClient(newClient(t, b))
+	const topic = "txn"
+	createTopic(ctx, t, adm, topic, 3, nil)
+
+	ledger := newTxnLedger()
+	p1, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID("tx-a"), kgo.TransactionTimeout(20*time.Second),
+		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p1.Close()
+	runTxns(ctx, t, p1, topic, ledger, 0, 12, 5)
+
+	got := consumeAllTxn(ctx, t, seeds, topic, true, 1<<30, 2*time.Second)
+	for _, p := range ledger.check(got) {
+		t.Error("read_committed:", p)
+	}
+	all := consumeAllTxn(ctx, t, seeds, topic, false, len(ledger.committed), 5*time.Second)
+	if len(all) != len(ledger.committed) {
+		t.Errorf("read_uncommitted read %d records, want all %d written", len(all), len(ledger.committed))
+	}
+
+	// A transaction left open holds back read_committed readers.
+	if err := p1.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for j := range 3 {
+		v := fmt.Sprintf("open-rec-%d", j)
+		if err := p1.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		ledger.add(100, v, false)
+	}
+	committedEnds, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := false
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := committedEnds.Lookup(topic, o.Partition); ok && c.Offset < o.Offset {
+			behind = true
+		}
+	})
+	if !behind {
+		t.Errorf("with a transaction open, the read_committed end offsets %v equal the high watermarks %v", committedEnds, ends)
+	}
+
+	// A new producer of the same transactional ID fences the first and
+	// aborts its open transaction.
+	p2, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID("tx-a"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	runTxns(ctx, t, p2, topic, ledger, 200, 2, 3)
+	if err := p1.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Error("the fenced producer committed its transaction")
+	} else if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) && !strings.Contains(err.Error(), "fenced") {
+		t.Logf("fenced producer's commit failed with %v", err)
+	}
+	got = consumeAllTxn(ctx, t, seeds, topic, true, 1<<30, 2*time.Second)
+	for _, p := range ledger.check(got) {
+		t.Error("read_committed after fencing:", p)
+	}
+}
