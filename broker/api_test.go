@@ -39,6 +39,7 @@ var registeredAPIs = []kmsg.ApiVersionsResponseApiKey{
 	{ApiKey: 25, MinVersion: 0, MaxVersion: 4}, // AddOffsetsToTxn
 	{ApiKey: 26, MinVersion: 0, MaxVersion: 4}, // EndTxn
 	{ApiKey: 27, MinVersion: 0, MaxVersion: 1}, // WriteTxnMarkers
+	{ApiKey: 28, MinVersion: 0, MaxVersion: 4}, // TxnOffsetCommit
 	{ApiKey: 32, MinVersion: 0, MaxVersion: 4}, // DescribeConfigs
 	{ApiKey: 33, MinVersion: 0, MaxVersion: 2}, // AlterConfigs
 	{ApiKey: 37, MinVersion: 0, MaxVersion: 3}, // CreatePartitions

@@ -206,6 +206,7 @@ func (b *Broker) apis() []kproto.API {
 		b.addOffsetsToTxnAPI(),
 		b.endTxnAPI(),
 		b.writeTxnMarkersAPI(),
+		b.txnOffsetCommitAPI(),
 		b.offsetForLeaderEpochAPI(),
 		b.findCoordinatorAPI(),
 		b.joinGroupAPI(),

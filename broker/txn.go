@@ -192,8 +192,21 @@ func (b *Broker) appendMarker(t *topic, n int32, pid int64, epoch int16, commit 
 		done(err)
 		return
 	}
+	offsets := t.name == coordinator.OffsetsTopic
 	t.parts[n].Append(batch, h, partition.AppendOptions{Acks: partition.AcksAll}, func(res partition.AppendResult) {
-		done(res.Err)
+		if res.Err != nil || !offsets {
+			done(res.Err)
+			return
+		}
+		// The group coordinator applies or drops the transaction's offsets
+		// before the marker counts as written, so that the transaction's
+		// end is answered after its offsets show.
+		if !b.goFunc(func() {
+			b.groups.TxnEnded(n, pid, commit)
+			done(nil)
+		}) {
+			done(partition.ErrClosed)
+		}
 	})
 }
 

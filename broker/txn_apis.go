@@ -240,3 +240,57 @@ func (b *Broker) writeTxnMarkers(_ context.Context, req *kproto.Request, respond
 	}
 	finish()
 }
+
+// TxnOffsetCommit v5 adds the offsets partition to the transaction itself
+// (transactions version 2), which this broker does not finalize.
+func (b *Broker) txnOffsetCommitAPI() kproto.API {
+	return kproto.API{Key: kmsg.TxnOffsetCommit.Int16(), MinVersion: 0, MaxVersion: 4, Handle: b.txnOffsetCommit}
+}
+
+// txnOffsetCommit writes a transaction's offsets on the group's
+// coordinator; they take effect when the transaction commits.
+func (b *Broker) txnOffsetCommit(_ context.Context, req *kproto.Request, respond func(kmsg.Response)) {
+	r := req.Msg.(*kmsg.TxnOffsetCommitRequest)
+	resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	cr := coordinator.TxnCommitRequest{Group: r.Group, ProducerID: r.ProducerID, Epoch: r.ProducerEpoch, Generation: -1}
+	if r.Version >= 3 {
+		cr.Generation, cr.MemberID, cr.InstanceID = r.Generation, r.MemberID, r.InstanceID
+	}
+	var slots []*kmsg.TxnOffsetCommitResponseTopicPartition
+	resp.Topics = make([]kmsg.TxnOffsetCommitResponseTopic, len(r.Topics))
+	for i, rt := range r.Topics {
+		st := &resp.Topics[i]
+		st.Default()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.TxnOffsetCommitResponseTopicPartition, len(rt.Partitions))
+		for j, rp := range rt.Partitions {
+			sp := &st.Partitions[j]
+			sp.Default()
+			sp.Partition = rp.Partition
+			if !b.knownPartition(rt.Topic, rp.Partition) {
+				sp.ErrorCode = errorCode(ErrUnknownTopic)
+				continue
+			}
+			cr.Offsets = append(cr.Offsets, coordinator.CommitOffset{
+				TopicPartition: coordinator.TopicPartition{Topic: rt.Topic, Partition: rp.Partition},
+				Offset:         rp.Offset,
+				LeaderEpoch:    rp.LeaderEpoch,
+				Metadata:       rp.Metadata,
+			})
+			slots = append(slots, sp)
+		}
+	}
+	if len(cr.Offsets) == 0 {
+		respond(resp)
+		return
+	}
+	b.groups.TxnCommitOffsets(cr, func(errs []error) {
+		for i, err := range errs {
+			if r.Version < 2 && errors.Is(err, coordinator.ErrLoadInProgress) {
+				err = coordinator.ErrCoordinatorNotAvailable
+			}
+			slots[i].ErrorCode = fencedCode(err, r.Version >= 3)
+		}
+		respond(resp)
+	})
+}

@@ -212,3 +212,115 @@ func TestTransactions(t *testing.T) {
 		t.Error("read_committed after fencing:", p)
 	}
 }
+
+// transformOnce runs a consume-transform-produce worker with franz-go's
+// GroupTransactSession: each record of in is copied to out, with its
+// value prefixed, in the transaction that commits its offset. It stops
+// after limit records, aborting its last transaction if abortLast is set
+// (as a worker that dies before its commit would), and returns how many
+// records it committed.
+func transformOnce(ctx context.Context, t *testing.T, seeds []string, in, out string, limit int, abortLast bool) int {
+	t.Helper()
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...), kgo.TransactionalID("transformer"),
+		kgo.ConsumerGroup("transformers"), kgo.ConsumeTopics(in), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DefaultProduceTopic(out), kgo.TransactionTimeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	done := 0
+	// The group's first join waits out its initial rebalance delay.
+	idle := time.Now().Add(15 * time.Second)
+	for done < limit {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := sess.PollRecords(pctx, 20)
+		cancel()
+		if fs.NumRecords() == 0 {
+			if time.Now().After(idle) {
+				break
+			}
+			continue
+		}
+		idle = time.Now().Add(3 * time.Second)
+		if err := sess.Begin(); err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		n := 0
+		var perr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if err := sess.ProduceSync(ctx, &kgo.Record{Key: r.Key, Value: append([]byte("out-"), r.Value...)}).FirstErr(); err != nil && perr == nil {
+				perr = err
+			}
+			n++
+		})
+		if perr != nil {
+			t.Fatalf("produce in transaction: %v", perr)
+		}
+		commit := !(abortLast && done+n >= limit)
+		committed, err := sess.End(ctx, kgo.TransactionEndTry(commit))
+		if err != nil {
+			t.Fatalf("end transaction: %v", err)
+		}
+		if committed {
+			done += n
+		} else if commit {
+			t.Logf("a transaction of %d records was aborted by the session (rebalance)", n)
+		} else {
+			return done
+		}
+	}
+	return done
+}
+
+// TestTransactionsGroupSession is consume-transform-produce with exactly
+// once: a worker copies an input topic to an output topic with franz-go's
+// GroupTransactSession, its offsets committed in its transactions; it
+// aborts its last transaction and stops, a second worker of the same group
+// and transactional ID takes over, and the output holds every input record
+// exactly once while the group's committed offsets reach the input's end.
+func TestTransactionsGroupSession(t *testing.T) {
+	b := startBroker(t)
+	ctx := testContext(t, 2*time.Minute)
+	seeds := []string{b.Addr()}
+	cl := newClient(t, b)
+	adm := kadm.NewClient(cl)
+	const in, out, total = "tx-in", "tx-out", 300
+	createTopic(ctx, t, adm, in, 2, nil)
+	createTopic(ctx, t, adm, out, 2, nil)
+	for i := range total {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: in, Key: []byte(fmt.Sprint(i % 7)), Value: []byte(fmt.Sprintf("rec-%d", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := transformOnce(ctx, t, seeds, in, out, total/2, true)
+	rest := transformOnce(ctx, t, seeds, in, out, total, false)
+	t.Logf("first worker committed %d records, the second %d", first, rest)
+
+	got := consumeAllTxn(ctx, t, seeds, out, true, total, 5*time.Second)
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[string(r.Value)]++
+	}
+	for i := range total {
+		if n := seen[fmt.Sprintf("out-rec-%d", i)]; n != 1 {
+			t.Errorf("output holds out-rec-%d %d times, want once", i, n)
+		}
+	}
+	if len(got) != total {
+		t.Errorf("output holds %d records, want %d", len(got), total)
+	}
+	offs, err := adm.FetchOffsets(ctx, "transformers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := offs.Lookup(in, o.Partition); !ok || c.At != o.Offset {
+			t.Errorf("partition %d: committed offset %v, end %d", o.Partition, c.At, o.Offset)
+		}
+	})
+}

@@ -1,6 +1,10 @@
 package coordinator
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
 
 // Errors of the coordinator. The broker maps each to the Kafka error code of
 // the same meaning in one place (broker/errors.go).
@@ -21,6 +25,9 @@ var (
 	ErrGroupIDNotFound         = errors.New("group not found")
 	ErrGroupSubscribedToTopic  = errors.New("the group's members are subscribed to the topic")
 	ErrOffsetMetadataTooLarge  = errors.New("offset metadata larger than the maximum")
+	// ErrUnstableOffsetCommit is a partition whose offset a transaction
+	// has committed but not yet ended (OffsetFetch with RequireStable).
+	ErrUnstableOffsetCommit = kerr.UnstableOffsetCommit
 )
 
 // errNoGroup is what routing reports for a group that does not exist when

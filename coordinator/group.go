@@ -128,6 +128,9 @@ type group struct {
 
 	offsets map[topicPartition]offset
 	commits map[topicPartition]int // commits in flight per partition
+	// txnOffsets are the offsets committed in transactions not yet ended,
+	// by producer ID: they take effect when the transaction commits.
+	txnOffsets map[int64]map[topicPartition]offset
 	// stableWaiters are OffsetFetches with RequireStable waiting for the
 	// commits in flight.
 	stableWaiters []waiter

@@ -17,6 +17,8 @@ type loadedGroup struct {
 	id      string
 	meta    *kmsg.GroupMetadataValue
 	offsets map[topicPartition]offset
+	// txnOffsets are offsets of transactions that had not ended.
+	txnOffsets map[int64]map[topicPartition]offset
 }
 
 // replayReadBytes is how much of the partition one read returns.
@@ -36,20 +38,56 @@ func replay(p partition.Partition, dec kgo.Decompressor) ([]*loadedGroup, error)
 		return lg
 	}
 	var bad error
-	apply := func(key, value []byte) {
-		if err := applyRecord(key, value, get); err != nil && bad == nil {
+	apply := func(r batchRecord, get func(string) *loadedGroup) {
+		if err := applyRecord(r.key, r.value, get); err != nil && bad == nil {
 			bad = err
 		}
 	}
-	if err := replayPartition(p, dec, "offsets", apply); err != nil {
+	// A transaction's records take effect at its commit marker.
+	txns := make(map[int64][]batchRecord)
+	record := func(r batchRecord) {
+		if r.producerID >= 0 {
+			txns[r.producerID] = append(txns[r.producerID], r)
+			return
+		}
+		apply(r, get)
+	}
+	marker := func(pid int64, commit bool) {
+		if commit {
+			for _, r := range txns[pid] {
+				apply(r, get)
+			}
+		}
+		delete(txns, pid)
+	}
+	if err := replayPartition(p, dec, "offsets", record, marker); err != nil {
 		return nil, err
+	}
+	// Transactions not ended yet: their offsets wait for the marker.
+	for pid, recs := range txns {
+		open := make(map[string]*loadedGroup)
+		for _, r := range recs {
+			apply(r, func(id string) *loadedGroup {
+				if open[id] == nil {
+					open[id] = &loadedGroup{id: id, offsets: make(map[topicPartition]offset)}
+				}
+				return open[id]
+			})
+		}
+		for id, lg := range open {
+			g := get(id)
+			if g.txnOffsets == nil {
+				g.txnOffsets = make(map[int64]map[topicPartition]offset)
+			}
+			g.txnOffsets[pid] = lg.offsets
+		}
 	}
 	if bad != nil {
 		return nil, bad
 	}
 	out := make([]*loadedGroup, 0, len(groups))
 	for _, lg := range groups {
-		if lg.meta != nil || len(lg.offsets) > 0 {
+		if lg.meta != nil || len(lg.offsets) > 0 || len(lg.txnOffsets) > 0 {
 			out = append(out, lg)
 		}
 	}
@@ -60,7 +98,7 @@ func replay(p partition.Partition, dec kgo.Decompressor) ([]*loadedGroup, error)
 // replayPartition calls apply with the key and value of every record of
 // p, an internal topic's partition named by what, from its log start to
 // its high watermark.
-func replayPartition(p partition.Partition, dec kgo.Decompressor, what string, apply func(key, value []byte)) error {
+func replayPartition(p partition.Partition, dec kgo.Decompressor, what string, record func(batchRecord), marker func(pid int64, commit bool)) error {
 	var buf []byte
 	at := p.Offsets().LogStart
 	for {
@@ -80,7 +118,7 @@ func replayPartition(p partition.Partition, dec kgo.Decompressor, what string, a
 			return nil
 		}
 		buf = res.Records
-		next, err := eachRecord(res.Records, dec, apply)
+		next, err := eachRecord(res.Records, dec, record, marker)
 		if err != nil {
 			return fmt.Errorf("%s partition at %d: %w", what, at, err)
 		}

@@ -128,8 +128,12 @@ func (g *group) fetchOffsets(topics []TopicPartitions, requireStable bool, done 
 		to := TopicOffsets{Topic: t.Topic, Partitions: make([]PartitionOffset, 0, len(t.Partitions))}
 		for _, p := range t.Partitions {
 			po := PartitionOffset{Partition: p, Offset: -1, LeaderEpoch: -1}
-			if o, ok := g.offsets[topicPartition{t.Topic, p}]; ok {
+			tp := topicPartition{t.Topic, p}
+			if o, ok := g.offsets[tp]; ok {
 				po.Offset, po.LeaderEpoch, po.Metadata = o.offset, o.leaderEpoch, o.metadata
+			}
+			if requireStable && g.txnPending(tp) {
+				po.Offset, po.LeaderEpoch, po.Metadata, po.Err = -1, -1, "", ErrUnstableOffsetCommit
 			}
 			to.Partitions = append(to.Partitions, po)
 		}
@@ -276,7 +280,7 @@ func (g *group) cleanup(remove []topicPartition, now time.Time) {
 		recs = append(recs, offsetTombstone(g.id, tp))
 		delete(g.offsets, tp)
 	}
-	if g.state == StateEmpty && len(g.offsets) == 0 && len(g.commits) == 0 && len(g.pending) == 0 {
+	if g.state == StateEmpty && len(g.offsets) == 0 && len(g.commits) == 0 && len(g.pending) == 0 && len(g.txnOffsets) == 0 {
 		recs = append(recs, groupTombstone(g.id))
 		g.transition(StateDead, now)
 	}
@@ -330,6 +334,9 @@ func (g *group) storeGroup(assignments map[string][]byte, now time.Time, then fu
 // members carry on by heartbeating, or expire.
 func (g *group) restore(lg *loadedGroup, now time.Time) {
 	g.offsets = lg.offsets
+	if len(lg.txnOffsets) > 0 {
+		g.txnOffsets = lg.txnOffsets
+	}
 	g.transition(StateEmpty, time.Time{})
 	v := lg.meta
 	if v == nil {

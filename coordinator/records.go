@@ -74,6 +74,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // encodeBatch encodes recs as one uncompressed, non-idempotent v2 record
 // batch stamped now, as a producer would send it.
 func encodeBatch(recs []kmsg.Record, now time.Time) []byte {
+	return encodeBatchOf(recs, now, -1, -1)
+}
+
+// encodeBatchOf is encodeBatch for producer pid at epoch: a transactional
+// batch without sequence numbers when pid is not -1, as Kafka writes the
+// offsets of a transaction.
+func encodeBatchOf(recs []kmsg.Record, now time.Time, pid int64, epoch int16) []byte {
 	ts := now.UnixMilli()
 	var body []byte
 	for i := range recs {
@@ -86,15 +93,20 @@ func encodeBatch(recs []kmsg.Record, now time.Time) []byte {
 		r.Length = int32(len(r.AppendTo(nil)) - 1)
 		body = r.AppendTo(body)
 	}
+	var attrs int16
+	if pid >= 0 {
+		attrs = 0x10 // transactional
+	}
 	rb := kmsg.RecordBatch{
+		Attributes:           attrs,
 		FirstOffset:          0,
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
 		LastOffsetDelta:      int32(len(recs) - 1),
 		FirstTimestamp:       ts,
 		MaxTimestamp:         ts,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
+		ProducerID:           pid,
+		ProducerEpoch:        epoch,
 		FirstSequence:        -1,
 		NumRecords:           int32(len(recs)),
 		Records:              body,
@@ -106,10 +118,19 @@ func encodeBatch(recs []kmsg.Record, now time.Time) []byte {
 	return b
 }
 
-// eachRecord calls fn with the key and value of every record of the v2
-// batches in b, decompressing them as needed and skipping control batches.
-// It returns the offset after the last batch.
-func eachRecord(b []byte, dec kgo.Decompressor, fn func(key, value []byte)) (next int64, err error) {
+// batchRecord is one record of an internal topic's batch.
+type batchRecord struct {
+	key, value []byte
+	// producerID is the producer of a transactional batch, -1 for others.
+	producerID int64
+}
+
+// eachRecord calls fn with every record of the v2 batches in b,
+// decompressing them as needed, and marker, if set, with the producer and
+// outcome of every transaction marker (control batches otherwise carry no
+// records for the coordinators). It returns the offset after the last
+// batch.
+func eachRecord(b []byte, dec kgo.Decompressor, fn func(r batchRecord), marker func(pid int64, commit bool)) (next int64, err error) {
 	for len(b) > 0 {
 		if len(b) < 12 {
 			return next, fmt.Errorf("%d bytes left hold no batch header", len(b))
@@ -124,14 +145,15 @@ func eachRecord(b []byte, dec kgo.Decompressor, fn func(key, value []byte)) (nex
 		}
 		b = b[size:]
 		next = rb.FirstOffset + int64(rb.LastOffsetDelta) + 1
-		if rb.Attributes&0x20 != 0 {
-			continue // transaction markers carry no group data
-		}
 		recs := rb.Records
 		if codec := kgo.CompressionCodecType(rb.Attributes & 0x07); codec != kgo.CodecNone {
 			if recs, err = dec.Decompress(recs, codec); err != nil {
 				return next, fmt.Errorf("decompressing batch at %d: %w", rb.FirstOffset, err)
 			}
+		}
+		control, pid := rb.Attributes&0x20 != 0, int64(-1)
+		if rb.Attributes&0x10 != 0 {
+			pid = rb.ProducerID
 		}
 		for i := int32(0); i < rb.NumRecords; i++ {
 			l, n := binary.Varint(recs)
@@ -143,7 +165,16 @@ func eachRecord(b []byte, dec kgo.Decompressor, fn func(key, value []byte)) (nex
 				return next, fmt.Errorf("reading record of batch at %d: %w", rb.FirstOffset, err)
 			}
 			recs = recs[n+int(l):]
-			fn(r.Key, r.Value)
+			if !control {
+				fn(batchRecord{key: r.Key, value: r.Value, producerID: pid})
+				continue
+			}
+			// A marker's key: version, then type (0 abort, 1 commit).
+			if marker != nil && len(r.Key) >= 4 && pid >= 0 {
+				if kind := int16(binary.BigEndian.Uint16(r.Key[2:])); kind == 0 || kind == 1 {
+					marker(pid, kind == 1)
+				}
+			}
 		}
 	}
 	return next, nil

@@ -42,9 +42,9 @@ func TestRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("batch header %+v", h)
 	}
 	var keys, values [][]byte
-	next, err := eachRecord(b, kgo.DefaultDecompressor(), func(k, v []byte) {
-		keys, values = append(keys, k), append(values, v)
-	})
+	next, err := eachRecord(b, kgo.DefaultDecompressor(), func(r batchRecord) {
+		keys, values = append(keys, r.key), append(values, r.value)
+	}, nil)
 	if err != nil || next != 5 || len(keys) != 5 {
 		t.Fatalf("read %d records, next %d, err %v", len(keys), next, err)
 	}
@@ -122,11 +122,11 @@ func TestEachRecordCompressed(t *testing.T) {
 	b := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 	var got []string
-	if _, err := eachRecord(b, kgo.DefaultDecompressor(), func(k, _ []byte) {
+	if _, err := eachRecord(b, kgo.DefaultDecompressor(), func(r batchRecord) {
 		var gk kmsg.GroupMetadataKey
-		_ = gk.ReadFrom(k)
+		_ = gk.ReadFrom(r.key)
 		got = append(got, gk.Group)
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, []string{"a", "b"}) {

@@ -88,12 +88,12 @@ func applyTxnRecord(key, value []byte, txns map[string]*txnMeta) error {
 func replayTxns(p partition.Partition, dec kgo.Decompressor) (map[string]*txnMeta, error) {
 	txns := make(map[string]*txnMeta)
 	var bad error
-	apply := func(key, value []byte) {
-		if err := applyTxnRecord(key, value, txns); err != nil && bad == nil {
+	apply := func(r batchRecord) {
+		if err := applyTxnRecord(r.key, r.value, txns); err != nil && bad == nil {
 			bad = err
 		}
 	}
-	if err := replayPartition(p, dec, "transaction state", apply); err != nil {
+	if err := replayPartition(p, dec, "transaction state", apply, nil); err != nil {
 		return nil, err
 	}
 	if bad != nil {

@@ -78,14 +78,17 @@ type stamped struct {
 func (c *core) stamp(b []byte, h *BatchHeader, opts AppendOptions, epoch int32) (stamped, error) {
 	var pr *producer
 	switch {
-	case h.Control():
-		// A transaction marker, from the coordinator: no sequence.
-		if _, err := markerType(b, h); err != nil {
-			return stamped{}, err
+	case h.Control() || h.Idempotent() && h.BaseSequence < 0:
+		// A transaction marker, or offsets a group coordinator commits in
+		// a transaction: the producer's epoch, no sequence.
+		if h.Control() {
+			if _, err := markerType(b, h); err != nil {
+				return stamped{}, err
+			}
 		}
 		pr = c.producers[h.ProducerID]
 		if pr != nil && h.ProducerEpoch < pr.epoch {
-			return stamped{}, fmt.Errorf("%w: marker at epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerEpoch, pr.epoch)
+			return stamped{}, fmt.Errorf("%w: epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerEpoch, pr.epoch)
 		}
 	case h.Idempotent():
 		pr = c.producers[h.ProducerID]

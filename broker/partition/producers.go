@@ -54,15 +54,16 @@ func (p *producer) check(h *BatchHeader) (dup *seqBatch, err error) {
 	return nil, nil
 }
 
-// record remembers an appended batch. A marker (control batch) carries
-// no sequence: it only moves the epoch forward, which a coordinator that
-// bumps the epoch as it ends a transaction does.
+// record remembers an appended batch. A marker (control batch), or a
+// batch of offsets committed in a transaction, carries no sequence: it
+// only moves the epoch forward, which a coordinator that bumps the epoch
+// as it ends a transaction does.
 func (p *producer) record(h *BatchHeader, base, appendTime int64) {
 	if h.ProducerEpoch != p.epoch {
 		p.epoch = h.ProducerEpoch
 		p.recent = p.recent[:0]
 	}
-	if h.Control() {
+	if h.Control() || h.BaseSequence < 0 {
 		return
 	}
 	if len(p.recent) == recentBatches {
