@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // txnLedger records what transactional producers wrote: each record value
@@ -20,15 +21,30 @@ type txnLedger struct {
 	committed map[string]bool // value → its transaction committed
 	txnOf     map[string]int  // value → transaction number
 	sizes     map[int]int     // transaction number → records
+	// unknown are transactions whose end the producer did not learn (its
+	// coordinator died): all of their records or none may be read.
+	unknown map[int]bool
 }
 
 func newTxnLedger() *txnLedger {
-	return &txnLedger{committed: map[string]bool{}, txnOf: map[string]int{}, sizes: map[int]int{}}
+	return &txnLedger{committed: map[string]bool{}, txnOf: map[string]int{}, sizes: map[int]int{}, unknown: map[int]bool{}}
 }
 
 func (l *txnLedger) add(txn int, value string, committed bool) {
 	l.committed[value], l.txnOf[value] = committed, txn
 	l.sizes[txn]++
+}
+
+// settle records the outcome of transaction txn once known.
+func (l *txnLedger) settle(txn int, committed, known bool) {
+	for v, n := range l.txnOf {
+		if n == txn {
+			l.committed[v] = committed
+		}
+	}
+	if !known {
+		l.unknown[txn] = true
+	}
 }
 
 // check compares what a read_committed consumer read with the ledger and
@@ -52,7 +68,7 @@ func (l *txnLedger) check(read []*kgo.Record) []string {
 			problems = append(problems, fmt.Sprintf("read %q, which no producer wrote", v))
 		case seen[v]:
 			problems = append(problems, fmt.Sprintf("read %q twice", v))
-		case !committed:
+		case !committed && !l.unknown[l.txnOf[v]]:
 			problems = append(problems, fmt.Sprintf("read %q of aborted transaction %d", v, l.txnOf[v]))
 		}
 		seen[v] = true
@@ -61,7 +77,7 @@ func (l *txnLedger) check(read []*kgo.Record) []string {
 		}
 	}
 	for v, committed := range l.committed {
-		if committed && !seen[v] {
+		if committed && !seen[v] && !l.unknown[l.txnOf[v]] {
 			problems = append(problems, fmt.Sprintf("committed record %q (transaction %d) lost", v, l.txnOf[v]))
 		}
 	}
@@ -323,4 +339,125 @@ func TestTransactionsGroupSession(t *testing.T) {
 			t.Errorf("partition %d: committed offset %v, end %d", o.Partition, c.At, o.Offset)
 		}
 	})
+}
+
+// txnCoordinatorOf asks broker id which broker coordinates transactional
+// ID txnID.
+func txnCoordinatorOf(ctx context.Context, cl *kgo.Client, txnID string) (int32, error) {
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorType, req.CoordinatorKey, req.CoordinatorKeys = 1, txnID, []string{txnID}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return -1, err
+	}
+	if len(resp.Coordinators) == 1 {
+		c := resp.Coordinators[0]
+		return c.NodeID, kerr.ErrorForCode(c.ErrorCode)
+	}
+	return resp.NodeID, kerr.ErrorForCode(resp.ErrorCode)
+}
+
+// TestTransactionsClusterKills runs a transactional producer against three
+// brokers (replication factor 3) while the broker coordinating its
+// transactional ID, and then the leader of a partition it writes to, are
+// SIGKILLed in the middle of transactions and restarted. Afterwards a
+// read_committed reader must find every committed transaction whole, no
+// aborted record, each record once, in offset order; a transaction whose
+// end the producer could not learn is there whole or not at all.
+func TestTransactionsClusterKills(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 4*time.Minute)
+	const topic, txnID = "txn-kills", "tx-kills"
+	adm := kadm.NewClient(c.client(nil))
+	createClusterTopic(ctx, t, adm, topic, 3, 3)
+	seeds := c.addrs([]int32{1, 2, 3})
+	ledger := newTxnLedger()
+
+	newProducer := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID(txnID), kgo.TransactionTimeout(30*time.Second),
+			kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+			kgo.MetadataMinAge(250*time.Millisecond), kgo.RetryTimeout(30*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	p := newProducer()
+	defer func() { p.Close() }()
+	txn := 0
+	// run writes n transactions of 6 records; fault, if set, runs in the
+	// middle of the third one.
+	run := func(n int, fault func()) {
+		for range n {
+			txn++
+			if err := p.BeginTransaction(); err != nil {
+				t.Fatalf("begin transaction %d: %v", txn, err)
+			}
+			commit := txn%4 != 0
+			var perr error
+			for j := range 6 {
+				if j == 3 && fault != nil {
+					fault()
+					fault = nil
+				}
+				v := fmt.Sprintf("txn-%d-rec-%d", txn, j)
+				ledger.add(txn, v, false)
+				pctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+				perr = p.ProduceSync(pctx, &kgo.Record{Value: []byte(v)}).FirstErr()
+				cancel()
+				if perr != nil {
+					break
+				}
+			}
+			if perr != nil {
+				t.Logf("transaction %d: produce failed (%v): aborting it", txn, perr)
+				commit = false
+			}
+			ectx, cancel := context.WithTimeout(ctx, 40*time.Second)
+			err := p.EndTransaction(ectx, kgo.TransactionEndTry(commit))
+			cancel()
+			if err != nil {
+				// The outcome is unknown: the next producer's
+				// InitProducerId finishes or aborts it.
+				t.Logf("transaction %d: end (commit %v) failed: %v; a new producer takes over", txn, commit, err)
+				ledger.settle(txn, commit, false)
+				p.Close()
+				p = newProducer()
+				continue
+			}
+			ledger.settle(txn, commit, true)
+		}
+	}
+	run(4, nil)
+	coord, err := txnCoordinatorOf(ctx, c.client(nil), txnID)
+	if err != nil {
+		t.Fatalf("finding the transaction coordinator: %v", err)
+	}
+	run(4, func() {
+		t.Logf("killing broker %d, the transaction coordinator", coord)
+		c.broker(coord).Kill()
+	})
+	c.broker(coord).Restart()
+	c.waitReady(ctx)
+	leaders := c.waitLeadersEverywhere(ctx, topic, 3, nil)
+	victim := leaders[0].Leader
+	run(4, func() {
+		t.Logf("killing broker %d, the leader of %s-0", victim, topic)
+		c.broker(victim).Kill()
+	})
+	c.broker(victim).Restart()
+	c.waitReady(ctx)
+	run(3, nil)
+
+	got := consumeAllTxn(ctx, t, seeds, topic, true, 1<<30, 5*time.Second)
+	for _, p := range ledger.check(got) {
+		t.Error("read_committed:", p)
+	}
+	committed := 0
+	for _, ok := range ledger.committed {
+		if ok {
+			committed++
+		}
+	}
+	t.Logf("%d transactions (%d unknown), %d committed records written, %d read", txn, len(ledger.unknown), committed, len(got))
 }
