@@ -72,7 +72,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = ErrUnknownTopic
 			}
 			if err == nil {
-				err = b.appendBatch(t, rp, acks, sp, finish, &pending, &failed)
+				err = b.appendBatch(t, rp, r, acks, sp, finish, &pending, &failed)
 			}
 			if errors.Is(err, partition.ErrOldMessageFormat) && r.Version >= 3 {
 				// Produce v3+ may only carry v2 batches: Kafka calls
@@ -100,7 +100,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 
 // appendBatch checks one partition's batch and starts its append; the
 // append fills sp, sets failed if it fails, and calls finish when done.
-func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32, failed *atomic.Bool) error {
+func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r *kmsg.ProduceRequest, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32, failed *atomic.Bool) error {
 	ec := &t.effective
 	if acks == partition.AcksAll && ec.minInSync > 1 {
 		// As in Kafka, a leader whose ISR is smaller than
@@ -126,16 +126,36 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, ac
 		}
 	}
 	pending.Add(1)
-	t.parts[rp.Partition].Append(rp.Records, h, partition.AppendOptions{Acks: acks, LogAppendTime: ec.logAppendTime}, func(res partition.AppendResult) {
-		sp.BaseOffset = res.BaseOffset
-		sp.LogAppendTime = res.LogAppendTime
-		sp.LogStartOffset = res.LogStartOffset
-		if res.Err != nil {
-			failed.Store(true)
-			sp.ErrorCode = errorCode(res.Err)
-			sp.ErrorMessage = errorMessage(res.Err)
-			sp.BaseOffset = -1
+	p := t.parts[rp.Partition]
+	start := func() {
+		p.Append(rp.Records, h, partition.AppendOptions{Acks: acks, LogAppendTime: ec.logAppendTime}, func(res partition.AppendResult) {
+			sp.BaseOffset = res.BaseOffset
+			sp.LogAppendTime = res.LogAppendTime
+			sp.LogStartOffset = res.LogStartOffset
+			if res.Err != nil {
+				failed.Store(true)
+				sp.ErrorCode = errorCode(res.Err)
+				sp.ErrorMessage = errorMessage(res.Err)
+				sp.BaseOffset = -1
+			}
+			finish()
+		})
+	}
+	if !h.Transactional() || p.TxnOpen(h.ProducerID) {
+		start()
+		return nil
+	}
+	// The first batch of a transaction here: its coordinator must have it
+	// in the transaction (KIP-890), or a late batch of a transaction that
+	// ended would open one nobody ends.
+	b.verifyTxn(r, t.name, rp.Partition, h, func(err error) {
+		if err == nil {
+			start()
+			return
 		}
+		failed.Store(true)
+		sp.ErrorCode = errorCode(err)
+		sp.ErrorMessage = errorMessage(err)
 		finish()
 	})
 	return nil

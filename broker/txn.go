@@ -308,3 +308,79 @@ func (pc *peerClient) writeMarkers(ctx context.Context, leader int32, r coordina
 	}
 	return out
 }
+
+// verifyTxn asks the coordinator of the produce request's transactional ID
+// whether partition n of topic belongs to the producer's transaction, and
+// calls done with nil if it does, or with the error Produce answers.
+func (b *Broker) verifyTxn(r *kmsg.ProduceRequest, topic string, n int32, h partition.BatchHeader, done func(error)) {
+	notInTxn := kerr.InvalidTxnState // what clients before Produce v11 know
+	if r.Version >= 11 {
+		notInTxn = kerr.TransactionAbortable
+	}
+	answer := func(err error) {
+		switch {
+		case errors.Is(err, kerr.TransactionAbortable):
+			err = fmt.Errorf("%w: %s-%d is not in the producer's transaction", notInTxn, topic, n)
+		case errors.Is(err, kerr.ProducerFenced):
+			err = fmt.Errorf("%w: %w", kerr.InvalidProducerEpoch, err) // what producers expect
+		}
+		done(err)
+	}
+	if r.TransactionID == nil {
+		answer(fmt.Errorf("%w: a transactional batch in a request without a transactional ID", kerr.InvalidTxnState))
+		return
+	}
+	id := *r.TransactionID
+	tp := coordinator.TopicPartition{Topic: topic, Partition: n}
+	mb, err := b.internalLeader(coordinator.TxnStateTopic, b.txns.PartitionFor(id))
+	if err != nil {
+		answer(err)
+		return
+	}
+	if mb.NodeID == b.cfg.NodeID {
+		res, err := b.txns.Verify(id, h.ProducerID, h.ProducerEpoch, []coordinator.TopicPartition{tp})
+		if err == nil {
+			err = res[tp]
+		}
+		answer(err)
+		return
+	}
+	if !b.goFunc(func() { answer(b.peerClient.verify(b.ctx, mb.NodeID, id, h, tp)) }) {
+		answer(coordinator.ErrCoordinatorNotAvailable)
+	}
+}
+
+// verify sends an AddPartitionsToTxn that only verifies (v4+) to the
+// coordinator broker of transactional ID id.
+func (pc *peerClient) verify(ctx context.Context, coord int32, id string, h partition.BatchHeader, tp coordinator.TopicPartition) error {
+	cl, err := pc.client()
+	if err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrCoordinatorNotAvailable, err)
+	}
+	req := kmsg.NewPtrAddPartitionsToTxnRequest()
+	req.Version = 4
+	txn := kmsg.NewAddPartitionsToTxnRequestTransaction()
+	txn.TransactionalID, txn.ProducerID, txn.ProducerEpoch, txn.VerifyOnly = id, h.ProducerID, h.ProducerEpoch, true
+	txn.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{{Topic: tp.Topic, Partitions: []int32{tp.Partition}}}
+	req.Transactions = append(req.Transactions, txn)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := cl.Broker(int(coord)).Request(rctx, req)
+	if err != nil {
+		return fmt.Errorf("%w: verifying with broker %d: %w", coordinator.ErrCoordinatorNotAvailable, coord, err)
+	}
+	resp := kresp.(*kmsg.AddPartitionsToTxnResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	for _, rt := range resp.Transactions {
+		for _, t := range rt.Topics {
+			for _, p := range t.Partitions {
+				if t.Topic == tp.Topic && p.Partition == tp.Partition {
+					return kerr.ErrorForCode(p.ErrorCode)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%w: broker %d did not answer for %s-%d", coordinator.ErrCoordinatorNotAvailable, coord, tp.Topic, tp.Partition)
+}

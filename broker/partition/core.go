@@ -120,6 +120,14 @@ func (c *core) stamp(b []byte, h *BatchHeader, opts AppendOptions, epoch int32) 
 	return s, nil
 }
 
+// TxnOpen implements Partition.
+func (c *core) TxnOpen(pid int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pending.open[pid]
+	return ok
+}
+
 // Watch implements Partition.
 func (c *core) Watch(ch chan<- struct{}) { c.watchers.add(ch) }
 

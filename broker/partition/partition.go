@@ -76,6 +76,10 @@ type Partition interface {
 	// serves clients.
 	IsLeader() bool
 
+	// TxnOpen reports whether producer pid has a transaction open in this
+	// leader's log, its appends not yet committed included.
+	TxnOpen(pid int64) bool
+
 	// Offsets returns the current offsets.
 	Offsets() Offsets
 

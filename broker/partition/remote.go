@@ -27,6 +27,9 @@ func (r Remote) ReadCommitted(offset int64, maxBytes int, minOne bool, dst []byt
 // IsLeader implements Partition.
 func (Remote) IsLeader() bool { return false }
 
+// TxnOpen implements Partition.
+func (Remote) TxnOpen(int64) bool { return false }
+
 // Offsets implements Partition.
 func (Remote) Offsets() Offsets {
 	return Offsets{LogStart: -1, HighWatermark: -1, LogEnd: -1, LeaderEpoch: -1}
