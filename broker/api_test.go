@@ -48,6 +48,9 @@ var registeredAPIs = []kmsg.ApiVersionsResponseApiKey{
 	{ApiKey: 44, MinVersion: 0, MaxVersion: 1}, // IncrementalAlterConfigs
 	{ApiKey: 47, MinVersion: 0, MaxVersion: 0}, // OffsetDelete
 	{ApiKey: 60, MinVersion: 0, MaxVersion: 2}, // DescribeCluster
+	{ApiKey: 61, MinVersion: 0, MaxVersion: 0}, // DescribeProducers
+	{ApiKey: 65, MinVersion: 0, MaxVersion: 0}, // DescribeTransactions
+	{ApiKey: 66, MinVersion: 0, MaxVersion: 2}, // ListTransactions
 }
 
 type apiRange struct{ key, min, max int16 }

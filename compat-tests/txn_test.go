@@ -209,6 +209,7 @@ func TestTransactions(t *testing.T) {
 	if !behind {
 		t.Errorf("with a transaction open, the read_committed end offsets %v equal the high watermarks %v", committedEnds, ends)
 	}
+	checkTxnAdmin(ctx, t, adm, "tx-a", topic)
 
 	// A new producer of the same transactional ID fences the first and
 	// aborts its open transaction.
@@ -460,4 +461,41 @@ func TestTransactionsClusterKills(t *testing.T) {
 		}
 	}
 	t.Logf("%d transactions (%d unknown), %d committed records written, %d read", txn, len(ledger.unknown), committed, len(got))
+}
+
+// checkTxnAdmin checks what kadm (kafka-transactions.sh's APIs) shows of
+// an open transaction of txnID writing to topic.
+func checkTxnAdmin(ctx context.Context, t *testing.T, adm *kadm.Client, txnID, topic string) {
+	t.Helper()
+	described, err := adm.DescribeTransactions(ctx, txnID)
+	if err != nil {
+		t.Fatalf("DescribeTransactions: %v", err)
+	}
+	d := described[txnID]
+	if d.Err != nil || d.State != "Ongoing" || d.StartTimestamp <= 0 || len(d.Topics[topic]) == 0 {
+		t.Errorf("DescribeTransactions of an open transaction: %+v", d)
+	}
+	listed, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil {
+		t.Fatalf("ListTransactions: %v", err)
+	}
+	if l, ok := listed[txnID]; !ok || l.State != "Ongoing" || l.ProducerID != d.ProducerID {
+		t.Errorf("ListTransactions Ongoing: %+v, want %s with producer %d", listed, txnID, d.ProducerID)
+	}
+	if none, err := adm.ListTransactions(ctx, nil, []string{"CompleteAbort"}); err != nil || len(none) != 0 {
+		t.Errorf("ListTransactions CompleteAbort: %+v (%v), want none", none, err)
+	}
+	producers, err := adm.DescribeProducers(ctx, kadm.TopicsSet{topic: nil})
+	if err != nil {
+		t.Fatalf("DescribeProducers: %v", err)
+	}
+	open := 0
+	producers.EachProducer(func(p kadm.DescribedProducer) {
+		if p.ProducerID == d.ProducerID && p.CurrentTxnStartOffset >= 0 {
+			open++
+		}
+	})
+	if open == 0 {
+		t.Errorf("DescribeProducers shows no open transaction of producer %d: %+v", d.ProducerID, producers)
+	}
 }

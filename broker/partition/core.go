@@ -2,8 +2,10 @@ package partition
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -126,6 +128,25 @@ func (c *core) TxnOpen(pid int64) bool {
 	defer c.mu.Unlock()
 	_, ok := c.pending.open[pid]
 	return ok
+}
+
+// Producers implements Partition.
+func (c *core) Producers() []ProducerState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ProducerState, 0, len(c.producers))
+	for id, p := range c.producers {
+		ps := ProducerState{ID: id, Epoch: p.epoch, LastSequence: -1, TxnStartOffset: -1}
+		if n := len(p.recent); n > 0 {
+			ps.LastSequence = p.recent[n-1].lastSeq
+		}
+		if first, ok := c.pending.open[id]; ok {
+			ps.TxnStartOffset = first
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b ProducerState) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Watch implements Partition.

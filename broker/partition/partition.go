@@ -44,6 +44,15 @@ type Offsets struct {
 	LastStable int64
 }
 
+// ProducerState is one producer of a partition as DescribeProducers shows
+// it.
+type ProducerState struct {
+	ID             int64
+	Epoch          int16
+	LastSequence   int32 // -1 if none
+	TxnStartOffset int64 // first offset of its open transaction, or -1
+}
+
 // ReadResult is what Read returns.
 type ReadResult struct {
 	Offsets
@@ -79,6 +88,10 @@ type Partition interface {
 	// TxnOpen reports whether producer pid has a transaction open in this
 	// leader's log, its appends not yet committed included.
 	TxnOpen(pid int64) bool
+
+	// Producers lists the producers this leader keeps state for
+	// (DescribeProducers), by ID.
+	Producers() []ProducerState
 
 	// Offsets returns the current offsets.
 	Offsets() Offsets

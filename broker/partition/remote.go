@@ -30,6 +30,9 @@ func (Remote) IsLeader() bool { return false }
 // TxnOpen implements Partition.
 func (Remote) TxnOpen(int64) bool { return false }
 
+// Producers implements Partition.
+func (Remote) Producers() []ProducerState { return nil }
+
 // Offsets implements Partition.
 func (Remote) Offsets() Offsets {
 	return Offsets{LogStart: -1, HighWatermark: -1, LogEnd: -1, LeaderEpoch: -1}
