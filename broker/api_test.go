@@ -37,9 +37,9 @@ var registeredAPIs = []kmsg.ApiVersionsResponseApiKey{
 	{ApiKey: 23, MinVersion: 0, MaxVersion: 4}, // OffsetForLeaderEpoch
 	{ApiKey: 24, MinVersion: 0, MaxVersion: 5}, // AddPartitionsToTxn
 	{ApiKey: 25, MinVersion: 0, MaxVersion: 4}, // AddOffsetsToTxn
-	{ApiKey: 26, MinVersion: 0, MaxVersion: 4}, // EndTxn
+	{ApiKey: 26, MinVersion: 0, MaxVersion: 5}, // EndTxn
 	{ApiKey: 27, MinVersion: 0, MaxVersion: 1}, // WriteTxnMarkers
-	{ApiKey: 28, MinVersion: 0, MaxVersion: 4}, // TxnOffsetCommit
+	{ApiKey: 28, MinVersion: 0, MaxVersion: 5}, // TxnOffsetCommit
 	{ApiKey: 32, MinVersion: 0, MaxVersion: 4}, // DescribeConfigs
 	{ApiKey: 33, MinVersion: 0, MaxVersion: 2}, // AlterConfigs
 	{ApiKey: 37, MinVersion: 0, MaxVersion: 3}, // CreatePartitions

@@ -24,5 +24,19 @@ func (b *Broker) apiVersions(_ context.Context, req *kproto.Request, r *kmsg.Api
 		return resp
 	}
 	resp.ApiKeys = b.registry.Versions()
+	if r.Version >= 3 {
+		// Transactions version 2 (KIP-890) is always on: clients that
+		// know it bump the epoch per transaction and add partitions with
+		// their produce requests.
+		resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{{Name: featureTxnVersion, MinVersion: 0, MaxVersion: txnVersion}}
+		resp.FinalizedFeaturesEpoch = 1
+		resp.FinalizedFeatures = []kmsg.ApiVersionsResponseFinalizedFeature{{Name: featureTxnVersion, MinVersionLevel: txnVersion, MaxVersionLevel: txnVersion}}
+	}
 	return resp
 }
+
+// The transaction.version feature this broker finalizes.
+const (
+	featureTxnVersion       = "transaction.version"
+	txnVersion        int16 = 2
+)

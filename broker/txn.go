@@ -311,7 +311,9 @@ func (pc *peerClient) writeMarkers(ctx context.Context, leader int32, r coordina
 
 // verifyTxn asks the coordinator of the produce request's transactional ID
 // whether partition n of topic belongs to the producer's transaction, and
-// calls done with nil if it does, or with the error Produce answers.
+// calls done with nil if it does, or with the error Produce answers. From
+// Produce v12 (transactions version 2) the partition is added to the
+// transaction instead.
 func (b *Broker) verifyTxn(r *kmsg.ProduceRequest, topic string, n int32, h partition.BatchHeader, done func(error)) {
 	notInTxn := kerr.InvalidTxnState // what clients before Produce v11 know
 	if r.Version >= 11 {
@@ -330,29 +332,39 @@ func (b *Broker) verifyTxn(r *kmsg.ProduceRequest, topic string, n int32, h part
 		answer(fmt.Errorf("%w: a transactional batch in a request without a transactional ID", kerr.InvalidTxnState))
 		return
 	}
-	id := *r.TransactionID
 	tp := coordinator.TopicPartition{Topic: topic, Partition: n}
-	mb, err := b.internalLeader(coordinator.TxnStateTopic, b.txns.PartitionFor(id))
-	if err != nil {
-		answer(err)
-		return
-	}
-	if mb.NodeID == b.cfg.NodeID {
-		res, err := b.txns.Verify(id, h.ProducerID, h.ProducerEpoch, []coordinator.TopicPartition{tp})
-		if err == nil {
-			err = res[tp]
-		}
-		answer(err)
-		return
-	}
-	if !b.goFunc(func() { answer(b.peerClient.verify(b.ctx, mb.NodeID, id, h, tp)) }) {
-		answer(coordinator.ErrCoordinatorNotAvailable)
-	}
+	b.txnPartition(*r.TransactionID, h.ProducerID, h.ProducerEpoch, tp, r.Version < 12, answer)
 }
 
-// verify sends an AddPartitionsToTxn that only verifies (v4+) to the
-// coordinator broker of transactional ID id.
-func (pc *peerClient) verify(ctx context.Context, coord int32, id string, h partition.BatchHeader, tp coordinator.TopicPartition) error {
+// txnPartition asks the coordinator of transactional ID id, here or on
+// another broker, to add tp to the producer's transaction, or with
+// verifyOnly only whether it is in it; done gets the answer.
+func (b *Broker) txnPartition(id string, pid int64, epoch int16, tp coordinator.TopicPartition, verifyOnly bool, done func(error)) {
+	mb, err := b.internalLeader(coordinator.TxnStateTopic, b.txns.PartitionFor(id))
+	if err != nil {
+		done(err)
+		return
+	}
+	if mb.NodeID != b.cfg.NodeID {
+		if !b.goFunc(func() { done(b.peerClient.addToTxn(b.ctx, mb.NodeID, id, pid, epoch, tp, verifyOnly)) }) {
+			done(coordinator.ErrCoordinatorNotAvailable)
+		}
+		return
+	}
+	if !verifyOnly {
+		b.txns.AddPartitions(id, pid, epoch, []coordinator.TopicPartition{tp}, done)
+		return
+	}
+	res, err := b.txns.Verify(id, pid, epoch, []coordinator.TopicPartition{tp})
+	if err == nil {
+		err = res[tp]
+	}
+	done(err)
+}
+
+// addToTxn sends a broker's AddPartitionsToTxn (v4+) for one partition to
+// the coordinator broker of transactional ID id.
+func (pc *peerClient) addToTxn(ctx context.Context, coord int32, id string, pid int64, epoch int16, tp coordinator.TopicPartition, verifyOnly bool) error {
 	cl, err := pc.client()
 	if err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrCoordinatorNotAvailable, err)
@@ -360,14 +372,14 @@ func (pc *peerClient) verify(ctx context.Context, coord int32, id string, h part
 	req := kmsg.NewPtrAddPartitionsToTxnRequest()
 	req.Version = 4
 	txn := kmsg.NewAddPartitionsToTxnRequestTransaction()
-	txn.TransactionalID, txn.ProducerID, txn.ProducerEpoch, txn.VerifyOnly = id, h.ProducerID, h.ProducerEpoch, true
+	txn.TransactionalID, txn.ProducerID, txn.ProducerEpoch, txn.VerifyOnly = id, pid, epoch, verifyOnly
 	txn.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{{Topic: tp.Topic, Partitions: []int32{tp.Partition}}}
 	req.Transactions = append(req.Transactions, txn)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	kresp, err := cl.Broker(int(coord)).Request(rctx, req)
 	if err != nil {
-		return fmt.Errorf("%w: verifying with broker %d: %w", coordinator.ErrCoordinatorNotAvailable, coord, err)
+		return fmt.Errorf("%w: asking broker %d: %w", coordinator.ErrCoordinatorNotAvailable, coord, err)
 	}
 	resp := kresp.(*kmsg.AddPartitionsToTxnResponse)
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {

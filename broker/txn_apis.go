@@ -181,15 +181,23 @@ func (b *Broker) addOffsetsToTxn(_ context.Context, req *kproto.Request, respond
 	})
 }
 
-// EndTxn v5 is transactions version 2 (an epoch bump per transaction),
-// which this broker does not finalize.
+// EndTxn v5+ is transactions version 2: an epoch bump per transaction,
+// whose new producer ID and epoch the response carries.
 func (b *Broker) endTxnAPI() kproto.API {
-	return kproto.API{Key: kmsg.EndTxn.Int16(), MinVersion: 0, MaxVersion: 4, Handle: b.endTxn}
+	return kproto.API{Key: kmsg.EndTxn.Int16(), MinVersion: 0, MaxVersion: 5, Handle: b.endTxn}
 }
 
 func (b *Broker) endTxn(_ context.Context, req *kproto.Request, respond func(kmsg.Response)) {
 	r := req.Msg.(*kmsg.EndTxnRequest)
 	resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+	if r.Version >= 5 {
+		b.txns.EndTxnV2(r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit, func(pid int64, epoch int16, err error) {
+			resp.ProducerID, resp.ProducerEpoch = pid, epoch
+			resp.ErrorCode = errorCode(err)
+			respond(resp)
+		})
+		return
+	}
 	b.txns.EndTxn(r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit, func(err error) {
 		resp.ErrorCode = fencedCode(err, r.Version >= 2)
 		respond(resp)
@@ -241,10 +249,10 @@ func (b *Broker) writeTxnMarkers(_ context.Context, req *kproto.Request, respond
 	finish()
 }
 
-// TxnOffsetCommit v5 adds the offsets partition to the transaction itself
-// (transactions version 2), which this broker does not finalize.
+// TxnOffsetCommit v5+ adds the group's offsets partition to the
+// transaction itself (transactions version 2).
 func (b *Broker) txnOffsetCommitAPI() kproto.API {
-	return kproto.API{Key: kmsg.TxnOffsetCommit.Int16(), MinVersion: 0, MaxVersion: 4, Handle: b.txnOffsetCommit}
+	return kproto.API{Key: kmsg.TxnOffsetCommit.Int16(), MinVersion: 0, MaxVersion: 5, Handle: b.txnOffsetCommit}
 }
 
 // txnOffsetCommit writes a transaction's offsets on the group's
@@ -284,12 +292,29 @@ func (b *Broker) txnOffsetCommit(_ context.Context, req *kproto.Request, respond
 		respond(resp)
 		return
 	}
-	b.groups.TxnCommitOffsets(cr, func(errs []error) {
-		for i, err := range errs {
-			if r.Version < 2 && errors.Is(err, coordinator.ErrLoadInProgress) {
-				err = coordinator.ErrCoordinatorNotAvailable
+	commit := func() {
+		b.groups.TxnCommitOffsets(cr, func(errs []error) {
+			for i, err := range errs {
+				if r.Version < 2 && errors.Is(err, coordinator.ErrLoadInProgress) {
+					err = coordinator.ErrCoordinatorNotAvailable
+				}
+				slots[i].ErrorCode = fencedCode(err, r.Version >= 3)
 			}
-			slots[i].ErrorCode = fencedCode(err, r.Version >= 3)
+			respond(resp)
+		})
+	}
+	if r.Version < 5 {
+		commit()
+		return
+	}
+	tp := coordinator.TopicPartition{Topic: coordinator.OffsetsTopic, Partition: b.groups.PartitionFor(r.Group)}
+	b.txnPartition(r.TransactionalID, r.ProducerID, r.ProducerEpoch, tp, false, func(err error) {
+		if err == nil {
+			commit()
+			return
+		}
+		for _, sp := range slots {
+			sp.ErrorCode = fencedCode(err, false)
 		}
 		respond(resp)
 	})

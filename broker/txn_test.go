@@ -128,3 +128,57 @@ func listOffsetCommitted(t *testing.T, c *ktest.Conn, topic string, part int32) 
 	}
 	return sp.Offset
 }
+
+// TestTxnVersion2: transactions version 2 (KIP-890), finalized in
+// ApiVersions: Produce v12 adds its partition to the transaction, EndTxn
+// v5 bumps the epoch at every end and says so, a retried end gets the same
+// answer, an abort with nothing open is allowed, and the old epoch is
+// fenced from then on.
+func TestTxnVersion2(t *testing.T) {
+	b := runBroker(t)
+	c := dial(t, b)
+	av := kmsg.NewPtrApiVersionsRequest()
+	av.Version, av.ClientSoftwareName, av.ClientSoftwareVersion = 3, "test", "1"
+	resp := c.Do(av).(*kmsg.ApiVersionsResponse)
+	if len(resp.FinalizedFeatures) != 1 || resp.FinalizedFeatures[0].Name != "transaction.version" || resp.FinalizedFeatures[0].MaxVersionLevel != 2 || resp.FinalizedFeaturesEpoch < 0 {
+		t.Fatalf("finalized features %+v (epoch %d), want transaction.version 2", resp.FinalizedFeatures, resp.FinalizedFeaturesEpoch)
+	}
+	const topic = "tv2"
+	createTopic(t, c, topic, 1)
+	p := newTxnProducer(t, c, "tv2-producer")
+	end := func(epoch int16, commit bool) *kmsg.EndTxnResponse {
+		req := kmsg.NewPtrEndTxnRequest()
+		req.Version = 5
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = p.id, p.pid, epoch, commit
+		return c.Do(req).(*kmsg.EndTxnResponse)
+	}
+	if sp := p.produce(12, topic, 0, "x", "y"); sp.ErrorCode != 0 {
+		t.Fatalf("produce v12 without AddPartitionsToTxn: %s", errName(sp.ErrorCode))
+	}
+	old := p.epoch
+	r := end(old, true)
+	if r.ErrorCode != 0 || r.ProducerID != p.pid || r.ProducerEpoch != old+1 {
+		t.Fatalf("EndTxn v5 commit: %s, producer %d epoch %d, want epoch %d", errName(r.ErrorCode), r.ProducerID, r.ProducerEpoch, old+1)
+	}
+	if r := end(old, true); r.ErrorCode != 0 || r.ProducerEpoch != old+1 {
+		t.Errorf("EndTxn v5 commit retried: %s epoch %d", errName(r.ErrorCode), r.ProducerEpoch)
+	}
+	if r := end(old, false); r.ErrorCode != kerr.InvalidTxnState.Code {
+		t.Errorf("EndTxn v5 abort retried after a commit: %s, want INVALID_TXN_STATE", errName(r.ErrorCode))
+	}
+	if lso := listOffsetCommitted(t, c, topic, 0); lso != 3 {
+		t.Errorf("read_committed end offset %d, want 3", lso)
+	}
+	// The old epoch is fenced in the partition (the marker carried the
+	// new one).
+	if sp := p.produce(12, topic, 0, "late"); sp.ErrorCode != kerr.InvalidProducerEpoch.Code {
+		t.Errorf("produce at the epoch before the bump: %s, want INVALID_PRODUCER_EPOCH", errName(sp.ErrorCode))
+	}
+	p.epoch, p.seq = old+1, 0
+	if r := end(p.epoch, false); r.ErrorCode != 0 || r.ProducerEpoch != old+2 {
+		t.Errorf("EndTxn v5 abort with nothing open: %s epoch %d, want epoch %d", errName(r.ErrorCode), r.ProducerEpoch, old+2)
+	}
+	if r := end(p.epoch, true); r.ErrorCode != kerr.InvalidTxnState.Code {
+		t.Errorf("EndTxn v5 commit retried after the abort: %s, want INVALID_TXN_STATE", errName(r.ErrorCode))
+	}
+}

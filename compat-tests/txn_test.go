@@ -171,6 +171,11 @@ func TestTransactions(t *testing.T) {
 	}
 	defer p1.Close()
 	runTxns(ctx, t, p1, topic, ledger, 0, 12, 5)
+	// franz-go uses transactions version 2, which the broker finalizes:
+	// every transaction's end bumped the epoch.
+	if d, err := adm.DescribeTransactions(ctx, "tx-a"); err != nil || d["tx-a"].ProducerEpoch < 12 {
+		t.Errorf("after 12 transactions of version 2 the producer's epoch is %d (%v), want at least 12", d["tx-a"].ProducerEpoch, err)
+	}
 
 	got := consumeAllTxn(ctx, t, seeds, topic, true, 1<<30, 2*time.Second)
 	for _, p := range ledger.check(got) {
@@ -497,5 +502,58 @@ func checkTxnAdmin(ctx context.Context, t *testing.T, adm *kadm.Client, txnID, t
 	})
 	if open == 0 {
 		t.Errorf("DescribeProducers shows no open transaction of producer %d: %+v", d.ProducerID, producers)
+	}
+}
+
+// TestTransactionTimeout: a transaction its producer abandons is aborted
+// by the coordinator once its transaction.timeout.ms has passed, which
+// fences the producer and lets read_committed readers past it.
+func TestTransactionTimeout(t *testing.T) {
+	b := startBroker(t, "--transaction-abort-check-interval", "100ms")
+	ctx := testContext(t, time.Minute)
+	adm := kadm.NewClient(newClient(t, b))
+	const topic = "txn-timeout"
+	createTopic(ctx, t, adm, topic, 1, nil)
+	p, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("tx-slow"), kgo.TransactionTimeout(time.Second), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("abandoned")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var d kadm.DescribedTransaction
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		described, err := adm.DescribeTransactions(ctx, "tx-slow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d = described["tx-slow"]; d.State == "CompleteAbort" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an abandoned transaction with a 1 s timeout is still %s after 20 s", d.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d.ProducerEpoch < 1 {
+		t.Errorf("the abort did not bump the producer's epoch: %+v", d)
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lso.Lookup(topic, 0); o.Offset != 2 {
+		t.Errorf("read_committed end offset %d after the abort, want 2 (the record and the marker)", o.Offset)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Error("the producer committed a transaction its coordinator aborted")
+	}
+	if got := consumeAllTxn(ctx, t, []string{b.Addr()}, topic, true, 1, time.Second); len(got) != 0 {
+		t.Errorf("read_committed read %d records of an aborted transaction", len(got))
 	}
 }

@@ -143,6 +143,14 @@ type txnShard struct {
 	txns       map[string]*txnMeta
 }
 
+// endWaiter is an EndTxn waiting for its transaction's completion.
+type endWaiter func(pid int64, epoch int16, err error)
+
+// errOnly makes an endWaiter of a callback that takes only the error.
+func errOnly(done func(error)) endWaiter {
+	return func(_ int64, _ int16, err error) { done(err) }
+}
+
 // txnMeta is one transactional ID's state.
 type txnMeta struct {
 	id        string
@@ -158,8 +166,12 @@ type txnMeta struct {
 	// busy is set while a change is being written or markers sent: other
 	// requests get CONCURRENT_TRANSACTIONS meanwhile.
 	busy bool
-	// ended are the EndTxn requests waiting for the completion.
-	ended []func(error)
+	// ended are the EndTxn requests waiting for the completion; they are
+	// told the producer ID and epoch the producer goes on with.
+	ended []endWaiter
+	// nextPID is the producer ID a transaction ending with the epoch
+	// exhausted hands over to (transactions version 2), or -1.
+	nextPID int64
 }
 
 func (m *txnMeta) clone() *txnMeta {
@@ -275,7 +287,7 @@ func (t *Txns) Resign(id int32) {
 	}
 	for _, m := range s.txns {
 		for _, done := range m.ended {
-			done(ErrNotCoordinator)
+			done(-1, -1, ErrNotCoordinator)
 		}
 		m.ended = nil
 	}
@@ -342,7 +354,7 @@ func (t *Txns) shardFor(id string) (*txnShard, error) {
 func (t *Txns) writeLocked(s *txnShard, next *txnMeta, then func(error)) {
 	cur := s.txns[next.id]
 	if cur == nil {
-		cur = &txnMeta{id: next.id, pid: -1, state: kmsg.TransactionStateDead}
+		cur = &txnMeta{id: next.id, pid: -1, nextPID: -1, state: kmsg.TransactionStateDead}
 		s.txns[next.id] = cur
 	}
 	cur.busy = true
@@ -397,7 +409,7 @@ func (t *Txns) written(s *txnShard, epoch uint64, next *txnMeta, err error, then
 		then(fmt.Errorf("%w: writing transaction state: %w", code, err))
 		return
 	}
-	var ended []func(error)
+	var ended []endWaiter
 	if cur != nil {
 		ended = cur.ended
 	}
@@ -461,7 +473,7 @@ func (t *Txns) initProducerID(req InitProducerIDRequest, newID int64, done func(
 	}
 	defer s.mu.Unlock()
 	if m == nil {
-		next := &txnMeta{id: req.TransactionalID, pid: newID, epoch: 0, lastPID: -1, lastEpoch: -1, timeout: req.Timeout,
+		next := &txnMeta{id: req.TransactionalID, pid: newID, epoch: 0, lastPID: -1, lastEpoch: -1, nextPID: -1, timeout: req.Timeout,
 			state: kmsg.TransactionStateEmpty, parts: map[TopicPartition]struct{}{}, updated: now}
 		t.writeLocked(s, next, func(err error) {
 			if err != nil {
@@ -618,14 +630,14 @@ func (t *Txns) EndTxn(id string, pid int64, epoch int16, commit bool, done func(
 		return
 	case kmsg.TransactionStatePrepareCommit:
 		if commit {
-			m.ended = append(m.ended, done) // a retry: answered with the first
+			m.ended = append(m.ended, errOnly(done)) // a retry: answered with the first
 		} else {
 			done(ErrInvalidTxnState)
 		}
 		return
 	case kmsg.TransactionStatePrepareAbort:
 		if !commit {
-			m.ended = append(m.ended, done)
+			m.ended = append(m.ended, errOnly(done))
 		} else {
 			done(ErrInvalidTxnState)
 		}
@@ -644,7 +656,14 @@ func (t *Txns) EndTxn(id string, pid int64, epoch int16, commit bool, done func(
 	if commit {
 		next.state = kmsg.TransactionStatePrepareCommit
 	}
+	t.prepareLocked(s, m, next, errOnly(done))
+}
+
+// prepareLocked writes next, m's decision to commit or abort, and then
+// completes it; done is answered with the completion.
+func (t *Txns) prepareLocked(s *txnShard, m *txnMeta, next *txnMeta, done endWaiter) {
 	m.ended = append(m.ended, done)
+	id := m.id
 	t.writeLocked(s, next, func(err error) {
 		cur := s.txns[id]
 		if err != nil {
@@ -660,7 +679,11 @@ func (t *Txns) EndTxn(id string, pid int64, epoch int16, commit bool, done func(
 // answerEndedLocked answers the EndTxn requests waiting on m.
 func (t *Txns) answerEndedLocked(m *txnMeta, err error) {
 	for _, done := range m.ended {
-		done(err)
+		if err != nil {
+			done(-1, -1, err)
+		} else {
+			done(m.pid, m.epoch, nil)
+		}
 	}
 	m.ended = nil
 }
@@ -713,6 +736,9 @@ func (t *Txns) completeLocked(s *txnShard, m *txnMeta) {
 			next.state = kmsg.TransactionStateCompleteCommit
 		}
 		next.parts, next.updated = map[TopicPartition]struct{}{}, time.Now()
+		if cur.nextPID >= 0 {
+			next.lastPID, next.lastEpoch, next.pid, next.epoch, next.nextPID = cur.pid, cur.epoch, cur.nextPID, 0, -1
+		}
 		t.writeLocked(s, next, func(err error) {
 			cur := s.txns[id]
 			if cur == nil {
@@ -864,4 +890,101 @@ func (t *Txns) Verify(id string, pid int64, epoch int16, parts []TopicPartition)
 		}
 	}
 	return out, nil
+}
+
+// EndTxnV2 ends the producer's transaction as transactions version 2 does
+// (KIP-890, EndTxn v5+): every end bumps the producer's epoch, which the
+// markers carry, so that nothing of an older epoch lands after them; an
+// abort with nothing open is allowed (and bumps the epoch too). done gets
+// the producer ID and epoch the producer goes on with. A retry, from the
+// epoch before the bump, gets the same answer.
+func (t *Txns) EndTxnV2(id string, pid int64, epoch int16, commit bool, done func(pid int64, epoch int16, err error)) {
+	t.endTxnV2(id, pid, epoch, commit, -1, done)
+}
+
+// endTxnV2 is EndTxnV2 with newID allocated for a producer whose epoch is
+// exhausted (-1 for none yet; see initProducerID).
+func (t *Txns) endTxnV2(id string, pid int64, epoch int16, commit bool, newID int64, done func(pid int64, epoch int16, err error)) {
+	fail := func(err error) { done(-1, -1, err) }
+	s, err := t.shardFor(id)
+	if err != nil {
+		fail(err)
+		return
+	}
+	m := s.txns[id]
+	if m == nil || (pid != m.pid && pid != m.lastPID) {
+		s.mu.Unlock()
+		fail(ErrInvalidProducerIDMap)
+		return
+	}
+	current := pid == m.pid && epoch == m.epoch
+	retry := m.lastEpoch >= 0 && epoch == m.lastEpoch && (pid == m.pid || pid == m.lastPID && m.lastPID >= 0)
+	exhausted := m.epoch >= math.MaxInt16-1
+	if current && exhausted && newID < 0 && !m.busy {
+		s.mu.Unlock()
+		id2, err := t.ids()
+		if err != nil {
+			fail(fmt.Errorf("%w: allocating a producer ID: %w", ErrCoordinatorNotAvailable, err))
+			return
+		}
+		t.endTxnV2(id, pid, epoch, commit, id2, done)
+		return
+	}
+	defer s.mu.Unlock()
+	if !current && !retry {
+		fail(fmt.Errorf("%w: producer %d epoch %d, current %d epoch %d", ErrProducerFenced, pid, epoch, m.pid, m.epoch))
+		return
+	}
+	bump := func() {
+		next := m.clone()
+		next.lastEpoch, next.epoch, next.updated = m.epoch, m.epoch+1, time.Now()
+		if exhausted {
+			next.nextPID = newID
+		}
+		next.state = kmsg.TransactionStatePrepareAbort
+		if commit {
+			next.state = kmsg.TransactionStatePrepareCommit
+		}
+		if m.state != kmsg.TransactionStateOngoing {
+			next.parts = map[TopicPartition]struct{}{}
+		}
+		t.prepareLocked(s, m, next, done)
+	}
+	switch m.state {
+	case kmsg.TransactionStateOngoing:
+		if !current {
+			fail(fmt.Errorf("%w: a retry of an end while the transaction is open", ErrProducerFenced))
+			return
+		}
+	case kmsg.TransactionStateEmpty, kmsg.TransactionStateCompleteCommit, kmsg.TransactionStateCompleteAbort:
+		completed := m.state == kmsg.TransactionStateCompleteCommit && commit || m.state == kmsg.TransactionStateCompleteAbort && !commit
+		switch {
+		case retry && completed && !m.busy:
+			done(m.pid, m.epoch, nil)
+		case retry && m.state == kmsg.TransactionStateEmpty:
+			fail(ErrProducerFenced)
+		case current && !commit && !m.busy:
+			bump() // an abort with nothing open
+		case m.busy:
+			fail(ErrConcurrentTransactions)
+		default:
+			fail(ErrInvalidTxnState)
+		}
+		return
+	case kmsg.TransactionStatePrepareCommit, kmsg.TransactionStatePrepareAbort:
+		if retry && (m.state == kmsg.TransactionStatePrepareCommit) == commit {
+			m.ended = append(m.ended, done)
+		} else {
+			fail(ErrInvalidTxnState)
+		}
+		return
+	default:
+		fail(ErrInvalidTxnState)
+		return
+	}
+	if m.busy {
+		fail(ErrConcurrentTransactions)
+		return
+	}
+	bump()
 }

@@ -63,7 +63,7 @@ func applyTxnRecord(key, value []byte, txns map[string]*txnMeta) error {
 	if err := v.ReadFrom(value); err != nil {
 		return fmt.Errorf("reading the state of transactional ID %q: %w", k.TransactionalID, err)
 	}
-	m := &txnMeta{id: k.TransactionalID, pid: v.ProducerID, epoch: v.ProducerEpoch, lastPID: -1, lastEpoch: -1,
+	m := &txnMeta{id: k.TransactionalID, pid: v.ProducerID, epoch: v.ProducerEpoch, lastPID: -1, lastEpoch: -1, nextPID: -1,
 		timeout: time.Duration(v.TimeoutMillis) * time.Millisecond, state: v.State,
 		parts: map[TopicPartition]struct{}{}, updated: time.UnixMilli(v.LastUpdateTimestamp)}
 	if v.Version >= 1 {

@@ -58,6 +58,11 @@ type serveCmd struct {
 	OffsetsRetention           time.Duration `name:"offsets-retention" default:"168h" env:"PUBG1_OFFSETS_RETENTION" help:"How long the committed offsets of an empty group are kept (offsets.retention.minutes)."`
 	OffsetsRetentionCheck      time.Duration `name:"offsets-retention-check-interval" default:"10m" env:"PUBG1_OFFSETS_RETENTION_CHECK_INTERVAL" help:"How often expired offsets are removed."`
 
+	TxnStatePartitions    int32         `name:"transaction-state-partitions" default:"50" env:"PUBG1_TRANSACTION_STATE_PARTITIONS" help:"Partitions of __transaction_state when it is created (transaction.state.log.num.partitions)."`
+	TxnMaxTimeout         time.Duration `name:"transaction-max-timeout" default:"15m" env:"PUBG1_TRANSACTION_MAX_TIMEOUT" help:"Longest transaction timeout a producer may ask for (transaction.max.timeout.ms)."`
+	TxnIDExpiration       time.Duration `name:"transactional-id-expiration" default:"168h" env:"PUBG1_TRANSACTIONAL_ID_EXPIRATION" help:"How long an idle transactional ID is kept (transactional.id.expiration.ms)."`
+	TxnAbortCheckInterval time.Duration `name:"transaction-abort-check-interval" default:"10s" env:"PUBG1_TRANSACTION_ABORT_CHECK_INTERVAL" help:"How often timed-out transactions are aborted (transaction.abort.timed.out.transaction.cleanup.interval.ms)."`
+
 	AutoLeaderRebalance    bool          `name:"auto-leader-rebalance" default:"true" negatable:"" env:"PUBG1_AUTO_LEADER_REBALANCE" help:"Move partition leadership back to preferred replicas (auto.leader.rebalance.enable)."`
 	LeaderImbalanceCheck   time.Duration `name:"leader-imbalance-check-interval" default:"5m" env:"PUBG1_LEADER_IMBALANCE_CHECK_INTERVAL" help:"How often leadership is checked against the preferred replicas."`
 	LeaderImbalancePercent int           `name:"leader-imbalance-per-broker-percentage" default:"10" env:"PUBG1_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE" help:"Share of a broker's preferred partitions led elsewhere above which they are moved back."`
@@ -76,6 +81,8 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout
 	cfg.GroupInitialRebalanceDelay = s.GroupInitialRebalanceDelay
 	cfg.OffsetsRetention, cfg.OffsetsRetentionCheckInterval = s.OffsetsRetention, s.OffsetsRetentionCheck
+	cfg.TransactionStatePartitions, cfg.TransactionMaxTimeout = s.TxnStatePartitions, s.TxnMaxTimeout
+	cfg.TransactionalIDExpiration, cfg.TransactionAbortCheckInterval = s.TxnIDExpiration, s.TxnAbortCheckInterval
 	cfg.AutoLeaderRebalance, cfg.LeaderImbalanceCheckInterval = s.AutoLeaderRebalance, s.LeaderImbalanceCheck
 	cfg.LeaderImbalancePerBroker = s.LeaderImbalancePercent
 	if err := s.check(); err != nil {

@@ -50,6 +50,9 @@ func (s *serveCmd) check() error {
 	if s.OffsetsTopicPartitions < 1 {
 		bad("--offsets-topic-partitions %d must be at least 1", s.OffsetsTopicPartitions)
 	}
+	if s.TxnStatePartitions < 1 {
+		bad("--transaction-state-partitions %d must be at least 1", s.TxnStatePartitions)
+	}
 	if s.GroupMinSessionTimeout < 0 {
 		bad("--group-min-session-timeout %v must not be negative", s.GroupMinSessionTimeout)
 	}
@@ -71,6 +74,9 @@ func (s *serveCmd) check() error {
 		{"--offsets-retention", s.OffsetsRetention},
 		{"--offsets-retention-check-interval", s.OffsetsRetentionCheck},
 		{"--leader-imbalance-check-interval", s.LeaderImbalanceCheck},
+		{"--transaction-max-timeout", s.TxnMaxTimeout},
+		{"--transactional-id-expiration", s.TxnIDExpiration},
+		{"--transaction-abort-check-interval", s.TxnAbortCheckInterval},
 	} {
 		if d.v <= 0 {
 			bad("%s %v must be positive", d.flag, d.v)
