@@ -43,7 +43,7 @@ const (
 
 // cluster is a three-broker pubg1 cluster; broker IDs are 1..3.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	base    string        // holds the brokers' data directories
 	brokers []*brokerProc // ID i+1 at index i
 	paused  map[int32]bool
@@ -66,7 +66,7 @@ func startClusterWith(t *testing.T, flags ...string) *cluster {
 }
 
 // startClusterOf is startClusterWith with n brokers.
-func startClusterOf(t *testing.T, n int, flags ...string) *cluster {
+func startClusterOf(t testing.TB, n int, flags ...string) *cluster {
 	t.Helper()
 	// TempDir before Cleanup: cleanups run last first, and the brokers
 	// must be stopped before their directories are removed.
@@ -428,13 +428,13 @@ func (c *cluster) displacePreferred(ctx context.Context, topic string, partition
 }
 
 // createClusterTopic creates a topic through adm and checks the answer.
-func createClusterTopic(ctx context.Context, t *testing.T, adm *kadm.Client, name string, partitions int32, rf int16) kadm.CreateTopicResponse {
+func createClusterTopic(ctx context.Context, t testing.TB, adm *kadm.Client, name string, partitions int32, rf int16) kadm.CreateTopicResponse {
 	t.Helper()
 	return createClusterTopicWith(ctx, t, adm, name, partitions, rf, nil)
 }
 
 // createClusterTopicWith is createClusterTopic with topic configs.
-func createClusterTopicWith(ctx context.Context, t *testing.T, adm *kadm.Client, name string, partitions int32, rf int16, configs map[string]*string) kadm.CreateTopicResponse {
+func createClusterTopicWith(ctx context.Context, t testing.TB, adm *kadm.Client, name string, partitions int32, rf int16, configs map[string]*string) kadm.CreateTopicResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()

@@ -188,7 +188,7 @@ func firstAckAfter(acks []ackedRecord, p int32, t0 time.Time) (time.Time, bool) 
 // produceAcked produces n records with values prefix-NNNNNNN round-robin
 // over partitions (or all to one partition when only is >= 0) and returns
 // their acknowledgements; any failure fails the test.
-func produceAcked(ctx context.Context, t *testing.T, cl *kgo.Client, topic, prefix string, n int, partitions, only int32) []ackedRecord {
+func produceAcked(ctx context.Context, t testing.TB, cl *kgo.Client, topic, prefix string, n int, partitions, only int32) []ackedRecord {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
 	defer cancel()

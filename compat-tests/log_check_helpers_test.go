@@ -175,7 +175,7 @@ func checkTopicLog(log topicLog, acks []ackedRecord, exact bool, absent ...strin
 }
 
 // reportProblems fails the test with the first few problems.
-func reportLogProblems(t *testing.T, what string, problems []string) {
+func reportLogProblems(t testing.TB, what string, problems []string) {
 	t.Helper()
 	for i, p := range problems {
 		if i == 10 {

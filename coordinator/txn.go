@@ -169,6 +169,8 @@ type txnMeta struct {
 	// ended are the EndTxn requests waiting for the completion; they are
 	// told the producer ID and epoch the producer goes on with.
 	ended []endWaiter
+	// addQueue are AddPartitions waiting for the write in flight.
+	addQueue []queuedAdd
 	// nextPID is the producer ID a transaction ending with the epoch
 	// exhausted hands over to (transactions version 2), or -1.
 	nextPID int64
@@ -180,7 +182,7 @@ func (m *txnMeta) clone() *txnMeta {
 	for tp := range m.parts {
 		c.parts[tp] = struct{}{}
 	}
-	c.ended, c.busy = nil, false
+	c.ended, c.addQueue, c.busy = nil, nil, false
 	return &c
 }
 
@@ -289,7 +291,10 @@ func (t *Txns) Resign(id int32) {
 		for _, done := range m.ended {
 			done(-1, -1, ErrNotCoordinator)
 		}
-		m.ended = nil
+		for _, a := range m.addQueue {
+			a.done(ErrNotCoordinator)
+		}
+		m.ended, m.addQueue = nil, nil
 	}
 	s.state, s.p, s.txns = shardUnowned, nil, make(map[string]*txnMeta)
 	s.mu.Unlock()
@@ -370,6 +375,7 @@ func (t *Txns) writeLocked(s *txnShard, next *txnMeta, then func(error)) {
 	if err != nil {
 		cur.busy = false
 		then(fmt.Errorf("%w: %w", ErrCoordinatorNotAvailable, err))
+		t.drainAddsLocked(s, next.id)
 		return
 	}
 	// Appended outside s.mu: a closed store answers on the caller's
@@ -384,6 +390,7 @@ func (t *Txns) writeLocked(s *txnShard, next *txnMeta, then func(error)) {
 	if !started {
 		cur.busy = false
 		then(ErrNotCoordinator)
+		t.drainAddsLocked(s, next.id)
 	}
 }
 
@@ -407,20 +414,38 @@ func (t *Txns) written(s *txnShard, epoch uint64, next *txnMeta, err error, then
 			code = ErrNotCoordinator
 		}
 		then(fmt.Errorf("%w: writing transaction state: %w", code, err))
+		t.drainAddsLocked(s, next.id)
 		return
 	}
 	var ended []endWaiter
+	var queued []queuedAdd
 	if cur != nil {
-		ended = cur.ended
+		ended, queued = cur.ended, cur.addQueue
 	}
 	if next.state == kmsg.TransactionStateDead {
 		delete(s.txns, next.id)
+		for _, a := range queued {
+			a.done(ErrInvalidProducerIDMap)
+		}
 	} else {
 		n := next.clone()
-		n.ended = ended
+		n.ended, n.addQueue = ended, queued
 		s.txns[next.id] = n
 	}
 	then(nil)
+	t.drainAddsLocked(s, next.id)
+}
+
+// drainAddsLocked starts the AddPartitions that waited for a write of
+// transactional ID id, once nothing else of it is in flight.
+func (t *Txns) drainAddsLocked(s *txnShard, id string) {
+	m := s.txns[id]
+	if m == nil || m.busy || len(m.addQueue) == 0 {
+		return
+	}
+	q := m.addQueue
+	m.addQueue = nil
+	t.addLocked(s, m, q)
 }
 
 // InitProducerIDRequest is an InitProducerId with a transactional ID.
@@ -559,17 +584,39 @@ func (t *Txns) AddPartitions(id string, pid int64, epoch int16, parts []TopicPar
 		return
 	}
 	defer s.mu.Unlock()
-	m := s.txns[id]
-	if err := checkProducer(m, pid, epoch); err != nil {
-		done(err)
-		return
+	t.addLocked(s, s.txns[id], []queuedAdd{{pid: pid, epoch: epoch, parts: parts, done: done}})
+}
+
+// queuedAdd is an AddPartitions waiting for its transactional ID's write
+// in flight.
+type queuedAdd struct {
+	pid   int64
+	epoch int16
+	parts []TopicPartition
+	done  func(error)
+}
+
+// addLocked adds the partitions of adds to m's transaction with one write.
+// Adds that come while another write of m is in flight (a producer's
+// requests to several partitions' leaders arrive together) wait for it
+// rather than fail.
+func (t *Txns) addLocked(s *txnShard, m *txnMeta, adds []queuedAdd) {
+	var ok []queuedAdd
+	for _, a := range adds {
+		switch {
+		case checkProducer(m, a.pid, a.epoch) != nil:
+			a.done(checkProducer(m, a.pid, a.epoch))
+		case m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort:
+			a.done(ErrConcurrentTransactions)
+		case m.state == kmsg.TransactionStateDead || m.state == kmsg.TransactionStatePrepareEpochFence:
+			a.done(ErrInvalidTxnState)
+		case m.busy:
+			m.addQueue = append(m.addQueue, a)
+		default:
+			ok = append(ok, a)
+		}
 	}
-	if m.busy || m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort {
-		done(ErrConcurrentTransactions)
-		return
-	}
-	if m.state == kmsg.TransactionStateDead || m.state == kmsg.TransactionStatePrepareEpochFence {
-		done(ErrInvalidTxnState)
+	if len(ok) == 0 {
 		return
 	}
 	now := time.Now()
@@ -578,18 +625,26 @@ func (t *Txns) AddPartitions(id string, pid int64, epoch int16, parts []TopicPar
 		next.parts, next.start = map[TopicPartition]struct{}{}, now
 	}
 	added := false
-	for _, tp := range parts {
-		if _, ok := next.parts[tp]; !ok {
-			next.parts[tp] = struct{}{}
-			added = true
+	for _, a := range ok {
+		for _, tp := range a.parts {
+			if _, in := next.parts[tp]; !in {
+				next.parts[tp] = struct{}{}
+				added = true
+			}
 		}
 	}
 	if !added && m.state == kmsg.TransactionStateOngoing {
-		done(nil)
+		for _, a := range ok {
+			a.done(nil)
+		}
 		return
 	}
 	next.state, next.updated = kmsg.TransactionStateOngoing, now
-	t.writeLocked(s, next, done)
+	t.writeLocked(s, next, func(err error) {
+		for _, a := range ok {
+			a.done(err)
+		}
+	})
 }
 
 // AddOffsets adds the offsets partition of group to the producer's
@@ -728,6 +783,7 @@ func (t *Txns) completeLocked(s *txnShard, m *txnMeta) {
 			cur.busy = false
 			t.log.Warn().Err(err).Str("transactional_id", id).Msg("writing transaction markers failed; retried later")
 			t.answerEndedLocked(cur, fmt.Errorf("%w: %w", ErrCoordinatorNotAvailable, err))
+			t.drainAddsLocked(s, id)
 			return
 		}
 		next := cur.clone()
