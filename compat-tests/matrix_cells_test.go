@@ -43,6 +43,8 @@ var matrixCells = map[string]cellFunc{
 	"group-rebalance":      cellGroupRebalance,
 	"list-describe-groups": cellGroups,
 	"idempotent":           cellIdempotent,
+	"txn-produce":          cellTxnProduce,
+	"read-committed":       cellReadCommitted,
 }
 
 // noProducedTimestamps are clients that cannot set a record's timestamp.

@@ -56,6 +56,8 @@ func (franzDriver) run(ctx context.Context, t testing.TB, op string, a opArgs, l
 		return franzAdmin(ctx, kadm.NewClient(cl), op, a, line)
 	case "produce":
 		return franzProduce(ctx, seeds, a, line)
+	case "produce-txn":
+		return franzProduceTxn(ctx, seeds, a, line)
 	case "consume", "group-consume":
 		return franzConsume(ctx, seeds, op, a, line)
 	}
@@ -196,8 +198,47 @@ func franzProduce(ctx context.Context, seeds kgo.Opt, a opArgs, line func(json.R
 	return first
 }
 
+// franzProduceTxn runs one transaction per entry of a.Commit with a
+// transactional producer: record i of transaction j goes to partition
+// i mod a.Partitions, and the transaction ends once all are acknowledged.
+func franzProduceTxn(ctx context.Context, seeds kgo.Opt, a opArgs, line func(json.RawMessage)) error {
+	cl, err := kgo.NewClient(seeds, kgo.TransactionalID(a.TxnID), kgo.DefaultProduceTopic(a.Topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for j, commit := range a.Commit {
+		if err := cl.BeginTransaction(); err != nil {
+			return fmt.Errorf("transaction %d: begin: %w", j, err)
+		}
+		recs := make([]*kgo.Record, 0, a.Count)
+		for i := range a.Count {
+			s := shaped(txnPrefix(a.Prefix, j), i, 0)
+			r := &kgo.Record{Key: []byte(*s.K), Value: []byte(*s.V), Partition: int32(i) % a.Partitions}
+			for _, h := range s.H {
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: h[0], Value: []byte(h[1])})
+			}
+			recs = append(recs, r)
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return fmt.Errorf("transaction %d: produce: %w", j, err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			return fmt.Errorf("transaction %d: %s: %w", j, txnEndName(commit), err)
+		}
+		if err := emit(line, txnEndLine{Txn: j, End: txnEndName(commit)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func franzConsume(ctx context.Context, seeds kgo.Opt, op string, a opArgs, line func(json.RawMessage)) error {
 	opts := []kgo.Opt{seeds, kgo.FetchMaxWait(500 * time.Millisecond)}
+	if a.ReadCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	if op == "group-consume" {
 		opts = append(opts, kgo.ConsumerGroup(a.Group), kgo.ConsumeTopics(a.Topic), kgo.DisableAutoCommit(),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

@@ -22,6 +22,11 @@ import (
 // the group Reader with explicit, synchronous commits.
 type kafkaGoDriver struct{}
 
+// kafkaGoNoReadCommitted is why kafka-go cannot consume at read_committed.
+const kafkaGoNoReadCommitted = "kafka-go's Reader sends IsolationLevel ReadCommitted but keeps " +
+	"the records of aborted transactions (it ignores the fetch's aborted transactions) and hands " +
+	"out transaction markers as messages"
+
 // kafkaGoBackoffMax is the longest pause between two attempts of a write.
 const kafkaGoBackoffMax = time.Second
 
@@ -57,7 +62,12 @@ func (d kafkaGoDriver) run(ctx context.Context, t testing.TB, op string, a opArg
 	case "produce":
 		return d.produce(ctx, t, tr, logger, brokers, a, line)
 	case "consume", "group-consume":
+		if a.ReadCommitted {
+			return fmt.Errorf("kafka-go %s: %w: %s", op, errUnsupported, kafkaGoNoReadCommitted)
+		}
 		return d.consume(ctx, logger, brokers, op, a, line)
+	case "produce-txn":
+		return fmt.Errorf("kafka-go produce-txn: %w: kafka-go has no transactional producer", errUnsupported)
 	}
 	return fmt.Errorf("unknown operation %q", op)
 }

@@ -19,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // kcatDriver runs the matrix operations with the kcat binary at bin: -L -J
@@ -63,17 +66,19 @@ func (d kcatDriver) run(ctx context.Context, t testing.TB, op string, a opArgs, 
 		return fmt.Errorf("kcat %s: %w: kcat has no admin operations", op, errUnsupported)
 	case "produce":
 		return d.produce(ctx, t, a, line)
+	case "produce-txn":
+		return d.produceTxn(ctx, t, a, line)
 	case "consume", "group-consume":
 		return d.consume(ctx, t, op, a, line)
 	}
 	return fmt.Errorf("unknown operation %q", op)
 }
 
-// exec runs kcat with args. input, when not nil, writes kcat's stdin;
-// every line kcat prints on stdout goes to stdout, and every line on
+// exec runs kcat with args. input, when not nil, writes kcat's stdin (and
+// may signal the kcat process); every line kcat prints on stdout goes to stdout, and every line on
 // stderr to stderr, which returns whether it used it: the others are
 // logged.
-func (d kcatDriver) exec(ctx context.Context, t testing.TB, input func(io.Writer) error, stdout func([]byte) error, stderr func(string) bool, args ...string) error {
+func (d kcatDriver) exec(ctx context.Context, t testing.TB, input func(io.Writer, *os.Process) error, stdout func([]byte) error, stderr func(string) bool, args ...string) error {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, d.bin, args...)
 	cmd.WaitDelay = 5 * time.Second
@@ -114,7 +119,7 @@ func (d kcatDriver) exec(ctx context.Context, t testing.TB, input func(io.Writer
 	inputDone := make(chan error, 1)
 	if input != nil {
 		go func() {
-			err := input(stdin)
+			err := input(stdin, cmd.Process)
 			inputDone <- errors.Join(err, stdin.Close())
 		}()
 	}
@@ -331,7 +336,7 @@ func (d kcatDriver) produceRun(ctx context.Context, t testing.TB, a opArgs, line
 		delivered++
 		return true
 	}
-	input := func(w io.Writer) error {
+	input := func(w io.Writer, _ *os.Process) error {
 		if a.DelayMs == 0 {
 			_, err := w.Write(in.data)
 			return err
@@ -421,6 +426,10 @@ func (d kcatDriver) consume(ctx context.Context, t testing.TB, op string, a opAr
 			at = strconv.FormatInt(n, 10)
 		}
 		args = append(args, "-C", "-t", a.Topic, "-p", strconv.Itoa(int(a.Partition)), "-o", at)
+		if a.ReadCommitted {
+			// librdkafka's default, named all the same.
+			args = append(args, "-X", "isolation.level=read_committed")
+		}
 	}
 	got := 0
 	err := d.exec(ctx, t, nil, func(b []byte) error {
@@ -440,6 +449,109 @@ func (d kcatDriver) consume(ctx context.Context, t testing.TB, op string, a opAr
 	}
 	if got != a.Count {
 		return fmt.Errorf("kcat %s printed %d records, want %d", op, got, a.Count)
+	}
+	return nil
+}
+
+// kcatTxnPadding ends the input of a transaction's kcat -P: empty
+// records, which kcat skips. kcat 1.7.1 hands a record to librdkafka only
+// once about 1 KiB of input has followed it (or the input has ended), and
+// an aborted transaction's records must all be in the log while its input
+// is still open (see produceTxn).
+var kcatTxnPadding = strings.Repeat(kcatRecordDelim, 1024/len(kcatRecordDelim))
+
+// Lines of kcat's transactional producer on stderr.
+const (
+	kcatTxnCommitted = "% Transaction successfully committed"
+	kcatTxnAborting  = "% Aborting transaction due to termination signal"
+)
+
+// produceTxn runs one kcat -P per transaction of a.Commit. With
+// -X transactional.id kcat produces its whole input in one transaction,
+// which it commits when the input ends and aborts when it gets a
+// termination signal. So a committed transaction is an input that ends; an
+// aborted one is an input that stays open until its records are in the
+// log (the high watermarks, read with franz-go, have grown by a.Count),
+// then SIGINT and the end of the input. kcat picks each record's partition
+// with librdkafka's partitioner (by key), as -p would hold for the whole
+// transaction, and its -H header goes with every record of a run, so the
+// records carry only the h2 header.
+func (d kcatDriver) produceTxn(ctx context.Context, t testing.TB, a opArgs, line func(json.RawMessage)) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(a.Bootstrap, ",")...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	logEnd := func() (int64, error) {
+		ends, err := adm.ListEndOffsets(ctx, a.Topic)
+		if err != nil {
+			return 0, err
+		}
+		var sum int64
+		ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		return sum, ends.Error()
+	}
+	for j, commit := range a.Commit {
+		ta := a
+		ta.Prefix = txnPrefix(a.Prefix, j)
+		in, err := newKcatInput(ta, 0, a.Count)
+		if err != nil {
+			return err
+		}
+		data := append(in.data, kcatTxnPadding...)
+		before, err := logEnd()
+		if err != nil {
+			return fmt.Errorf("end offsets of %s: %w", a.Topic, err)
+		}
+		args := []string{"-P", "-b", a.Bootstrap, "-t", a.Topic, "-K", kcatKeyDelim, "-D", kcatRecordDelim,
+			"-H", "h2=" + ta.Prefix, "-X", "transactional.id=" + a.TxnID,
+			"-m", strconv.Itoa(int(a.Timeout / time.Second / 2))} // the transaction calls' timeout
+		var mu sync.Mutex
+		said := map[string]bool{}
+		stderr := func(l string) bool {
+			for _, s := range []string{kcatTxnCommitted, kcatTxnAborting} {
+				if strings.HasPrefix(l, s) {
+					mu.Lock()
+					said[s] = true
+					mu.Unlock()
+				}
+			}
+			return false // logged all the same
+		}
+		input := func(w io.Writer, proc *os.Process) error {
+			if _, err := w.Write(data); err != nil || commit {
+				return err
+			}
+			for {
+				end, err := logEnd()
+				if err == nil && end >= before+int64(a.Count) {
+					break
+				}
+				select {
+				case <-time.After(pollEvery):
+				case <-ctx.Done():
+					return fmt.Errorf("waiting for the records of transaction %d in the log: %w", j, ctx.Err())
+				}
+			}
+			if err := proc.Signal(os.Interrupt); err != nil {
+				return fmt.Errorf("signalling kcat: %w", err)
+			}
+			return nil
+		}
+		err = d.exec(ctx, t, input, func(b []byte) error { return fmt.Errorf("kcat -P printed %q", b) }, stderr, args...)
+		if err != nil {
+			return fmt.Errorf("kcat transaction %d (%s): %w", j, txnEndName(commit), err)
+		}
+		mu.Lock()
+		committed, aborting := said[kcatTxnCommitted], said[kcatTxnAborting]
+		mu.Unlock()
+		if commit != committed || commit == aborting {
+			return fmt.Errorf("kcat transaction %d: want %s, kcat said committed %v, aborting %v", j, txnEndName(commit), committed, aborting)
+		}
+		if err := emit(line, txnEndLine{Txn: j, End: txnEndName(commit)}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

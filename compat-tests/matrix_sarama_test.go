@@ -46,6 +46,8 @@ func (d saramaDriver) run(ctx context.Context, t testing.TB, op string, a opArgs
 		return emit(line, out)
 	case "produce":
 		return d.produce(ctx, brokers, cfg, a, line)
+	case "produce-txn":
+		return d.produceTxn(ctx, brokers, cfg, a, line)
 	case "consume":
 		return d.consume(ctx, brokers, cfg, a, line)
 	case "group-consume":
@@ -262,6 +264,61 @@ send:
 	return nil
 }
 
+// produceTxn runs one transaction per entry of a.Commit with a
+// transactional SyncProducer: record i of transaction j goes to partition
+// i mod a.Partitions, SendMessages waits for their acknowledgements, and
+// the transaction then commits or aborts.
+func (saramaDriver) produceTxn(ctx context.Context, brokers []string, cfg *sarama.Config, a opArgs, line func(json.RawMessage)) error {
+	cfg.Producer.Transaction.ID = a.TxnID
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Net.MaxOpenRequests = 1 // sarama's condition for idempotence
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Producer.Retry.Backoff = saramaRetryBackoff
+	p, err := saramaBounded(ctx, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(brokers, cfg) })
+	if err != nil {
+		return fmt.Errorf("sarama transactional producer: %w", err)
+	}
+	defer func() { _, _ = saramaBounded(ctx, func() (struct{}, error) { return struct{}{}, p.Close() }) }()
+	for j, commit := range a.Commit {
+		_, err := saramaBounded(ctx, func() (struct{}, error) {
+			if err := p.BeginTxn(); err != nil {
+				return struct{}{}, fmt.Errorf("begin: %w", err)
+			}
+			msgs := make([]*sarama.ProducerMessage, 0, a.Count)
+			for i := range a.Count {
+				s := shaped(txnPrefix(a.Prefix, j), i, 0)
+				m := &sarama.ProducerMessage{Topic: a.Topic, Partition: int32(i) % a.Partitions,
+					Key: sarama.StringEncoder(*s.K), Value: sarama.StringEncoder(*s.V)}
+				for _, h := range s.H {
+					m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h[0]), Value: []byte(h[1])})
+				}
+				msgs = append(msgs, m)
+			}
+			if err := p.SendMessages(msgs); err != nil {
+				return struct{}{}, fmt.Errorf("produce: %w", err)
+			}
+			end := p.AbortTxn
+			if commit {
+				end = p.CommitTxn
+			}
+			if err := end(); err != nil {
+				return struct{}{}, fmt.Errorf("%s: %w", txnEndName(commit), err)
+			}
+			return struct{}{}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("sarama transaction %d: %w", j, err)
+		}
+		if err := emit(line, txnEndLine{Txn: j, End: txnEndName(commit)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func saramaRecordLine(m *sarama.ConsumerMessage) recordLine {
 	l := newRecordLine(m.Partition, m.Offset, m.Key, m.Value, m.Timestamp.UnixMilli())
 	for _, h := range m.Headers {
@@ -280,6 +337,9 @@ func (saramaDriver) consume(ctx context.Context, brokers []string, cfg *sarama.C
 	}
 	cfg.Consumer.Return.Errors = true
 	cfg.Consumer.MaxWaitTime = 250 * time.Millisecond
+	if a.ReadCommitted {
+		cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
 	client, err := saramaBounded(ctx, func() (sarama.Client, error) { return sarama.NewClient(brokers, cfg) })
 	if err != nil {
 		return fmt.Errorf("sarama client: %w", err)

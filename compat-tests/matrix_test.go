@@ -50,6 +50,12 @@ type opArgs struct {
 	From          string
 	Group         string
 	Timeout       time.Duration
+	// A transactional produce: the transactional ID and, per transaction,
+	// whether it commits.
+	TxnID  string
+	Commit []bool
+	// Consume at isolation level read_committed.
+	ReadCommitted bool
 }
 
 // argv renders the arguments of op for a driver program.
@@ -78,10 +84,19 @@ func (a opArgs) argv(op string) []string {
 		if a.DelayMs > 0 {
 			add("delay-ms", strconv.Itoa(a.DelayMs))
 		}
+	case "produce-txn":
+		add("partitions", strconv.Itoa(int(a.Partitions)))
+		add("count", strconv.Itoa(a.Count))
+		add("prefix", a.Prefix)
+		add("transactional-id", a.TxnID)
+		add("plan", a.plan())
 	case "consume":
 		add("partition", strconv.Itoa(int(a.Partition)))
 		add("from", a.From)
 		add("count", strconv.Itoa(a.Count))
+		if a.ReadCommitted {
+			out = append(out, "--read-committed")
+		}
 	case "group-consume":
 		add("group", a.Group)
 		add("count", strconv.Itoa(a.Count))
@@ -89,6 +104,28 @@ func (a opArgs) argv(op string) []string {
 		add("group", a.Group)
 	}
 	return out
+}
+
+// plan renders a.Commit as produce-txn's --plan: commit,abort,...
+func (a opArgs) plan() string {
+	ends := make([]string, len(a.Commit))
+	for i, c := range a.Commit {
+		ends[i] = txnEndName(c)
+	}
+	return strings.Join(ends, ",")
+}
+
+func txnEndName(commit bool) string {
+	if commit {
+		return "commit"
+	}
+	return "abort"
+}
+
+// txnPrefix is the record prefix of transaction j of a produce-txn with
+// prefix.
+func txnPrefix(prefix string, j int) string {
+	return fmt.Sprintf("%s-%d", prefix, j)
 }
 
 // driver runs one operation with one client; line receives every JSON line
@@ -168,6 +205,11 @@ type (
 	ackLine struct {
 		I int   `json:"i"`
 		O int64 `json:"o"`
+	}
+	// txnEndLine says that transaction Txn of a produce-txn ended.
+	txnEndLine struct {
+		Txn int    `json:"txn"`
+		End string `json:"end"` // commit or abort
 	}
 	metadataLine struct {
 		Brokers []struct {

@@ -2,8 +2,8 @@
 //
 // Usage: node driver.js OP --name value ... (see compat-tests/DRIVERS.md)
 //
-// Operations: metadata, create, delete, produce, consume, group-consume,
-// groups. Result lines are JSON objects on stdout, one per line; kafkajs
+// Operations: metadata, create, delete, produce, produce-txn, consume,
+// group-consume, groups. Result lines are JSON objects on stdout, one per line; kafkajs
 // logs and diagnostics go to stderr. Every operation is bounded by
 // --timeout-s (default 30), after which the driver exits 1; bad arguments
 // exit 2. kafkajs can do every operation and codec (snappy, lz4 and zstd
@@ -21,7 +21,7 @@ const EXIT_OK = 0;
 const EXIT_FAIL = 1;
 const EXIT_USAGE = 2;
 
-const BOOLEAN_FLAGS = new Set(['idempotent']);
+const BOOLEAN_FLAGS = new Set(['idempotent', 'read-committed']);
 
 // ---------------------------------------------------------------------------
 // Output and exit
@@ -474,6 +474,62 @@ async function opProduce(kafka, opts) {
   }
 }
 
+// opProduceTxn runs one transaction per entry of --plan with a
+// transactional producer: record i of transaction j (prefix X-j) goes to
+// partition i mod --partitions; send() resolves once they are all
+// acknowledged, and the transaction then commits or aborts.
+async function opProduceTxn(kafka, opts) {
+  const topic = required(opts, 'topic');
+  const partitions = intArg(opts, 'partitions');
+  const count = intArg(opts, 'count');
+  const prefix = required(opts, 'prefix');
+  const transactionalId = required(opts, 'transactional-id');
+  const plan = required(opts, 'plan').split(',');
+  for (const end of plan) {
+    if (end !== 'commit' && end !== 'abort') {
+      throw new UsageError(`--plan must list commit or abort, got ${end}`);
+    }
+  }
+  const producer = kafka.producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: 60000,
+    // Retry until the driver's own deadline (fewer retries would put EoS at risk).
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: Number.MAX_SAFE_INTEGER },
+  });
+  await producer.connect();
+  try {
+    for (let j = 0; j < plan.length; j++) {
+      const txnPrefix = `${prefix}-${j}`;
+      const messages = [];
+      for (let i = 0; i < count; i++) {
+        messages.push({
+          partition: i % partitions,
+          key: `${txnPrefix}-key-${i}`,
+          value: `${txnPrefix}-value-${i}`,
+          headers: { h1: String(i), h2: txnPrefix },
+        });
+      }
+      const txn = await producer.transaction();
+      try {
+        await txn.send({ topic, acks: -1, timeout: 30000, messages });
+      } catch (e) {
+        await txn.abort().catch((ae) => diag(`aborting transaction ${j} after a failed send:`, ae));
+        throw new Error(`transaction ${j}: send: ${e.message}`);
+      }
+      if (plan[j] === 'commit') {
+        await txn.commit();
+      } else {
+        await txn.abort();
+      }
+      emit({ txn: j, end: plan[j] });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
 // resolveStart resolves --from for partition through ListOffsets. It
 // returns the start offset, every partition of the topic and the connected
 // admin client (the caller disconnects it).
@@ -528,6 +584,8 @@ async function opConsume(kafka, opts) {
       .slice(2, 8)}`;
     const consumer = kafka.consumer({
       groupId,
+      // kafkajs reads at read_committed by default.
+      ...(opts['read-committed'] ? { readUncommitted: false } : {}),
       sessionTimeout: 10000,
       rebalanceTimeout: 10000,
       heartbeatInterval: 1000,
@@ -677,6 +735,7 @@ const OPS = {
   create: opCreate,
   delete: opDelete,
   produce: opProduce,
+  'produce-txn': opProduceTxn,
   consume: opConsume,
   'group-consume': opGroupConsume,
   groups: opGroups,

@@ -60,6 +60,8 @@ var Features = []Feature{
 	{"group-rebalance", "Consumer group of two, rebalance"},
 	{"list-describe-groups", "List and describe groups"},
 	{"idempotent", "Idempotent producer"},
+	{"txn-produce", "Transactional produce, commit and abort"},
+	{"read-committed", "Consume at read_committed"},
 	{"leader-kill", "3-broker cluster, leader SIGKILLed mid-stream"},
 }
 
@@ -72,11 +74,15 @@ type Cell struct {
 // Unsupported are the cells a client cannot do at all, with the reason.
 // They are not run.
 var Unsupported = map[Cell]string{
-	{"kcat", "create-delete-topic"}:  "kcat has no admin operations",
-	{"kcat", "list-describe-groups"}: "kcat has no group listing",
-	{"kafka-go", "idempotent"}:       "kafka-go has no idempotent producer",
-	{"kafka-python", "idempotent"}:   "kafka-python 2.0 has no idempotent producer",
-	{"kcat", "record-fields"}:        "kcat cannot set a record's timestamp when producing, and its headers (-H) are the same for every record of a run",
+	{"kcat", "create-delete-topic"}:    "kcat has no admin operations",
+	{"kcat", "list-describe-groups"}:   "kcat has no group listing",
+	{"kafka-go", "idempotent"}:         "kafka-go has no idempotent producer",
+	{"kafka-python", "idempotent"}:     "kafka-python 2.0 has no idempotent producer",
+	{"kcat", "record-fields"}:          "kcat cannot set a record's timestamp when producing, and its headers (-H) are the same for every record of a run",
+	{"kafka-go", "txn-produce"}:        "kafka-go has no transactional producer",
+	{"kafka-python", "txn-produce"}:    "kafka-python 2.0 has no transactional producer",
+	{"kafka-go", "read-committed"}:     "kafka-go's Reader sends IsolationLevel ReadCommitted but keeps the records of aborted transactions (it ignores the fetch's aborted transactions) and hands out transaction markers as messages (kafka-go issue 1332)",
+	{"kafka-python", "read-committed"}: "kafka-python 2.0 always fetches at read_uncommitted (it has no isolation_level setting)",
 }
 
 // KnownGaps are cells that run but are known to fail, with the reason. A

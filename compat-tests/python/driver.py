@@ -10,7 +10,10 @@ OP is one of:
   produce       --bootstrap B --topic T --partition P --count N --prefix X
                 --acks A --compression C [--timestamp-base MS]
                 [--idempotent] [--delay-ms D]
+  produce-txn   --bootstrap B --topic T --partitions P --count N --prefix X
+                --transactional-id ID --plan commit,abort,...
   consume       --bootstrap B --topic T --partition P --from F --count N
+                [--read-committed]
   group-consume --bootstrap B --topic T --group G --count N
   groups        --bootstrap B --group G
 Every operation also takes --timeout-s S (default 30).
@@ -169,6 +172,16 @@ def produce_params(a):
     ts_base = a.int("timestamp-base") if a.has("timestamp-base") else None
     delay_ms = a.int("delay-ms") if a.has("delay-ms") else None
     return acks, compression, ts_base, delay_ms
+
+
+def txn_params(a):
+    """produce-txn's arguments: topic, partitions, count, prefix, ID, plan."""
+    plan = a.str("plan").split(",")
+    for end in plan:
+        if end not in ("commit", "abort"):
+            raise ValueError("--plan must list commit or abort, got %r" % end)
+    return (a.str("topic"), a.int("partitions"), a.int("count"), a.str("prefix"),
+            a.str("transactional-id"), [end == "commit" for end in plan])
 
 
 class Acks:
@@ -343,6 +356,9 @@ class KafkaPython:
         if acked.failed or acked.acked != count:
             raise Failed("%d of %d records acknowledged, %d failed" % (acked.acked, count, acked.failed))
 
+    def produce_txn(self):
+        raise Unsupported("kafka-python 2.0.2 has no transactional producer (no transactional_id)")
+
     def consumer(self, **extra):
         from kafka import KafkaConsumer
 
@@ -362,6 +378,8 @@ class KafkaPython:
     def consume(self):
         from kafka import TopicPartition
 
+        if self.a.flag("read-committed"):
+            raise Unsupported("kafka-python 2.0.2 always fetches at read_uncommitted (it has no isolation_level)")
         topic, partition, count = self.a.str("topic"), self.a.int("partition"), self.a.int("count")
         kind, n = parse_from(self.a.str("from"))
         tp = TopicPartition(topic, partition)
@@ -575,6 +593,55 @@ class Confluent:
         if acked.failed or acked.acked != count:
             raise Failed("%d of %d records acknowledged, %d failed" % (acked.acked, count, acked.failed))
 
+    def produce_txn(self):
+        from confluent_kafka import Producer
+
+        topic, partitions, count, prefix, txn_id, plan = txn_params(self.a)
+        conf = dict(self.common())
+        conf.update(
+            {
+                "transactional.id": txn_id,
+                "enable.idempotence": True,
+                "acks": "-1",
+                "transaction.timeout.ms": 60000,
+                # librdkafka wants it no longer than the transaction timeout.
+                "message.timeout.ms": 30000,
+                "linger.ms": 5,
+            }
+        )
+        producer = Producer(conf)
+        producer.init_transactions(max(0.5, self.deadline.left()))
+        for j, commit in enumerate(plan):
+            producer.begin_transaction()
+            acked = []
+            failed = []
+
+            def on_delivery(err, msg, i):
+                (acked if err is None else failed).append((i, err))
+
+            for i in range(count):
+                key, value, headers, _ = record_shape("%s-%d" % (prefix, j), i, None)
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=i % partitions,
+                    headers=headers,
+                    on_delivery=lambda err, msg, i=i: on_delivery(err, msg, i),
+                )
+                producer.poll(0)
+            # Every record acknowledged before the transaction ends, so that
+            # an aborted transaction's records are in the log too.
+            while len(acked) + len(failed) < count and not self.deadline.over():
+                producer.flush(min(0.5, self.deadline.left()))
+            if failed or len(acked) != count:
+                raise Failed("transaction %d: %d of %d records acknowledged, failures: %s" % (j, len(acked), count, failed[:5]))
+            if commit:
+                producer.commit_transaction(max(0.5, self.deadline.left()))
+            else:
+                producer.abort_transaction(max(0.5, self.deadline.left()))
+            emit({"txn": j, "end": "commit" if commit else "abort"})
+
     def consumer(self, group, **extra):
         from confluent_kafka import Consumer
 
@@ -616,7 +683,10 @@ class Confluent:
         kind, n = parse_from(self.a.str("from"))
         # librdkafka wants a group.id even for assign(); this one never
         # joins, commits or subscribes.
-        consumer = self.consumer("pubg1-driver-unused-%d" % os.getpid())
+        extra = {}
+        if self.a.flag("read-committed"):
+            extra["isolation.level"] = "read_committed"  # librdkafka's default too
+        consumer = self.consumer("pubg1-driver-unused-%d" % os.getpid(), **extra)
         try:
             if kind == "earliest":
                 start = OFFSET_BEGINNING
@@ -684,6 +754,7 @@ OPS = {
     "create": "create",
     "delete": "delete",
     "produce": "produce",
+    "produce-txn": "produce_txn",
     "consume": "consume",
     "group-consume": "group_consume",
     "groups": "groups",
