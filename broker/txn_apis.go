@@ -46,11 +46,13 @@ func (b *Broker) addPartitionsToTxnAPI() kproto.API {
 
 // txnAdd is one transaction of an AddPartitionsToTxn request.
 type txnAdd struct {
-	id     string
-	pid    int64
-	epoch  int16
-	verify bool
-	topics []kmsg.AddPartitionsToTxnRequestTransactionTopic
+	id         string
+	pid        int64
+	epoch      int16
+	verify     bool
+	fromBroker bool // v4+: a partition leader's
+	waited     bool // for unknown topics to show
+	topics     []kmsg.AddPartitionsToTxnRequestTransactionTopic
 }
 
 // addPartitionsToTxn adds partitions to transactions: v0-3 one, from its
@@ -67,7 +69,7 @@ func (b *Broker) addPartitionsToTxn(_ context.Context, req *kproto.Request, resp
 		txns = append(txns, add)
 	} else {
 		for _, t := range r.Transactions {
-			txns = append(txns, txnAdd{id: t.TransactionalID, pid: t.ProducerID, epoch: t.ProducerEpoch, verify: t.VerifyOnly, topics: t.Topics})
+			txns = append(txns, txnAdd{id: t.TransactionalID, pid: t.ProducerID, epoch: t.ProducerEpoch, verify: t.VerifyOnly, fromBroker: true, topics: t.Topics})
 		}
 	}
 	results := make([][]kmsg.AddPartitionsToTxnResponseTransactionTopic, len(txns))
@@ -123,7 +125,10 @@ func (b *Broker) addToTxn(add txnAdd, knowsFenced bool, done func([]kmsg.AddPart
 		for _, p := range t.Partitions {
 			tp := coordinator.TopicPartition{Topic: t.Topic, Partition: p}
 			tps = append(tps, tp)
-			if mt == nil || p < 0 || int(p) >= len(mt.parts) {
+			// A broker's request (v4+) comes from the partition's
+			// leader, which knows it exists; this broker's metadata may
+			// not show a topic created a moment ago yet.
+			if !add.fromBroker && (mt == nil || p < 0 || int(p) >= len(mt.parts)) {
 				unknown[tp] = true
 			}
 		}
@@ -141,6 +146,24 @@ func (b *Broker) addToTxn(add txnAdd, knowsFenced bool, done func([]kmsg.AddPart
 			out = append(out, rt)
 		}
 		done(out)
+	}
+	if len(unknown) > 0 && !add.waited {
+		// A topic created a moment ago through another broker may not
+		// show here yet: look again for a moment before saying so.
+		add.waited = true
+		if b.goFunc(func() {
+			deadline := time.Now().Add(unknownTopicWait)
+			for time.Now().Before(deadline) && !b.knowsAll(unknown) {
+				select {
+				case <-b.ctx.Done():
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			b.addToTxn(add, knowsFenced, done)
+		}) {
+			return
+		}
 	}
 	if len(unknown) > 0 {
 		// As Kafka: nothing is added when a partition does not exist.
@@ -166,6 +189,20 @@ func (b *Broker) addToTxn(add txnAdd, knowsFenced bool, done func([]kmsg.AddPart
 		code := fencedCode(err, knowsFenced)
 		answer(func(coordinator.TopicPartition) int16 { return code })
 	})
+}
+
+// unknownTopicWait bounds how long AddPartitionsToTxn waits for topics
+// this broker does not know yet.
+const unknownTopicWait = time.Second
+
+// knowsAll reports whether this broker knows every partition of tps.
+func (b *Broker) knowsAll(tps map[coordinator.TopicPartition]bool) bool {
+	for tp := range tps {
+		if !b.knownPartition(tp.Topic, tp.Partition) {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *Broker) addOffsetsToTxnAPI() kproto.API {
