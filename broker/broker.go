@@ -50,6 +50,7 @@ type Broker struct {
 	// (transaction markers).
 	peerClient       *peerClient
 	txnTopicCreating atomic.Bool // __transaction_state is being created
+	txnVerifier      txnVerifier
 
 	// The metadata group and the Raft traffic of partitions (see
 	// cluster_start.go). A single broker is a cluster of one.

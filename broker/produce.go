@@ -141,14 +141,14 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r 
 			finish()
 		})
 	}
-	if !h.Transactional() || p.TxnOpen(h.ProducerID) {
+	if !h.Transactional() {
 		start()
 		return nil
 	}
 	// The first batch of a transaction here: its coordinator must have it
 	// in the transaction (KIP-890), or a late batch of a transaction that
 	// ended would open one nobody ends.
-	b.verifyTxn(r, t.name, rp.Partition, h, func(err error) {
+	b.txnVerifier.append(p, h.ProducerID, func(err error) {
 		if err == nil {
 			start()
 			return
@@ -157,6 +157,6 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r 
 		sp.ErrorCode = errorCode(err)
 		sp.ErrorMessage = errorMessage(err)
 		finish()
-	})
+	}, func(done func(error)) { b.verifyTxn(r, t.name, rp.Partition, h, done) })
 	return nil
 }

@@ -396,3 +396,51 @@ func (pc *peerClient) addToTxn(ctx context.Context, coord int32, id string, pid 
 	}
 	return fmt.Errorf("%w: broker %d did not answer for %s-%d", coordinator.ErrCoordinatorNotAvailable, coord, tp.Topic, tp.Partition)
 }
+
+// txnVerifier keeps a producer's transactional batches for a partition in
+// order while the first of its transaction there is being verified: the
+// batches behind it (a producer pipelines up to five per partition) wait
+// for the answer and are appended after it, as their sequence numbers
+// require.
+type txnVerifier struct {
+	mu       sync.Mutex
+	inflight map[verifyKey][]func(error)
+}
+
+type verifyKey struct {
+	p   partition.Partition
+	pid int64
+}
+
+// append calls then with nil once the batch of producer pid may be appended
+// to p, in the order the batches came, or with the error that refuses it;
+// verify is how the first batch of a transaction is checked.
+func (v *txnVerifier) append(p partition.Partition, pid int64, then func(error), verify func(done func(error))) {
+	k := verifyKey{p, pid}
+	v.mu.Lock()
+	if q, ok := v.inflight[k]; ok {
+		v.inflight[k] = append(q, then)
+		v.mu.Unlock()
+		return
+	}
+	if p.TxnOpen(pid) {
+		v.mu.Unlock()
+		then(nil)
+		return
+	}
+	if v.inflight == nil {
+		v.inflight = make(map[verifyKey][]func(error))
+	}
+	v.inflight[k] = []func(error){then}
+	v.mu.Unlock()
+	verify(func(err error) {
+		// Under the lock, so that a batch arriving meanwhile either waits
+		// in the queue or comes after every queued one.
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for _, f := range v.inflight[k] {
+			f(err)
+		}
+		delete(v.inflight, k)
+	})
+}

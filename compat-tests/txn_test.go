@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,6 +126,10 @@ func consumeAllTxn(ctx context.Context, t *testing.T, seeds []string, topic stri
 	return out
 }
 
+// pad makes records of about 100 bytes, so that a transaction's records
+// fill many batches.
+var pad = strings.Repeat("p", 80)
+
 // runTxns has a transactional producer write n transactions of size
 // records each to topic, committing all but every third, which it aborts.
 func runTxns(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, ledger *txnLedger, first, n, size int) {
@@ -134,13 +139,28 @@ func runTxns(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, le
 			t.Fatalf("begin transaction %d: %v", i, err)
 		}
 		commit := i%3 != 0
+		// Produced without waiting, so that a partition has several
+		// batches in flight when its first one in the transaction is
+		// verified.
+		var mu sync.Mutex
+		var perr error
 		for j := range size {
-			v := fmt.Sprintf("txn-%d-rec-%d", i, j)
+			v := fmt.Sprintf("txn-%d-rec-%d-%s", i, j, pad)
 			r := &kgo.Record{Topic: topic, Key: []byte(fmt.Sprint(j)), Value: []byte(v)}
-			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-				t.Fatalf("transaction %d: produce: %v", i, err)
-			}
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && perr == nil {
+					perr = err
+				}
+			})
 			ledger.add(i, v, commit)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatalf("transaction %d: flush: %v", i, err)
+		}
+		if perr != nil {
+			t.Fatalf("transaction %d: produce: %v", i, perr)
 		}
 		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 			t.Fatalf("end transaction %d (commit %v): %v", i, commit, err)
@@ -165,16 +185,17 @@ func TestTransactions(t *testing.T) {
 
 	ledger := newTxnLedger()
 	p1, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID("tx-a"), kgo.TransactionTimeout(20*time.Second),
-		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(10000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p1.Close()
 	runTxns(ctx, t, p1, topic, ledger, 0, 12, 5)
+	runTxns(ctx, t, p1, topic, ledger, 12, 4, 3000)
 	// franz-go uses transactions version 2, which the broker finalizes:
 	// every transaction's end bumped the epoch.
-	if d, err := adm.DescribeTransactions(ctx, "tx-a"); err != nil || d["tx-a"].ProducerEpoch < 12 {
-		t.Errorf("after 12 transactions of version 2 the producer's epoch is %d (%v), want at least 12", d["tx-a"].ProducerEpoch, err)
+	if d, err := adm.DescribeTransactions(ctx, "tx-a"); err != nil || d["tx-a"].ProducerEpoch < 16 {
+		t.Errorf("after 16 transactions of version 2 the producer's epoch is %d (%v), want at least 16", d["tx-a"].ProducerEpoch, err)
 	}
 
 	got := consumeAllTxn(ctx, t, seeds, topic, true, 1<<30, 2*time.Second)
@@ -382,6 +403,7 @@ func TestTransactionsClusterKills(t *testing.T) {
 	newProducer := func() *kgo.Client {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.TransactionalID(txnID), kgo.TransactionTimeout(30*time.Second),
 			kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+			kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(50000),
 			kgo.MetadataMinAge(250*time.Millisecond), kgo.RetryTimeout(30*time.Second))
 		if err != nil {
 			t.Fatal(err)
@@ -434,6 +456,9 @@ func TestTransactionsClusterKills(t *testing.T) {
 			ledger.settle(txn, commit, true)
 		}
 	}
+	// Pipelined batches whose first one in each partition is verified
+	// with the coordinator on another broker.
+	runTxns(ctx, t, p, topic, ledger, 1000, 3, 20000)
 	run(4, nil)
 	coord, err := txnCoordinatorOf(ctx, c.client(nil), txnID)
 	if err != nil {
