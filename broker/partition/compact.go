@@ -149,18 +149,47 @@ func newCompactor(dec kgo.Decompressor) *compactor {
 	return &compactor{dec: dec, comp: make(map[kgo.CompressionCodecType]kgo.Compressor)}
 }
 
-// keyMap is the offset of the latest record of every key.
-type keyMap map[string]int64
+// keyMap is the offset of the latest record of every key, and the aborted
+// transactions of the part compacted: their records are not the latest of
+// anything, and compaction removes them, as Kafka's cleaner does.
+type keyMap struct {
+	latest  map[string]int64
+	aborted abortedSet
+}
+
+func newKeyMap(aborted []AbortedTxn) keyMap {
+	m := keyMap{latest: make(map[string]int64), aborted: make(abortedSet)}
+	for _, a := range aborted {
+		m.aborted[a.ProducerID] = append(m.aborted[a.ProducerID], a)
+	}
+	return m
+}
+
+// abortedSet is aborted transactions by producer.
+type abortedSet map[int64][]AbortedTxn
+
+// holds reports whether the batch at base belongs to an aborted transaction.
+func (s abortedSet) holds(h *BatchHeader, base int64) bool {
+	if !h.Transactional() || h.Control() {
+		return false
+	}
+	for _, a := range s[h.ProducerID] {
+		if base >= a.FirstOffset && base <= a.LastOffset {
+			return true
+		}
+	}
+	return false
+}
 
 // scan adds the records of batch b to m.
 func (c *compactor) scan(m keyMap, b []byte) error {
 	h, err := ParseHeader(b)
-	if err != nil || h.Attributes&attrControl != 0 {
+	if err != nil || h.Attributes&attrControl != 0 || m.aborted.holds(&h, int64(binary.BigEndian.Uint64(b))) {
 		return err
 	}
 	return eachRecord(b, h, c.dec, func(r compactRecord) {
 		if r.key != nil {
-			m[string(r.key)] = r.offset
+			m.latest[string(r.key)] = r.offset
 		}
 	})
 }
@@ -179,11 +208,15 @@ func (c *compactor) compactBatch(m keyMap, b []byte, tombstoneCutoff int64, keep
 	if h.Attributes&attrControl != 0 {
 		return b, 0, nil
 	}
+	aborted := m.aborted.holds(&h, int64(binary.BigEndian.Uint64(b)))
 	var kept [][]byte
 	err = eachRecord(b, h, c.dec, func(r compactRecord) {
 		switch {
+		case aborted:
+			removed++
+			return
 		case r.key == nil:
-		case m[string(r.key)] != r.offset:
+		case m.latest[string(r.key)] != r.offset:
 			removed++
 			return
 		case r.tombstone && h.MaxTimestamp < tombstoneCutoff:
@@ -292,12 +325,16 @@ func (c *compactor) compactUnit(m keyMap, data []byte, tombstoneCutoff int64, ke
 
 // cleanablePart applies the rules of when and where compaction runs to a
 // log of n stored units (oldest first; size, last offset and newest
-// timestamp of each): the units it may touch are all but the newest and
-// none newer than minLag, and it runs once the bytes written at or after
+// timestamp of each): the units it may touch are all but the newest, none
+// at or past the last stable offset and none newer than minLag, and it runs once the bytes written at or after
 // cleanedTo are at least min.cleanable.dirty.ratio of them. It returns how
 // many units to compact (0: none) and their bytes.
-func cleanablePart(n int, size, lastOffset, maxTS func(i int) int64, cleanedTo int64, now time.Time, o CompactOptions) (end int, total int64) {
+func cleanablePart(n int, size, lastOffset, maxTS func(i int) int64, cleanedTo, stable int64, now time.Time, o CompactOptions) (end int, total int64) {
 	end = n - 1
+	// Nothing of an open transaction: it may still abort.
+	for end > 0 && lastOffset(end-1) >= stable {
+		end--
+	}
 	if o.MinLag > 0 {
 		cutoff := now.Add(-o.MinLag).UnixMilli()
 		for end > 0 && maxTS(end-1) > cutoff {

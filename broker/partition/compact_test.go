@@ -84,6 +84,10 @@ func readAll(t *testing.T, p Partition) []readRecord {
 			t.Fatalf("batch at %d: CRC %08x, computed %08x", binary.BigEndian.Uint64(b), want, got)
 		}
 		base := int64(binary.BigEndian.Uint64(b))
+		if h.Control() {
+			next = base + 1
+			continue // a transaction marker
+		}
 		if base < next {
 			t.Fatalf("batch at %d after a batch ending at %d", base, next-1)
 		}
@@ -263,5 +267,78 @@ func TestCompactReplicated(t *testing.T) {
 			t.Fatalf("replica %d never led (last transfer: %v)", i, lastErr)
 		}
 		checkCompacted(t, rs.parts[i], all, []int64{34, 35, 36, 39, 41, 42, 43})
+	}
+}
+
+// txnKeyedBatch is keyedBatch as a transactional batch of producer pid.
+func txnKeyedBatch(t testing.TB, pid int64, seq int32, ts int64, recs ...keyed) []byte {
+	b := keyedBatch(t, kgo.CompressionCodec{}, ts, recs...)
+	binary.BigEndian.PutUint16(b[offAttributes:], binary.BigEndian.Uint16(b[offAttributes:])|attrTransactional)
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(pid))
+	binary.BigEndian.PutUint16(b[offProducerEpoch:], 0)
+	binary.BigEndian.PutUint32(b[offBaseSequence:], uint32(seq))
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	return b
+}
+
+// TestCompactTransactions: compaction removes the records of aborted
+// transactions, which are never the latest of their key, and leaves alone
+// everything from the last stable offset on, whose transaction may still
+// abort; once it commits, its records are the latest.
+func TestCompactTransactions(t *testing.T) {
+	for _, kind := range []string{"local", "replicated"} {
+		t.Run(kind, func(t *testing.T) {
+			now := time.Now()
+			ts := now.Add(-time.Hour).UnixMilli()
+			var p Partition
+			settle := func(int64) {}
+			if kind == "local" {
+				s := storage.NewMemory()
+				t.Cleanup(func() { s.Close() })
+				p = openLocal(t, s, nil)
+			} else {
+				rs := newReplicaSet(t)
+				_, p = rs.leader()
+				settle = rs.waitApplied
+			}
+			all := map[int64]readRecord{}
+			add := func(b []byte, off int64, recs ...keyed) {
+				t.Helper()
+				h, err := ParseHeader(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch := make(chan AppendResult, 1)
+				p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { ch <- r })
+				if r := <-ch; r.Err != nil || r.BaseOffset != off {
+					t.Fatalf("append at %d: %+v", off, r)
+				}
+				for i, r := range recs {
+					all[off+int64(i)] = readRecord{offset: off + int64(i), key: r.key, value: r.value}
+				}
+			}
+			opts := CompactOptions{DeleteRetention: 24 * time.Hour}
+			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"a", val("committed")}), 0, keyed{"a", val("committed")})
+			add(txnKeyedBatch(t, 5, 0, ts, keyed{"a", val("aborted")}), 1, keyed{"a", val("aborted")})
+			add(MarkerBatch(5, 0, false, 0, ts), 2)
+			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"b", val("v1")}), 3, keyed{"b", val("v1")})
+			add(txnKeyedBatch(t, 6, 0, ts, keyed{"b", val("pending")}), 4, keyed{"b", val("pending")})
+			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"c", val("x")}), 5, keyed{"c", val("x")})
+			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"c", val("y")}), 6, keyed{"c", val("y")})
+			settle(7)
+			if res, err := p.Compact(now, opts); err != nil || !res.Ran {
+				t.Fatalf("compaction: %+v, %v", res, err)
+			}
+			// The aborted "a" is gone; "b" v1 stays, the pending one
+			// being uncommitted; nothing past the open transaction moved.
+			checkCompacted(t, p, all, []int64{0, 3, 4, 5, 6})
+			add(MarkerBatch(6, 0, true, 0, ts), 7)
+			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"z", val("last")}), 8, keyed{"z", val("last")})
+			settle(9)
+			if res, err := p.Compact(now, opts); err != nil || !res.Ran {
+				t.Fatalf("second compaction: %+v, %v", res, err)
+			}
+			checkCompacted(t, p, all, []int64{0, 4, 6, 8})
+		})
 	}
 }

@@ -25,6 +25,9 @@ type core struct {
 	// committed returns the committed log, in the units it is stored in,
 	// and the log start.
 	committed func() (units, int64)
+	// txnCut returns the last stable offset and the aborted transactions
+	// of the committed log, for compaction.
+	txnCut func() (int64, []AbortedTxn)
 
 	mu        sync.Mutex
 	closed    bool
@@ -301,14 +304,15 @@ func (c *core) compactPlan(u units, now time.Time, o CompactOptions, res *Compac
 	c.mu.Lock()
 	cleanedTo := c.cleanedTo
 	c.mu.Unlock()
-	n, total := cleanablePart(u.len(), u.size, u.last, u.maxTS, cleanedTo, now, o)
+	stable, aborted := c.txnCut()
+	n, total := cleanablePart(u.len(), u.size, u.last, u.maxTS, cleanedTo, stable, now, o)
 	if n == 0 {
-		return 0, nil, nil
+		return 0, keyMap{}, nil
 	}
 	res.Ran, res.BytesBefore = true, total
-	keys = make(keyMap)
+	keys = newKeyMap(aborted)
 	if err := u.read(0, n, func(data []byte) error { return c.compactor.scanUnit(keys, data) }); err != nil {
-		return 0, nil, fmt.Errorf("partition: compaction scan: %w", err)
+		return 0, keyMap{}, fmt.Errorf("partition: compaction scan: %w", err)
 	}
 	return n, keys, nil
 }

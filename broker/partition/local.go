@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,11 @@ var _ Partition = (*Local)(nil)
 func OpenLocal(opts LocalOptions) (*Local, error) {
 	p := &Local{id: opts.Log, store: opts.Store, opts: opts}
 	p.core = newCore(opts.Decompressor, opts.Now, p.committed)
+	p.txnCut = func() (int64, []AbortedTxn) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.txns.stable(p.hwm.Load()), slices.Clone(p.txns.aborted)
+	}
 	v, err := p.store.Get(p.key(keyLogStart))
 	switch {
 	case err == nil && len(v) == 8:

@@ -141,6 +141,10 @@ func OpenReplicated(opts ReplicatedOptions) (*Replicated, error) {
 		stop:     make(chan struct{}),
 	}
 	p.core = newCore(opts.Decompressor, opts.Now, p.committed)
+	p.txnCut = func() (int64, []AbortedTxn) {
+		txns := p.fsm.cloneTxns()
+		return txns.stable(p.fsm.view().next), txns.aborted
+	}
 	p.fsm = newReplicaFSM(p.watchers.notify)
 
 	cfg := raft.DefaultConfig()
