@@ -14,7 +14,7 @@ import (
 // benchRecords is how many records of benchRecordSize bytes each case of
 // BenchmarkTransactions writes.
 const (
-	benchRecords    = 200_000
+	benchRecords    = 1_000_000
 	benchRecordSize = 100
 )
 

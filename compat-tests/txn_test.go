@@ -582,3 +582,40 @@ func TestTransactionTimeout(t *testing.T) {
 		t.Errorf("read_committed read %d records of an aborted transaction", len(got))
 	}
 }
+
+// TestCLIConsumeReadCommitted: pubg1 topic consume --isolation-level
+// read_committed prints only the records of committed transactions.
+func TestCLIConsumeReadCommitted(t *testing.T) {
+	b := startBroker(t)
+	ctx := testContext(t, time.Minute)
+	const topic = "cli-txn"
+	createTopic(ctx, t, kadm.NewClient(newClient(t, b)), topic, 1, nil)
+	p, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("cli-txn"), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, txn := range []struct {
+		values []string
+		commit bool
+	}{{[]string{"c1", "c2"}, true}, {[]string{"a1"}, false}, {[]string{"c3"}, true}} {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range txn.values {
+			if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.EndTransaction(ctx, kgo.TransactionEndTry(txn.commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokers := "--brokers=" + b.Addr()
+	if out := cliOK(t, "", "topic", "consume", topic, "-n", "3", "--isolation-level", "read_committed", brokers); out != "c1\nc2\nc3\n" {
+		t.Errorf("read_committed printed %q, want c1, c2 and c3", out)
+	}
+	if out := cliOK(t, "", "topic", "consume", topic, "-n", "4", brokers); out != "c1\nc2\na1\nc3\n" {
+		t.Errorf("read_uncommitted printed %q, want every record", out)
+	}
+}

@@ -24,6 +24,8 @@ type topicConsumeCmd struct {
 	Group   string `help:"Consume as a member of this group and commit what was printed (default: no group, nothing committed)."`
 	Format  string `default:"%v\n" help:"Format of each record: %k key, %v value, %p partition, %o offset, %t timestamp (ms), %h headers (k=v,...), %T topic, %% a percent sign; \\n and \\t escapes."`
 	Output  string `short:"o" default:"text" enum:"text,json" help:"text prints --format; json prints one JSON object per record (${enum})."`
+	// As kafka-console-consumer's --isolation-level.
+	Isolation string `name:"isolation-level" default:"read_uncommitted" enum:"read_uncommitted,read_committed" help:"read_committed skips records of aborted transactions and waits for open ones to end (${enum})."`
 }
 
 // consumedRecord is one record as --output json prints it, one object a
@@ -75,6 +77,9 @@ func (c *topicConsumeCmd) Run() error {
 	}
 	format := strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(c.Format)
 	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(c.Brokers, ",")...), kgo.ConsumeTopics(c.Topic), kgo.ConsumeResetOffset(offset)}
+	if c.Isolation == "read_committed" {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	if c.Group != "" {
 		opts = append(opts, kgo.ConsumerGroup(c.Group), kgo.AutoCommitMarks())
 	}
