@@ -10,7 +10,8 @@ import (
 	"github.com/pubg1/pubg1/broker/storage"
 )
 
-// startMembers starts n controllers on loopback ports.
+// startMembers starts n controllers on loopback ports, each watching the
+// others with the failure detector.
 func startMembers(t *testing.T, n int) ([]Peer, []*member) {
 	t.Helper()
 	var peers []Peer
@@ -21,7 +22,7 @@ func startMembers(t *testing.T, n int) ([]Peer, []*member) {
 		ln.Close()
 		s := storage.NewMemory()
 		t.Cleanup(func() { s.Close() })
-		members = append(members, &member{store: s, dir: t.TempDir()})
+		members = append(members, &member{store: s, dir: t.TempDir(), watch: true})
 	}
 	for i, m := range members {
 		m.start(t, peers[i].ID, peers, peers[i].Addr)
@@ -113,7 +114,7 @@ func TestUncleanElectionAfterDemotion(t *testing.T) {
 	if !until(10*time.Second, func() bool { return members[voter].c.cfg.Mux.PeerDown(raft.ServerAddress(peers[lead].Addr)) }) {
 		t.Fatal("the dead leader is not found down")
 	}
-	time.Sleep(time.Second) // several election timeouts
+	time.Sleep(3 * time.Second) // several election timeouts
 	if !leaderless() {
 		t.Fatal("a leader was elected without a majority of voters")
 	}
