@@ -50,6 +50,7 @@ type Broker struct {
 	// (transaction markers).
 	peerClient       *peerClient
 	txnTopicCreating atomic.Bool // __transaction_state is being created
+	txnTopicMismatch atomic.Bool // its partition count was found wrong (logged once)
 	txnVerifier      txnVerifier
 
 	// The metadata group and the Raft traffic of partitions (see

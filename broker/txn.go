@@ -72,6 +72,10 @@ const txnTopicWait = 2 * time.Second
 // partition.
 func (b *Broker) ensureTxnTopic() bool {
 	if t := b.topics.get(coordinator.TxnStateTopic); t != nil && len(t.parts) > 0 {
+		if n := int32(len(t.parts)); n != b.txns.Partitions() && b.txnTopicMismatch.CompareAndSwap(false, true) {
+			b.log.Error().Int32("topic_partitions", n).Int32("configured", b.txns.Partitions()).
+				Msg("__transaction_state has another partition count than --transaction-state-partitions; transactional IDs map to partitions by the configured count")
+		}
 		return true
 	}
 	if !b.txnTopicCreating.CompareAndSwap(false, true) {

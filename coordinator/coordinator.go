@@ -210,6 +210,10 @@ func javaStringHash(s string) int32 {
 // requests get COORDINATOR_LOAD_IN_PROGRESS. p must stay open until Resign
 // or Close.
 func (c *Coordinator) Elect(id int32, p partition.Partition) {
+	if id < 0 || int(id) >= len(c.shards) {
+		c.log.Error().Int32("partition", id).Int32("partitions", c.cfg.Partitions).Msg("an offsets partition beyond the configured count is not served")
+		return
+	}
 	s := c.shards[id]
 	s.mu.Lock()
 	s.epoch++
@@ -232,6 +236,9 @@ func (c *Coordinator) Elect(id int32, p partition.Partition) {
 // requests with NOT_COORDINATOR, and later requests get NOT_COORDINATOR. It
 // does not block; appends in flight finish in the background.
 func (c *Coordinator) Resign(id int32) {
+	if id < 0 || int(id) >= len(c.shards) {
+		return
+	}
 	s := c.shards[id]
 	s.mu.Lock()
 	s.epoch++

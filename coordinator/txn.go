@@ -261,6 +261,10 @@ func (t *Txns) PartitionFor(id string) int32 { return PartitionFor(id, t.cfg.Par
 // were being committed or aborted. Until then their requests get
 // COORDINATOR_LOAD_IN_PROGRESS.
 func (t *Txns) Elect(id int32, p partition.Partition) {
+	if id < 0 || int(id) >= len(t.shards) {
+		t.log.Error().Int32("partition", id).Int32("partitions", t.cfg.Partitions).Msg("a __transaction_state partition beyond the configured count is not served")
+		return
+	}
 	s := t.shards[id]
 	s.mu.Lock()
 	s.epoch++
@@ -280,6 +284,9 @@ func (t *Txns) Elect(id int32, p partition.Partition) {
 // Resign stops serving partition id: waiting requests get NOT_COORDINATOR,
 // marker rounds in flight stop.
 func (t *Txns) Resign(id int32) {
+	if id < 0 || int(id) >= len(t.shards) {
+		return
+	}
 	s := t.shards[id]
 	s.mu.Lock()
 	s.epoch++
