@@ -182,8 +182,12 @@ func (c *Coordinator) Partitions() int32 { return c.cfg.Partitions }
 // PartitionFor is the offsets partition of group.
 func (c *Coordinator) PartitionFor(group string) int32 { return PartitionFor(group, c.cfg.Partitions) }
 
-// PartitionFor is the offsets partition of group among partitions, computed
-// exactly as Kafka does: Utils.abs(groupId.hashCode) % partitions.
+// PartitionFor is the offsets partition of group among partitions:
+// groupId.hashCode with the sign bit cleared, modulo partitions. Kafka
+// takes the absolute value instead (Utils.abs), so a group whose hash is
+// negative has its offsets in another partition than Kafka would put
+// them; clients find the coordinator with FindCoordinator either way, and
+// existing data directories keep their groups where they are.
 func PartitionFor(group string, partitions int32) int32 {
 	return (javaStringHash(group) & 0x7fffffff) % partitions
 }

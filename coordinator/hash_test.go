@@ -1,6 +1,10 @@
 package coordinator
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/rs/zerolog"
+)
 
 // The expected values are Java's "...".hashCode() and Kafka's partitionFor
 // with 50 partitions.
@@ -12,7 +16,7 @@ func TestPartitionFor(t *testing.T) {
 	}{
 		{"", 0, 0},
 		{"hello", 99162322, 22},
-		{"Hello World", -862545276, 22}, // negative: Utils.abs masks the sign bit
+		{"Hello World", -862545276, 22}, // negative: the sign bit is masked (Kafka: 26)
 		{"my-group", -1906497762, 36},   // negative
 		{"é", 233, 33},                  // one UTF-16 unit, two UTF-8 bytes
 		{"😀", 1772899, 49},              // a surrogate pair
@@ -23,6 +27,24 @@ func TestPartitionFor(t *testing.T) {
 		}
 		if p := PartitionFor(tc.group, 50); p != tc.partition {
 			t.Errorf("partition of %q = %d, want %d", tc.group, p, tc.partition)
+		}
+	}
+}
+
+// TestTxnPartitionFor: transactional IDs map to __transaction_state
+// partitions exactly as in Kafka (Utils.abs of the Java hash).
+func TestTxnPartitionFor(t *testing.T) {
+	txns, err := NewTxns(DefaultTxnConfig(), zerolog.Nop(), func() (int64, error) { return 1, nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txns.Close()
+	for _, tc := range []struct {
+		id        string
+		partition int32
+	}{{"hello", 22}, {"Hello World", 26}, {"my-group", 12}, {"", 0}} {
+		if p := txns.PartitionFor(tc.id); p != tc.partition {
+			t.Errorf("partition of %q = %d, want %d", tc.id, p, tc.partition)
 		}
 	}
 }

@@ -253,8 +253,18 @@ func (t *Txns) goFunc(f func()) bool {
 func (t *Txns) Partitions() int32 { return t.cfg.Partitions }
 
 // PartitionFor is the __transaction_state partition of a transactional ID,
-// computed as Kafka does.
-func (t *Txns) PartitionFor(id string) int32 { return PartitionFor(id, t.cfg.Partitions) }
+// computed as Kafka does: Utils.abs(transactionalId.hashCode) % partitions,
+// where Utils.abs is the absolute value and 0 for the least int32.
+func (t *Txns) PartitionFor(id string) int32 {
+	h := javaStringHash(id)
+	switch {
+	case h == math.MinInt32:
+		h = 0
+	case h < 0:
+		h = -h
+	}
+	return h % t.cfg.Partitions
+}
 
 // Elect makes this coordinator the leader of partition id, whose log is
 // p: it replays p and then serves its transactions, finishing those that
