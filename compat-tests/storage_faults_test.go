@@ -412,7 +412,8 @@ func damageFiles(t *testing.T, dir string, marker []byte) int {
 // acknowledged record is then read intact, from the other replicas and
 // from the rebuilt one.
 func TestDamagedReplica(t *testing.T) {
-	c := startCluster(t)
+	// Debug logs (Raft's included) show in the output of a failed run.
+	c := startClusterWith(t, "--log-level", "debug")
 	ctx := testContext(t, 4*time.Minute)
 	const topic = "damaged"
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
