@@ -83,6 +83,7 @@ func (f *replicaFSM) ApplyBatch(logs []*raft.Log) []any {
 type parsedBatch struct {
 	h    BatchHeader
 	base int64
+	b    []byte // the whole batch
 }
 
 func (f *replicaFSM) applyBatches(l *raft.Log) any {
@@ -100,7 +101,7 @@ func (f *replicaFSM) applyBatches(l *raft.Log) any {
 		if base != next && (len(batches) == 0 || base < next) {
 			return fmt.Errorf("%w: entry %d has offset %d where %d follows", ErrStorage, l.Index, base, next)
 		}
-		batches = append(batches, parsedBatch{h, base})
+		batches = append(batches, parsedBatch{h, base, data[:h.Size()]})
 		next = base + int64(h.LastOffsetDelta) + 1
 		maxTS = max(maxTS, h.MaxTimestamp)
 		data = data[h.Size():]
@@ -109,16 +110,10 @@ func (f *replicaFSM) applyBatches(l *raft.Log) any {
 		return fmt.Errorf("%w: entry %d holds no batch", ErrStorage, l.Index)
 	}
 	first := f.next
-	// A marker that does not parse is refused on the leader before it is
-	// proposed; here it would only leave its transaction open.
-	for data := l.Data; len(data) > 0; {
-		h, _ := ParseHeader(data)
-		if h.Transactional() {
-			_, _ = f.txns.apply(data[:h.Size()], &h, int64(binary.BigEndian.Uint64(data)))
-		}
-		data = data[h.Size():]
-	}
 	for _, b := range batches {
+		// A marker that does not parse is refused on the leader before it
+		// is proposed; here it would only leave its transaction open.
+		_, _ = f.txns.apply(b.b, &b.h, b.base)
 		if b.h.Idempotent() {
 			pr := f.producers[b.h.ProducerID]
 			if pr == nil {
