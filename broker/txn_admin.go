@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"fmt"
 	"regexp"
 	"slices"
 	"time"
@@ -111,7 +110,7 @@ func (b *Broker) describeProducers(_ context.Context, _ *kproto.Request, r *kmsg
 			sp.Partition = n
 			p, err := leaderPartition(t, n)
 			if err != nil {
-				sp.ErrorCode, sp.ErrorMessage = errorCode(err), ptrTo(fmt.Sprint(err))
+				sp.ErrorCode, sp.ErrorMessage = errorCode(err), errorMessage(err)
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -127,5 +126,3 @@ func (b *Broker) describeProducers(_ context.Context, _ *kproto.Request, r *kmsg
 	}
 	return resp
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -154,7 +154,12 @@ func (g *group) complete(f func()) {
 // and runs then on the group's goroutine once the batch is durable (err
 // nil) or has failed.
 func (g *group) appendRecords(recs []kmsg.Record, now time.Time, then func(err error)) {
-	b := encodeBatch(recs, now)
+	g.appendBatch(encodeBatch(recs, now), then)
+}
+
+// appendBatch is appendRecords for an encoded batch (a transaction's
+// offsets are a transactional batch of its producer).
+func (g *group) appendBatch(b []byte, then func(err error)) {
 	h, err := partition.CheckProduced(b)
 	if err != nil {
 		then(err)

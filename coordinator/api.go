@@ -264,13 +264,6 @@ func (c *Coordinator) LeaveGroup(groupID string, members []MemberIdentity, done 
 // CommitOffsets commits offsets once they are durable. done gets one error
 // per offset of the request, in order.
 func (c *Coordinator) CommitOffsets(req CommitRequest, done func(errs []error)) {
-	all := func(err error) {
-		errs := make([]error, len(req.Offsets))
-		for i := range errs {
-			errs[i] = err
-		}
-		done(errs)
-	}
 	create := req.Generation < 0
 	c.do(req.Group, create, func(g *group) { g.commit(req, done, time.Now()) }, func(err error) {
 		if err == errNoGroup {
@@ -279,7 +272,7 @@ func (c *Coordinator) CommitOffsets(req CommitRequest, done func(errs []error)) 
 			// OffsetCommit v9.
 			err = ErrGroupIDNotFound
 		}
-		all(err)
+		done(errsOf(len(req.Offsets), err))
 	})
 }
 

@@ -16,33 +16,18 @@ type waiter struct {
 // commit serves an OffsetCommit: the offsets are written as one batch and
 // applied (and answered) once it is durable.
 func (g *group) commit(req CommitRequest, done func([]error), now time.Time) {
-	errs := make([]error, len(req.Offsets))
 	if err := g.validateCommit(req, now); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		done(errs)
+		done(errsOf(len(req.Offsets), err))
 		return
 	}
-	nowMs := now.UnixMilli()
 	expire := int64(-1)
 	if req.Retention > 0 {
-		expire = nowMs + req.Retention.Milliseconds()
+		expire = now.UnixMilli() + req.Retention.Milliseconds()
 	}
-	var recs []kmsg.Record
-	var idx []int
-	var offs []offset
-	for i, o := range req.Offsets {
-		if o.Metadata != nil && len(*o.Metadata) > g.c.cfg.MaxMetadataBytes {
-			errs[i] = ErrOffsetMetadataTooLarge
-			continue
-		}
-		off := offset{offset: o.Offset, leaderEpoch: o.LeaderEpoch, metadata: deref(o.Metadata), commitTime: nowMs, expireTime: expire}
-		tp := topicPartition{o.Topic, o.Partition}
-		recs = append(recs, offsetRecord(g.id, tp, off))
-		idx = append(idx, i)
-		offs = append(offs, off)
-		g.commits[tp]++
+	errs := make([]error, len(req.Offsets))
+	recs, idx, offs := g.offsetRecords(req.Offsets, now, expire, errs)
+	for _, i := range idx {
+		g.commits[topicPartition{req.Offsets[i].Topic, req.Offsets[i].Partition}]++
 	}
 	if len(recs) == 0 {
 		done(errs)
@@ -63,6 +48,34 @@ func (g *group) commit(req CommitRequest, done func([]error), now time.Time) {
 		g.wakeStableWaiters()
 		done(errs)
 	})
+}
+
+// offsetRecords makes the records of offsets committed now that expire
+// at expire (-1: with the group). An offset whose metadata is too large
+// gets its error in errs and no record; idx are the indexes of the others,
+// in order, and offs their offsets.
+func (g *group) offsetRecords(offsets []CommitOffset, now time.Time, expire int64, errs []error) (recs []kmsg.Record, idx []int, offs []offset) {
+	nowMs := now.UnixMilli()
+	for i, o := range offsets {
+		if o.Metadata != nil && len(*o.Metadata) > g.c.cfg.MaxMetadataBytes {
+			errs[i] = ErrOffsetMetadataTooLarge
+			continue
+		}
+		off := offset{offset: o.Offset, leaderEpoch: o.LeaderEpoch, metadata: deref(o.Metadata), commitTime: nowMs, expireTime: expire}
+		recs = append(recs, offsetRecord(g.id, topicPartition{o.Topic, o.Partition}, off))
+		idx = append(idx, i)
+		offs = append(offs, off)
+	}
+	return recs, idx, offs
+}
+
+// errsOf is n times err: one answer for every offset of a request.
+func errsOf(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // validateCommit checks who may commit: members of the current

@@ -88,12 +88,11 @@ func (c *TxnConfig) Validate() error {
 // Errors of the transaction coordinator, each the Kafka error of the same
 // meaning.
 var (
-	ErrConcurrentTransactions  = kerr.ConcurrentTransactions
-	ErrInvalidTxnState         = kerr.InvalidTxnState
-	ErrProducerFenced          = kerr.ProducerFenced
-	ErrInvalidProducerIDMap    = kerr.InvalidProducerIDMapping
-	ErrInvalidTxnTimeout       = kerr.InvalidTransactionTimeout
-	ErrInvalidProducerEpochTxn = kerr.InvalidProducerEpoch
+	ErrConcurrentTransactions = kerr.ConcurrentTransactions
+	ErrInvalidTxnState        = kerr.InvalidTxnState
+	ErrProducerFenced         = kerr.ProducerFenced
+	ErrInvalidProducerIDMap   = kerr.InvalidProducerIDMapping
+	ErrInvalidTxnTimeout      = kerr.InvalidTransactionTimeout
 )
 
 // MarkerRequest asks for the markers that end one transaction.
@@ -580,7 +579,7 @@ func (t *Txns) initProducerID(req InitProducerIDRequest, newID int64, done func(
 	})
 }
 
-// checkProducerLocked checks that pid at epoch is the ID's current
+// checkProducer checks that pid at epoch is the ID's current
 // producer.
 func checkProducer(m *txnMeta, pid int64, epoch int16) error {
 	switch {
@@ -620,9 +619,11 @@ type queuedAdd struct {
 func (t *Txns) addLocked(s *txnShard, m *txnMeta, adds []queuedAdd) {
 	var ok []queuedAdd
 	for _, a := range adds {
+		if err := checkProducer(m, a.pid, a.epoch); err != nil {
+			a.done(err)
+			continue
+		}
 		switch {
-		case checkProducer(m, a.pid, a.epoch) != nil:
-			a.done(checkProducer(m, a.pid, a.epoch))
 		case m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort:
 			a.done(ErrConcurrentTransactions)
 		case m.state == kmsg.TransactionStateDead || m.state == kmsg.TransactionStatePrepareEpochFence:

@@ -2,9 +2,6 @@ package coordinator
 
 import (
 	"time"
-
-	"github.com/pubg1/pubg1/broker/partition"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Offsets committed in a transaction (TxnOffsetCommit): written to the
@@ -29,19 +26,12 @@ type TxnCommitRequest struct {
 // TxnCommitOffsets writes offsets of a transaction; done gets one error per
 // offset, in order.
 func (c *Coordinator) TxnCommitOffsets(req TxnCommitRequest, done func(errs []error)) {
-	all := func(err error) {
-		errs := make([]error, len(req.Offsets))
-		for i := range errs {
-			errs[i] = err
-		}
-		done(errs)
-	}
 	create := req.Generation < 0
 	c.do(req.Group, create, func(g *group) { g.txnCommit(req, done, time.Now()) }, func(err error) {
 		if err == errNoGroup {
 			err = ErrIllegalGeneration // a generation for a group that does not exist
 		}
-		all(err)
+		done(errsOf(len(req.Offsets), err))
 	})
 }
 
@@ -70,33 +60,17 @@ func (c *Coordinator) TxnEnded(n int32, pid int64, commit bool) {
 
 // txnCommit serves a TxnOffsetCommit for this group.
 func (g *group) txnCommit(req TxnCommitRequest, done func([]error), now time.Time) {
-	errs := make([]error, len(req.Offsets))
 	if err := g.validateTxnCommit(req); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		done(errs)
+		done(errsOf(len(req.Offsets), err))
 		return
 	}
-	nowMs := now.UnixMilli()
-	var recs []kmsg.Record
-	var idx []int
-	var offs []offset
-	for i, o := range req.Offsets {
-		if o.Metadata != nil && len(*o.Metadata) > g.c.cfg.MaxMetadataBytes {
-			errs[i] = ErrOffsetMetadataTooLarge
-			continue
-		}
-		off := offset{offset: o.Offset, leaderEpoch: o.LeaderEpoch, metadata: deref(o.Metadata), commitTime: nowMs, expireTime: -1}
-		recs = append(recs, offsetRecord(g.id, topicPartition{o.Topic, o.Partition}, off))
-		idx = append(idx, i)
-		offs = append(offs, off)
-	}
+	errs := make([]error, len(req.Offsets))
+	recs, idx, offs := g.offsetRecords(req.Offsets, now, -1, errs)
 	if len(recs) == 0 {
 		done(errs)
 		return
 	}
-	g.appendTxnRecords(recs, req.ProducerID, req.Epoch, now, func(err error) {
+	g.appendBatch(encodeBatchOf(recs, now, req.ProducerID, req.Epoch), func(err error) {
 		for j, i := range idx {
 			if err != nil {
 				errs[i] = err
@@ -134,23 +108,6 @@ func (g *group) validateTxnCommit(req TxnCommitRequest) error {
 		return ErrIllegalGeneration
 	}
 	return nil
-}
-
-// appendTxnRecords writes recs as a transactional batch of producer pid.
-func (g *group) appendTxnRecords(recs []kmsg.Record, pid int64, epoch int16, now time.Time, then func(err error)) {
-	b := encodeBatchOf(recs, now, pid, epoch)
-	h, err := partition.ParseHeader(b)
-	if err != nil {
-		then(err)
-		return
-	}
-	g.inflight++
-	g.p.Append(b, h, partition.AppendOptions{Acks: partition.AcksAll}, func(res partition.AppendResult) {
-		g.complete(func() {
-			g.inflight--
-			then(appendError(res.Err))
-		})
-	})
 }
 
 // txnEnded applies the end of producer pid's transaction.
