@@ -207,13 +207,7 @@ func (c txnReadCheck) check(t testing.TB, level string, read []*kgo.Record, want
 		}
 	}
 	slices.Sort(problems)
-	for i, p := range problems {
-		if i == 10 {
-			t.Errorf("%s: ... and %d more", level, len(problems)-i)
-			break
-		}
-		t.Errorf("%s: %s", level, p)
-	}
+	reportLogProblems(t, level, problems)
 }
 
 // txnProducer is a franz-go transactional producer to partition 0 of a

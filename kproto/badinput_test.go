@@ -4,33 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// jsonLines decodes a JSON log, one object a line.
+func jsonLines(log string) []map[string]any {
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		if l == "" {
-			continue
-		}
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err == nil {
 			out = append(out, m)
@@ -42,15 +25,17 @@ func (s *syncBuffer) lines() []map[string]any {
 // TestBadInputSummarized: connections closed for bad input are logged at
 // debug level only, and one summary at info level counts them.
 func TestBadInputSummarized(t *testing.T) {
-	var buf syncBuffer
-	log := zerolog.New(&buf)
+	// Read once the connections are done: each logs before its Serve
+	// returns, which closes waits for.
+	var buf bytes.Buffer
+	log := zerolog.New(zerolog.SyncWriter(&buf))
 	bad := NewBadInput(log)
 	cfg := ConnConfig{Logger: log, BadInput: bad}
 	const n = 5
 	for range n {
 		closes(t, cfg, ErrMalformed, framed([]byte{0, 18, 0}))
 	}
-	for _, l := range buf.lines() {
+	for _, l := range jsonLines(buf.String()) {
 		if l["level"] != "debug" {
 			t.Errorf("bad input logged above debug level: %v", l)
 		}
@@ -58,7 +43,7 @@ func TestBadInputSummarized(t *testing.T) {
 	bad.Summarize(time.Minute)
 	bad.Summarize(time.Minute) // nothing new: no line
 	var summaries []map[string]any
-	for _, l := range buf.lines() {
+	for _, l := range jsonLines(buf.String()) {
 		if l["level"] == "info" {
 			summaries = append(summaries, l)
 		}

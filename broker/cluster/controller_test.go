@@ -94,16 +94,19 @@ func (m *member) stop() {
 	m.wg.Wait()
 }
 
-func TestControllerReplicatesMetadata(t *testing.T) {
+// startMembers starts n controllers on loopback ports; with watch, each
+// watches the others with the failure detector.
+func startMembers(t *testing.T, n int, watch bool) ([]Peer, []*member) {
+	t.Helper()
 	var peers []Peer
 	var members []*member
-	for i := int32(1); i <= 3; i++ {
+	for i := int32(1); i <= int32(n); i++ {
 		ln := listen(t, "127.0.0.1:0")
 		peers = append(peers, Peer{ID: i, Addr: ln.Addr().String()})
 		ln.Close()
 		s := storage.NewMemory()
 		t.Cleanup(func() { s.Close() })
-		members = append(members, &member{store: s, dir: t.TempDir()})
+		members = append(members, &member{store: s, dir: t.TempDir(), watch: watch})
 	}
 	for i, m := range members {
 		m.start(t, peers[i].ID, peers, peers[i].Addr)
@@ -115,6 +118,11 @@ func TestControllerReplicatesMetadata(t *testing.T) {
 			}
 		}
 	})
+	return peers, members
+}
+
+func TestControllerReplicatesMetadata(t *testing.T) {
+	peers, members := startMembers(t, 3, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

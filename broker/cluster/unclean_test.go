@@ -7,35 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/pubg1/pubg1/broker/storage"
 )
-
-// startMembers starts n controllers on loopback ports, each watching the
-// others with the failure detector.
-func startMembers(t *testing.T, n int) ([]Peer, []*member) {
-	t.Helper()
-	var peers []Peer
-	var members []*member
-	for i := int32(1); i <= int32(n); i++ {
-		ln := listen(t, "127.0.0.1:0")
-		peers = append(peers, Peer{ID: i, Addr: ln.Addr().String()})
-		ln.Close()
-		s := storage.NewMemory()
-		t.Cleanup(func() { s.Close() })
-		members = append(members, &member{store: s, dir: t.TempDir(), watch: true})
-	}
-	for i, m := range members {
-		m.start(t, peers[i].ID, peers, peers[i].Addr)
-	}
-	t.Cleanup(func() {
-		for _, m := range members {
-			if m.c != nil {
-				m.stop()
-			}
-		}
-	})
-	return peers, members
-}
 
 // until polls cond every 10 ms until it holds or d has passed.
 func until(d time.Duration, cond func() bool) bool {
@@ -70,7 +42,7 @@ func suffrage(c *Controller, id raft.ServerID) (raft.ServerSuffrage, bool) {
 // member back to a voter; it then leads with the metadata it had, and
 // the dead leader catches up when it returns.
 func TestUncleanElectionAfterDemotion(t *testing.T) {
-	peers, members := startMembers(t, 3)
+	peers, members := startMembers(t, 3, true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var lead int
