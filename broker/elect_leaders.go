@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/pubg1/pubg1/broker/cluster"
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -213,20 +214,37 @@ func (b *Broker) electLocally(ctx context.Context, et *electTarget, p partition.
 	if !ok {
 		return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d is not a peer", preferred)
 	}
+	// The epoch the transfer replaces: this replica's, which the metadata
+	// may not show yet.
+	before := max(b.leaderOf(et).Epoch, p.Offsets().LeaderEpoch)
 	if err := p.TransferTo(raft.ServerID(strconv.Itoa(int(preferred))), raft.ServerAddress(addr)); err != nil {
 		return kerr.PreferredLeaderNotAvailable.Code, err.Error()
 	}
-	return b.waitLeader(ctx, et, preferred)
+	return b.waitLeader(ctx, et, preferred, before)
 }
 
-// waitLeader waits until the metadata names id as the partition's leader.
-func (b *Broker) waitLeader(ctx context.Context, et *electTarget, id int32) (int16, string) {
+// leaderOf is the leader the metadata names for et's partition.
+func (b *Broker) leaderOf(et *electTarget) cluster.Leader {
+	mt := b.ctrl.State().Topics[et.topic]
+	if mt == nil || int(et.partition) >= len(mt.Leaders) {
+		return cluster.Leader{Leader: -1, Epoch: -1}
+	}
+	return mt.Leaders[et.partition]
+}
+
+// waitLeader waits until the metadata names id as the partition's leader,
+// or names another at an epoch past epoch, the one the transfer replaced:
+// the leadership went elsewhere (the target may have failed to win, and
+// this replica stood again).
+func (b *Broker) waitLeader(ctx context.Context, et *electTarget, id, epoch int32) (int16, string) {
 	tick := time.NewTicker(electPoll)
 	defer tick.Stop()
 	for {
-		st := b.ctrl.State()
-		if mt := st.Topics[et.topic]; mt != nil && int(et.partition) < len(mt.Leaders) && mt.Leaders[et.partition].Leader == id {
+		switch l := b.leaderOf(et); {
+		case l.Leader == id:
 			return 0, ""
+		case l.Epoch > epoch && l.Leader >= 0:
+			return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d took the leadership (epoch %d), not broker %d", l.Leader, l.Epoch, id)
 		}
 		select {
 		case <-ctx.Done():

@@ -180,7 +180,8 @@ func (e *elector) pass(now time.Time) {
 // and how long after it first found the leadership vacant. A leader is only
 // taken for lost once its broker is known to be down (down), not while the
 // failure detector has yet to hear from it, as just after this broker
-// restarted; a quorum must be known to be up. A leader's silence counts
+// restarted, nor while its Raft traffic still arrives, as just after the
+// leader's broker restarted; a quorum must be known to be up. A leader's silence counts
 // from first, when the elector first saw the replica, at the earliest: a
 // restarted replica learns its leader from an append it may still have
 // to refuse (its log lags), and Raft marks no contact until one succeeds.
@@ -219,12 +220,16 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	switch {
 	case leader != "":
 		id, err := strconv.Atoi(string(leader))
+		// A leader heard from within PeerDeadAfter is alive, whatever the
+		// failure detector says: it may not have seen a restarted broker
+		// come back yet.
+		heard := now.Sub(contact) < tm.PeerDeadAfter
 		for _, since := range []time.Time{e.resumed, first} {
 			if contact.Before(since) {
 				contact = since
 			}
 		}
-		if err == nil && !down[int32(id)] && now.Sub(contact) < tm.SilentLeader {
+		if err == nil && (!down[int32(id)] || heard) && now.Sub(contact) < tm.SilentLeader {
 			return 0, false
 		}
 		gone = int32(id)

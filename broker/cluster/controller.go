@@ -423,8 +423,12 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
-	if res.Code == "not_leader" {
+	switch res.Code {
+	case "not_leader":
 		return Result{}, ErrNotLeader
+	case "not_applied":
+		// The leader's Raft did not take it: an error, not a result.
+		return Result{}, res.Error()
 	}
 	// Wait until this broker has applied the change, so a client that
 	// asks it next sees what it just did.
@@ -453,10 +457,12 @@ func (c *Controller) applyLocal(ctx context.Context, cmd *Command) (Result, erro
 	f := r.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		// A run being replaced (an unclean election) leads no more.
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+		// So does one handing its leadership over.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) ||
+			errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return Result{}, ErrNotLeader
 		}
-		return Result{}, fmt.Errorf("cluster: applying %s: %w", cmd.Kind, err)
+		return Result{}, fmt.Errorf("%w: applying %s: %w", ErrNotApplied, cmd.Kind, err)
 	}
 	// Followers learn of a commit with the next append; an idle leader
 	// sends one only every CommitTimeout. A barrier is an append right

@@ -23,7 +23,10 @@ var (
 	ErrNotLeader      = errors.New("not the metadata leader")
 	ErrClosed         = errors.New("cluster: closed")
 	ErrBadCommand     = errors.New("cluster: bad command")
-	ErrWrongBroker    = errors.New("cluster: data directory of another broker")
+	// ErrNotApplied is a proposal the leader could not commit (its Raft
+	// refused or timed out): nothing was applied, and it may be retried.
+	ErrNotApplied  = errors.New("cluster: proposal not applied")
+	ErrWrongBroker = errors.New("cluster: data directory of another broker")
 )
 
 // Leader is a partition's current leader and epoch as its Raft group
@@ -133,6 +136,7 @@ type Result struct {
 
 var codes = map[string]error{
 	"exists": ErrTopicExists, "unknown": ErrUnknownTopic, "collision": ErrTopicCollision, "not_leader": ErrNotLeader, "bad": ErrBadCommand,
+	"not_applied": ErrNotApplied,
 }
 
 func resultOf(err error) Result {
