@@ -60,12 +60,14 @@ func BenchmarkTransactions(b *testing.B) {
 						if _, err := adm.CreateTopic(ctx, 8, setup.rf, nil, topic); err != nil {
 							b.Fatal(err)
 						}
-						rate, ends := benchProduce(ctx, b, seeds, topic, mode.txn, mode.records, mode.every)
+						rate, ends, flushes := benchProduce(ctx, b, seeds, topic, mode.txn, mode.records, mode.every)
 						b.ReportMetric(rate, "records/s")
 						if len(ends) > 0 {
 							slices.Sort(ends)
 							b.ReportMetric(float64(ends[len(ends)/2].Microseconds())/1000, "endtxn-p50-ms")
 							b.ReportMetric(float64(ends[len(ends)*99/100].Microseconds())/1000, "endtxn-p99-ms")
+							slices.Sort(flushes)
+							b.ReportMetric(float64(flushes[len(flushes)/2].Microseconds())/1000, "flush-p50-ms")
 						}
 					}
 				})
@@ -76,8 +78,8 @@ func BenchmarkTransactions(b *testing.B) {
 
 // benchProduce writes benchRecords records to topic as fast as one
 // producer goes and returns its rate and, for a transactional producer,
-// how long each EndTxn took.
-func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic string, txn bool, every int, interval time.Duration) (float64, []time.Duration) {
+// how long each EndTxn and each flush before it took.
+func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic string, txn bool, every int, interval time.Duration) (float64, []time.Duration, []time.Duration) {
 	b.Helper()
 	opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.MaxBufferedRecords(50_000), kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}
@@ -96,7 +98,7 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 			failed = err
 		}
 	}
-	var ends []time.Duration
+	var ends, flushes []time.Duration
 	start := time.Now()
 	sent := 0
 	for sent < benchRecords {
@@ -113,10 +115,12 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 			cl.Produce(ctx, &kgo.Record{Value: value}, promise)
 			sent++
 		}
+		flushed := time.Now()
 		if err := cl.Flush(ctx); err != nil {
 			b.Fatal(err)
 		}
 		if txn {
+			flushes = append(flushes, time.Since(flushed))
 			t0 := time.Now()
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				b.Fatal(err)
@@ -130,5 +134,5 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 	if failed != nil {
 		b.Fatal(failed)
 	}
-	return float64(benchRecords) / time.Since(start).Seconds(), ends
+	return float64(benchRecords) / time.Since(start).Seconds(), ends, flushes
 }

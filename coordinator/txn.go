@@ -165,6 +165,11 @@ type txnMeta struct {
 	// busy is set while a change is being written or markers sent: other
 	// requests get CONCURRENT_TRANSACTIONS meanwhile.
 	busy bool
+	// completing is set once a decided transaction's markers are durable
+	// and its completion is being written: its EndTxn was answered, and
+	// the producer's next AddPartitions wait for the write rather than
+	// fail.
+	completing bool
 	// ended are the EndTxn requests waiting for the completion; they are
 	// told the producer ID and epoch the producer goes on with.
 	ended []endWaiter
@@ -181,7 +186,7 @@ func (m *txnMeta) clone() *txnMeta {
 	for tp := range m.parts {
 		c.parts[tp] = struct{}{}
 	}
-	c.ended, c.addQueue, c.busy = nil, nil, false
+	c.ended, c.addQueue, c.busy, c.completing = nil, nil, false, false
 	return &c
 }
 
@@ -624,6 +629,8 @@ func (t *Txns) addLocked(s *txnShard, m *txnMeta, adds []queuedAdd) {
 			continue
 		}
 		switch {
+		case (m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort) && m.completing:
+			m.addQueue = append(m.addQueue, a)
 		case m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort:
 			a.done(ErrConcurrentTransactions)
 		case m.state == kmsg.TransactionStateDead || m.state == kmsg.TransactionStatePrepareEpochFence:
@@ -813,6 +820,13 @@ func (t *Txns) completeLocked(s *txnShard, m *txnMeta) {
 		if cur.nextPID >= 0 {
 			next.lastPID, next.lastEpoch, next.pid, next.epoch, next.nextPID = cur.pid, cur.epoch, cur.nextPID, 0, -1
 		}
+		// With the markers durable the transaction is over for every
+		// reader: EndTxn is answered now, with the producer ID and epoch
+		// the completion records, while the completion is written.
+		for _, done := range cur.ended {
+			done(next.pid, next.epoch, nil)
+		}
+		cur.ended, cur.completing = nil, true
 		t.writeLocked(s, next, func(err error) {
 			cur := s.txns[id]
 			if cur == nil {
@@ -821,10 +835,10 @@ func (t *Txns) completeLocked(s *txnShard, m *txnMeta) {
 			if err != nil {
 				// The markers are written: the client may go on, and the
 				// completion is written again later.
-				cur.busy = false
+				cur.busy, cur.completing = false, false
 				t.log.Warn().Err(err).Str("transactional_id", id).Msg("writing transaction completion failed; retried later")
 			}
-			t.answerEndedLocked(cur, nil)
+			t.answerEndedLocked(cur, nil) // retries that came meanwhile
 		})
 	})
 	if !started {
@@ -952,7 +966,9 @@ func (t *Txns) Verify(id string, pid int64, epoch int16, parts []TopicPartition)
 	if err := checkProducer(m, pid, epoch); err != nil {
 		return nil, err
 	}
-	if m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort {
+	// Once the markers are durable (completing), no partition is in a
+	// transaction: a batch then is a late one of the ended transaction.
+	if (m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort) && !m.completing {
 		return nil, ErrConcurrentTransactions
 	}
 	out := make(map[TopicPartition]error, len(parts))
@@ -1046,9 +1062,12 @@ func (t *Txns) endTxnV2(id string, pid int64, epoch int16, commit bool, newID in
 		}
 		return
 	case kmsg.TransactionStatePrepareCommit, kmsg.TransactionStatePrepareAbort:
-		if retry && (m.state == kmsg.TransactionStatePrepareCommit) == commit {
+		switch {
+		case retry && (m.state == kmsg.TransactionStatePrepareCommit) == commit:
 			m.ended = append(m.ended, done)
-		} else {
+		case current && m.completing:
+			fail(ErrConcurrentTransactions) // the next transaction's end, before the last one's completion is written
+		default:
 			fail(ErrInvalidTxnState)
 		}
 		return
