@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func BenchmarkTransactions(b *testing.B) {
 						if _, err := adm.CreateTopic(ctx, 8, setup.rf, nil, topic); err != nil {
 							b.Fatal(err)
 						}
-						rate, ends, flushes := benchProduce(ctx, b, seeds, topic, mode.txn, mode.records, mode.every)
+						rate, ends, flushes, firsts := benchProduce(ctx, b, seeds, topic, mode.txn, mode.records, mode.every)
 						b.ReportMetric(rate, "records/s")
 						if len(ends) > 0 {
 							slices.Sort(ends)
@@ -68,6 +69,8 @@ func BenchmarkTransactions(b *testing.B) {
 							b.ReportMetric(float64(ends[len(ends)*99/100].Microseconds())/1000, "endtxn-p99-ms")
 							slices.Sort(flushes)
 							b.ReportMetric(float64(flushes[len(flushes)/2].Microseconds())/1000, "flush-p50-ms")
+							slices.Sort(firsts)
+							b.ReportMetric(float64(firsts[len(firsts)/2].Microseconds())/1000, "first-ack-p50-ms")
 						}
 					}
 				})
@@ -78,8 +81,9 @@ func BenchmarkTransactions(b *testing.B) {
 
 // benchProduce writes benchRecords records to topic as fast as one
 // producer goes and returns its rate and, for a transactional producer,
-// how long each EndTxn and each flush before it took.
-func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic string, txn bool, every int, interval time.Duration) (float64, []time.Duration, []time.Duration) {
+// how long each EndTxn and each flush before it took, and how long after
+// each transaction began its first record was acknowledged.
+func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic string, txn bool, every int, interval time.Duration) (float64, []time.Duration, []time.Duration, []time.Duration) {
 	b.Helper()
 	opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.MaxBufferedRecords(50_000), kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}
@@ -93,12 +97,14 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 	defer cl.Close()
 	value := make([]byte, benchRecordSize)
 	var failed error
+	var firstAck atomic.Int64 // when the transaction's first record was acknowledged (UnixNano), or 0
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil && failed == nil {
 			failed = err
 		}
+		firstAck.CompareAndSwap(0, time.Now().UnixNano())
 	}
-	var ends, flushes []time.Duration
+	var ends, flushes, firsts []time.Duration
 	start := time.Now()
 	sent := 0
 	for sent < benchRecords {
@@ -108,6 +114,7 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 			}
 		}
 		began := time.Now()
+		firstAck.Store(0)
 		for n := 0; sent < benchRecords; n++ {
 			if txn && (every > 0 && n == every || interval > 0 && n%100 == 0 && time.Since(began) >= interval) {
 				break
@@ -121,6 +128,7 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 		}
 		if txn {
 			flushes = append(flushes, time.Since(flushed))
+			firsts = append(firsts, time.Unix(0, firstAck.Load()).Sub(began))
 			t0 := time.Now()
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				b.Fatal(err)
@@ -134,5 +142,5 @@ func benchProduce(ctx context.Context, b *testing.B, seeds []string, topic strin
 	if failed != nil {
 		b.Fatal(failed)
 	}
-	return float64(benchRecords) / time.Since(start).Seconds(), ends, flushes
+	return float64(benchRecords) / time.Since(start).Seconds(), ends, flushes, firsts
 }
