@@ -473,7 +473,7 @@ func (b *Broker) compact(now time.Time) {
 				b.log.Warn().Err(err).Str("topic", t.name).Int("partition", i).Msg("compaction failed")
 			case res.Ran:
 				b.log.Debug().Str("topic", t.name).Int("partition", i).Int64("bytes_before", res.BytesBefore).
-					Int64("bytes_after", res.BytesAfter).Int("records_removed", res.RecordsRemoved).Msg("compacted")
+					Int64("bytes_after", res.BytesAfter).Int("records_removed", res.RecordsRemoved).Int("markers_removed", res.MarkersRemoved).Msg("compacted")
 			}
 		}
 	}

@@ -46,6 +46,8 @@ type CompactResult struct {
 	BytesBefore, BytesAfter   int64
 	RecordsRemoved            int
 	BatchesRewritten, Emptied int
+	// MarkersRemoved counts the transaction markers removed.
+	MarkersRemoved int
 }
 
 // compactRecord is one record of a batch with the fields compaction needs.
@@ -155,10 +157,21 @@ func newCompactor(dec kgo.Decompressor) *compactor {
 type keyMap struct {
 	latest  map[string]int64
 	aborted abortedSet
+	// txnData marks the producers whose current transaction has records
+	// left, as compaction goes through the log in order: its marker
+	// stays. removedAborts are the aborted transactions compaction found
+	// without records and past delete.retention.ms: their markers are
+	// removed (unless keepMarkers) and their entries in the aborted list
+	// go too.
+	txnData       map[int64]bool
+	removedAborts []AbortedTxn
+	// keepMarkers keeps every marker (a replicated partition's, see
+	// compactMarker).
+	keepMarkers bool
 }
 
 func newKeyMap(aborted []AbortedTxn) keyMap {
-	m := keyMap{latest: make(map[string]int64), aborted: make(abortedSet)}
+	m := keyMap{latest: make(map[string]int64), aborted: make(abortedSet), txnData: make(map[int64]bool)}
 	for _, a := range aborted {
 		m.aborted[a.ProducerID] = append(m.aborted[a.ProducerID], a)
 	}
@@ -199,16 +212,21 @@ func (c *compactor) scan(m keyMap, b []byte) error {
 // that loses every record as a batch without records (its offsets and
 // producer fields intact); otherwise such a batch comes back nil. changed
 // is false, and out is b, when nothing is removed.
-func (c *compactor) compactBatch(m keyMap, b []byte, tombstoneCutoff int64, keepEmpty bool) (out []byte, removed int, err error) {
+func (c *compactor) compactBatch(m *keyMap, b []byte, tombstoneCutoff int64, keepEmpty bool) (out []byte, removed int, err error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return nil, 0, err
 	}
 	b = b[:h.Size()]
-	if h.Attributes&attrControl != 0 {
-		return b, 0, nil
+	if h.Control() {
+		return m.compactMarker(b, &h, tombstoneCutoff)
 	}
 	aborted := m.aborted.holds(&h, int64(binary.BigEndian.Uint64(b)))
+	defer func() {
+		if err == nil && h.Transactional() && h.NumRecords > int32(removed) {
+			m.txnData[h.ProducerID] = true
+		}
+	}()
 	var kept [][]byte
 	err = eachRecord(b, h, c.dec, func(r compactRecord) {
 		switch {
@@ -256,6 +274,42 @@ func (c *compactor) compactBatch(m keyMap, b []byte, tombstoneCutoff int64, keep
 	return out, removed, nil
 }
 
+// compactMarker removes transaction marker b, as Kafka's cleaner does,
+// once no record of its transaction is left before it and it is older
+// than tombstoneCutoff (delete.retention.ms). An abort marker's
+// transaction then goes into m.removedAborts, to leave the aborted
+// transactions read_committed fetches list: a client told of an aborted
+// transaction skips its producer's batches until it reads the marker.
+//
+// With m.keepMarkers the marker stays and only the aborted transaction
+// goes (a client that reads an abort marker of a transaction it was not
+// told of ignores it). A replicated partition keeps the batches at the
+// ends of its Raft entries, emptied, and a marker is usually the only
+// batch of its entry: an empty control batch is not something Kafka
+// writes, and kafka-go panics on one. Nor can a marker go from the middle
+// of an entry: a replay of the log would see the emptied batches of its
+// transaction left at entry ends open a transaction that never ends.
+// Every pass forgets such aborted transactions again, for a replica that
+// restored them from a snapshot older than the last pass.
+func (m *keyMap) compactMarker(b []byte, h *BatchHeader, tombstoneCutoff int64) ([]byte, int, error) {
+	hasData := m.txnData[h.ProducerID]
+	delete(m.txnData, h.ProducerID)
+	if !h.Transactional() || hasData || h.MaxTimestamp >= tombstoneCutoff {
+		return b, 0, nil
+	}
+	kind, err := markerType(b, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if kind == markerAbort {
+		m.removedAborts = append(m.removedAborts, AbortedTxn{ProducerID: h.ProducerID, LastOffset: int64(binary.BigEndian.Uint64(b))})
+	}
+	if m.keepMarkers {
+		return b, 0, nil
+	}
+	return nil, int(h.NumRecords), nil
+}
+
 // compress compresses body with codec; a codec that fails to shrink it may
 // leave it uncompressed, which the returned codec says.
 func (c *compactor) compress(body []byte, codec kgo.CompressionCodecType) ([]byte, kgo.CompressionCodecType, error) {
@@ -294,7 +348,7 @@ func (c *compactor) scanUnit(m keyMap, data []byte) error {
 // keepEnds the unit's first and last batch are kept even without records,
 // so that the offsets it covers stay visible. changed is false when
 // nothing was removed; out is then nil.
-func (c *compactor) compactUnit(m keyMap, data []byte, tombstoneCutoff int64, keepEnds bool, res *CompactResult) (out []byte, changed bool, err error) {
+func (c *compactor) compactUnit(m *keyMap, data []byte, tombstoneCutoff int64, keepEnds bool, res *CompactResult) (out []byte, changed bool, err error) {
 	for n := 0; len(data) > 0; n++ {
 		h, err := ParseHeader(data)
 		if err != nil {
@@ -309,7 +363,11 @@ func (c *compactor) compactUnit(m keyMap, data []byte, tombstoneCutoff int64, ke
 		}
 		if removed > 0 {
 			changed = true
-			res.RecordsRemoved += removed
+			if h.Control() {
+				res.MarkersRemoved++
+			} else {
+				res.RecordsRemoved += removed
+			}
 			res.BatchesRewritten++
 			if nb == nil || len(nb) == batchHeaderSize {
 				res.Emptied++

@@ -342,3 +342,156 @@ func TestCompactTransactions(t *testing.T) {
 		})
 	}
 }
+
+// markers lists the control batches of a partition from its log start:
+// offset → number of records (0 for a marker compaction removed and kept
+// as an empty batch).
+func markers(t *testing.T, p Partition) map[int64]int32 {
+	t.Helper()
+	res, err := p.Read(p.Offsets().LogStart, 64<<20, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]int32{}
+	for data := res.Records; len(data) > 0; {
+		h, err := ParseHeader(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Control() {
+			out[int64(binary.BigEndian.Uint64(data))] = h.NumRecords
+		}
+		data = data[h.Size():]
+	}
+	return out
+}
+
+// TestCompactRemovesMarkers: a transaction marker goes, as with Kafka's
+// cleaner, once no record of its transaction is left and it is older than
+// delete.retention.ms; an aborted transaction's entry goes with its
+// marker, so that read_committed fetches stop listing it (a client would
+// otherwise skip its producer's later batches, waiting for a marker that
+// is gone). A marker whose transaction still has records, or that is
+// recent, stays. A replicated partition keeps its markers but forgets the
+// aborted transactions all the same; a replica reopened from its log
+// agrees once compaction has run again.
+func TestCompactRemovesMarkers(t *testing.T) {
+	for _, kind := range []string{"local", "replicated"} {
+		t.Run(kind, func(t *testing.T) {
+			now := time.Now()
+			old, recent := now.Add(-48*time.Hour).UnixMilli(), now.Add(-time.Hour).UnixMilli()
+			var p Partition
+			settle := func(int64) {}
+			var reopen func() Partition
+			if kind == "local" {
+				s := storage.NewMemory()
+				t.Cleanup(func() { s.Close() })
+				p = openLocal(t, s, nil)
+				reopen = func() Partition {
+					if err := p.Close(); err != nil {
+						t.Fatal(err)
+					}
+					return openLocal(t, s, nil)
+				}
+			} else {
+				rs := newReplicaSet(t)
+				i, lp := rs.leader()
+				p = lp
+				settle = rs.waitApplied
+				reopen = func() Partition {
+					rs.stop(i)
+					rs.start(i)
+					rs.waitApplied(14)
+					return rs.parts[i]
+				}
+			}
+			all := map[int64]readRecord{}
+			add := func(b []byte, off int64, recs ...keyed) {
+				t.Helper()
+				h, err := ParseHeader(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch := make(chan AppendResult, 1)
+				p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { ch <- r })
+				if r := <-ch; r.Err != nil || r.BaseOffset != off {
+					t.Fatalf("append at %d: %+v", off, r)
+				}
+				for i, r := range recs {
+					all[off+int64(i)] = readRecord{offset: off + int64(i), key: r.key, value: r.value}
+				}
+			}
+			// Aborted, its records removed: the marker goes.
+			add(txnKeyedBatch(t, 5, 0, old, keyed{"a", val("aborted")}), 0, keyed{"a", val("aborted")})
+			add(MarkerBatch(5, 0, false, 0, old), 1)
+			// Committed, its record superseded: the marker goes.
+			add(txnKeyedBatch(t, 6, 0, old, keyed{"b", val("v1")}), 2, keyed{"b", val("v1")})
+			add(MarkerBatch(6, 0, true, 0, old), 3)
+			add(keyedBatch(t, kgo.CompressionCodec{}, old, keyed{"b", val("v2")}), 4, keyed{"b", val("v2")})
+			// Committed, its record still the latest: the marker stays.
+			add(txnKeyedBatch(t, 7, 0, old, keyed{"c", val("kept")}), 5, keyed{"c", val("kept")})
+			add(MarkerBatch(7, 0, true, 0, old), 6)
+			// Aborted, its records removed, but the marker is recent.
+			add(txnKeyedBatch(t, 8, 0, recent, keyed{"d", val("aborted")}), 7, keyed{"d", val("aborted")})
+			add(MarkerBatch(8, 0, false, 0, recent), 8)
+			// Producer 5 again, committed later: read_committed must see it.
+			add(txnKeyedBatch(t, 5, 1, old, keyed{"e", val("later")}), 9, keyed{"e", val("later")})
+			add(MarkerBatch(5, 0, true, 0, old), 10)
+			add(keyedBatch(t, kgo.CompressionCodec{}, old, keyed{"f", val("x")}), 11, keyed{"f", val("x")})
+			add(keyedBatch(t, kgo.CompressionCodec{}, old, keyed{"f", val("y")}), 12, keyed{"f", val("y")})
+			add(keyedBatch(t, kgo.CompressionCodec{}, now.UnixMilli(), keyed{"z", val("last")}), 13, keyed{"z", val("last")})
+			settle(14)
+			opts := CompactOptions{DeleteRetention: 24 * time.Hour}
+			res, err := p.Compact(now, opts)
+			if err != nil || !res.Ran {
+				t.Fatalf("compaction: %+v, %v", res, err)
+			}
+			wantRemoved := 2 // at 1 and 3
+			if kind == "replicated" {
+				wantRemoved = 0
+			}
+			if res.MarkersRemoved != wantRemoved {
+				t.Errorf("%d markers removed, want %d", res.MarkersRemoved, wantRemoved)
+			}
+			check := func(p Partition, when string) {
+				t.Helper()
+				checkCompacted(t, p, all, []int64{4, 5, 9, 12, 13})
+				got := markers(t, p)
+				want := map[int64]int32{6: 1, 8: 1, 10: 1}
+				if kind == "replicated" {
+					want[1], want[3] = 1, 1 // kept (see compactMarker)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: markers (offset: records) %v, want %v", when, got, want)
+				}
+				r, err := p.ReadCommitted(0, 64<<20, true, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(r.Aborted) != fmt.Sprint([]AbortedTxn{{ProducerID: 8, FirstOffset: 7, LastOffset: 8}}) {
+					t.Errorf("%s: aborted transactions %+v, want only producer 8's", when, r.Aborted)
+				}
+				if off := p.Offsets(); off.LastStable != off.HighWatermark {
+					t.Errorf("%s: last stable offset %d, high watermark %d: a transaction was left open", when, off.LastStable, off.HighWatermark)
+				}
+			}
+			check(p, "after compaction")
+			if kind == "local" {
+				check(reopen(), "reopened")
+				return
+			}
+			// A replica reopened from its log replays the kept abort
+			// marker; its next compaction forgets the transaction again.
+			rp := reopen().(*Replicated)
+			if _, err := rp.Compact(now, opts); err != nil {
+				t.Fatal(err)
+			}
+			if got := rp.fsm.abortedIn(0, 14); fmt.Sprint(got) != fmt.Sprint([]AbortedTxn{{ProducerID: 8, FirstOffset: 7, LastOffset: 8}}) {
+				t.Errorf("reopened and compacted: aborted transactions %+v, want only producer 8's", got)
+			}
+			if v := rp.fsm.view(); v.stable != v.next {
+				t.Errorf("reopened: last stable offset %d, next %d: a transaction was left open", v.stable, v.next)
+			}
+		})
+	}
+}

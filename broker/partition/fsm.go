@@ -214,6 +214,17 @@ func (f *replicaFSM) cloneTxns() txnState {
 	return f.txns.clone()
 }
 
+// forgetAborted drops the aborted transactions whose markers this
+// replica's compaction removed.
+func (f *replicaFSM) forgetAborted(removed []AbortedTxn) {
+	if len(removed) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.txns.forget(removed)
+}
+
 // abortedIn returns the aborted transactions a read of [from, to) may
 // touch.
 func (f *replicaFSM) abortedIn(from, to int64) []AbortedTxn {

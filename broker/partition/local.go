@@ -623,13 +623,19 @@ func (p *Local) Compact(now time.Time, o CompactOptions) (CompactResult, error) 
 		if m.LastOffset > last {
 			return false
 		}
-		out, changed, err := p.compactor.compactUnit(keys, data, cutoff, false, &res)
+		aborts := len(keys.removedAborts)
+		out, changed, err := p.compactor.compactUnit(&keys, data, cutoff, false, &res)
 		if err != nil {
 			scanErr = err
 			return false
 		}
 		if !changed {
 			return true
+		}
+		// An abort marker leaves with its aborted-transaction entry, in
+		// the same write.
+		for _, a := range keys.removedAborts[aborts:] {
+			w.KVs = append(w.KVs, storage.KV{Key: binary.BigEndian.AppendUint64(p.key(keyAborted), uint64(a.LastOffset))})
 		}
 		w.Remove = append(w.Remove, storage.BatchRef{Log: p.id, Meta: m})
 		if len(out) == 0 {
@@ -671,6 +677,8 @@ func (p *Local) Compact(now time.Time, o CompactOptions) (CompactResult, error) 
 	}
 	p.index = idx
 	p.cleanedTo = max(p.cleanedTo, last+1)
+	p.txns.forget(keys.removedAborts)
+	p.pending.forget(keys.removedAborts)
 	for _, m := range clean {
 		if nm, ok := replaced[m.BaseOffset]; !ok {
 			res.BytesAfter += int64(m.Size)

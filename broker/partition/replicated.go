@@ -518,6 +518,7 @@ func (p *Replicated) Compact(now time.Time, o CompactOptions) (CompactResult, er
 	if err != nil || end == 0 {
 		return res, err
 	}
+	keys.keepMarkers = true // see compactMarker
 	clean := entries[:end]
 	var l raft.Log
 	cutoff := now.Add(-o.DeleteRetention).UnixMilli()
@@ -526,7 +527,7 @@ func (p *Replicated) Compact(now time.Time, o CompactOptions) (CompactResult, er
 		if err := p.logs.GetLog(m.Index, &l); err != nil {
 			return res, fmt.Errorf("%w: reading entry %d: %w", ErrStorage, m.Index, err)
 		}
-		out, changed, err := p.compactor.compactUnit(keys, l.Data, cutoff, true, &res)
+		out, changed, err := p.compactor.compactUnit(&keys, l.Data, cutoff, true, &res)
 		if err != nil {
 			return res, fmt.Errorf("partition: compacting entry %d: %w", m.Index, err)
 		}
@@ -541,6 +542,7 @@ func (p *Replicated) Compact(now time.Time, o CompactOptions) (CompactResult, er
 		res.BytesAfter += int64(size)
 	}
 	p.fsm.resize(sizes)
+	p.fsm.forgetAborted(keys.removedAborts)
 	p.compacted(clean[len(clean)-1].Last + 1)
 	return res, nil
 }

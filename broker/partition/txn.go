@@ -114,6 +114,21 @@ func (t *txnState) trim(logStart int64) {
 	}
 }
 
+// forget drops the aborted transactions whose markers compaction removed
+// (matched by producer and marker offset).
+func (t *txnState) forget(removed []AbortedTxn) {
+	if len(removed) == 0 {
+		return
+	}
+	gone := make(map[AbortedTxn]bool, len(removed))
+	for _, a := range removed {
+		gone[AbortedTxn{ProducerID: a.ProducerID, LastOffset: a.LastOffset}] = true
+	}
+	t.aborted = slices.DeleteFunc(slices.Clone(t.aborted), func(a AbortedTxn) bool {
+		return gone[AbortedTxn{ProducerID: a.ProducerID, LastOffset: a.LastOffset}]
+	})
+}
+
 func (t *txnState) clone() txnState {
 	c := txnState{open: make(map[int64]int64, len(t.open)), aborted: slices.Clone(t.aborted)}
 	for id, first := range t.open {
