@@ -503,6 +503,13 @@ func checkTxnAdmin(ctx context.Context, t *testing.T, adm *kadm.Client, txnID, t
 	if l, ok := listed[txnID]; !ok || l.State != "Ongoing" || l.ProducerID != d.ProducerID {
 		t.Errorf("ListTransactions Ongoing: %+v, want %s with producer %d", listed, txnID, d.ProducerID)
 	}
+	// kafka-transactions.sh find-hanging asks by producer ID.
+	if byPID, err := adm.ListTransactions(ctx, []int64{d.ProducerID}, nil); err != nil || len(byPID) != 1 || byPID[txnID].ProducerID != d.ProducerID {
+		t.Errorf("ListTransactions of producer %d: %+v (%v), want %s alone", d.ProducerID, byPID, err, txnID)
+	}
+	if none, err := adm.ListTransactions(ctx, []int64{d.ProducerID + 1000}, nil); err != nil || len(none) != 0 {
+		t.Errorf("ListTransactions of an unknown producer: %+v (%v), want none", none, err)
+	}
 	if none, err := adm.ListTransactions(ctx, nil, []string{"CompleteAbort"}); err != nil || len(none) != 0 {
 		t.Errorf("ListTransactions CompleteAbort: %+v (%v), want none", none, err)
 	}
@@ -571,6 +578,94 @@ func TestTransactionTimeout(t *testing.T) {
 	}
 	if got := consumeAllTxn(ctx, t, []string{b.Addr()}, topic, true, 1, time.Second); len(got) != 0 {
 		t.Errorf("read_committed read %d records of an aborted transaction", len(got))
+	}
+}
+
+// TestTransactionAdminAbort: what kafka-transactions.sh abort does (KIP-664)
+// for a transaction left open in a partition: DescribeProducers gives the
+// producer's ID, epoch and coordinator epoch, and WriteTxnMarkers, sent by
+// an admin client to the partition's leader, writes an abort marker there.
+// read_committed readers then get past it and never see its records, and
+// DescribeProducers shows nothing open; a marker of an older epoch than
+// the producer's is refused.
+func TestTransactionAdminAbort(t *testing.T) {
+	b := startBroker(t)
+	ctx := testContext(t, time.Minute)
+	adm := kadm.NewClient(newClient(t, b))
+	const topic = "txn-admin-abort"
+	createTopic(ctx, t, adm, topic, 1, nil)
+	p, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("tx-hanging"), kgo.TransactionTimeout(time.Minute), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// A committed transaction first (which, with transactions version 2,
+	// bumps the producer's epoch), then one left open.
+	for i, values := range [][]string{{"committed"}, {"left open", "also open"}} {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i == 0 {
+			if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	openProducer := func() (kadm.DescribedProducer, bool) {
+		producers, err := adm.DescribeProducers(ctx, kadm.TopicsSet{topic: nil})
+		if err != nil {
+			t.Fatalf("DescribeProducers: %v", err)
+		}
+		var found kadm.DescribedProducer
+		ok := false
+		producers.EachProducer(func(dp kadm.DescribedProducer) {
+			if dp.CurrentTxnStartOffset >= 0 {
+				found, ok = dp, true
+			}
+		})
+		return found, ok
+	}
+	open, ok := openProducer()
+	if !ok || open.CurrentTxnStartOffset != 2 || open.ProducerEpoch < 1 {
+		t.Fatalf("DescribeProducers shows no transaction open at offset 2 with an epoch bumped by the commit: %+v", open)
+	}
+	abort := func(epoch int16) error {
+		resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{ProducerID: open.ProducerID, ProducerEpoch: epoch,
+			CoordinatorEpoch: open.CoordinatorEpoch, Topics: kadm.TopicsSet{topic: {0: {}}}})
+		if err != nil {
+			return err
+		}
+		var first error
+		resp.EachPartition(func(r kadm.TxnMarkersPartitionResponse) {
+			if first == nil {
+				first = r.Err
+			}
+		})
+		return first
+	}
+	if err := abort(open.ProducerEpoch - 1); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Errorf("WriteTxnMarkers at an older epoch: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+	if err := abort(open.ProducerEpoch); err != nil {
+		t.Fatalf("WriteTxnMarkers abort: %v", err)
+	}
+	if still, ok := openProducer(); ok {
+		t.Errorf("DescribeProducers still shows a transaction open after the abort marker: %+v", still)
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lso.Lookup(topic, 0); o.Offset != 5 {
+		t.Errorf("read_committed end offset %d after the abort, want 5 (a record, its marker, two records, the abort marker)", o.Offset)
+	}
+	if got := consumeAllTxn(ctx, t, []string{b.Addr()}, topic, true, 1, time.Second); len(got) != 1 || string(got[0].Value) != "committed" {
+		t.Errorf("read_committed read %d records, want only the committed one", len(got))
 	}
 }
 
