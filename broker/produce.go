@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/kproto"
@@ -24,7 +26,12 @@ func (b *Broker) produceAPI() kproto.API {
 // produce validates each partition's batch on the connection's goroutine
 // (the CRC check runs in parallel across connections) and hands it to the
 // partition; the response goes out when the last partition's append is
-// durable. Nothing here touches individual records.
+// durable, or when the request's TimeoutMillis has passed: the partitions
+// still waiting then are answered REQUEST_TIMED_OUT, as Kafka's are, so
+// that one partition that cannot commit does not hold up the others. A
+// write answered so is never reported as acknowledged; if it commits
+// later, an idempotent producer's retry of it is a duplicate and gets its
+// offset. Nothing here touches individual records.
 //
 // An acks=0 produce gets no response; if it fails, the connection is closed
 // instead, as Kafka does, so that the client notices and refreshes its
@@ -38,18 +45,8 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
 	acks := partition.Acks(r.Acks)
 	badAcks := acks != partition.AcksNone && acks != partition.AcksLeader && acks != partition.AcksAll
-	// pending counts outstanding appends plus one for this loop, so the
-	// response cannot be sent before every partition has been handed over.
-	var pending atomic.Int32
-	pending.Store(1)
-	// failed is set by any partition's error, including one an append
-	// reports while the handler still runs; only acks=0 reads it.
-	var failed atomic.Bool
-	finish := func() {
-		if pending.Add(-1) == 0 && acks != partition.AcksNone {
-			respond(resp)
-		}
-	}
+	pc := &produceCall{resp: resp, respond: respond, acks: acks, version: r.Version}
+	pc.pending.Store(1) // this loop's
 	for i := range r.Topics {
 		rt := &r.Topics[i]
 		st := &resp.Topics[i]
@@ -72,7 +69,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = ErrUnknownTopic
 			}
 			if err == nil {
-				err = b.appendBatch(t, rp, r, acks, sp, finish, &pending, &failed)
+				err = b.appendBatch(t, rp, r, pc, sp)
 			}
 			if errors.Is(err, partition.ErrOldMessageFormat) && r.Version >= 3 {
 				// Produce v3+ may only carry v2 batches: Kafka calls
@@ -80,7 +77,7 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 				err = fmt.Errorf("%w: %w", partition.ErrInvalidRecord, err)
 			}
 			if err != nil {
-				failed.Store(true)
+				pc.failed.Store(true)
 				sp.ErrorCode = errorCode(err)
 				if r.Version >= 8 {
 					sp.ErrorMessage = errorMessage(err)
@@ -89,18 +86,112 @@ func (b *Broker) produce(_ context.Context, req *kproto.Request, respond func(km
 		}
 	}
 	if acks == partition.AcksNone {
-		if failed.Load() {
+		if pc.failed.Load() {
 			respond(kproto.CloseConnection)
 		} else {
 			respond(nil)
 		}
+	} else if r.TimeoutMillis > 0 && pc.pending.Load() > 1 {
+		timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
+		pc.mu.Lock()
+		if !pc.responded {
+			pc.timer = time.AfterFunc(timeout, func() { pc.timedOut(timeout) })
+		}
+		pc.mu.Unlock()
 	}
-	finish()
+	pc.finish()
 }
 
-// appendBatch checks one partition's batch and starts its append; the
-// append fills sp, sets failed if it fails, and calls finish when done.
-func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r *kmsg.ProduceRequest, acks partition.Acks, sp *kmsg.ProduceResponseTopicPartition, finish func(), pending *atomic.Int32, failed *atomic.Bool) error {
+// produceCall is one produce request in flight: its response, filled in as
+// the partitions' appends end, and sent by the last of them or by the
+// request's timeout, whichever comes first. After that, late outcomes are
+// dropped (the response is being encoded).
+type produceCall struct {
+	resp    *kmsg.ProduceResponse
+	respond func(kmsg.Response)
+	acks    partition.Acks
+	version int16
+	// pending counts outstanding appends plus one for the request's
+	// loop, so the response cannot be sent before every partition has
+	// been handed over.
+	pending atomic.Int32
+	// failed is set by any partition's error, including one an append
+	// reports while the handler still runs; only acks=0 reads it.
+	failed atomic.Bool
+
+	mu        sync.Mutex
+	responded bool
+	timer     *time.Timer
+	waiting   map[*kmsg.ProduceResponseTopicPartition]struct{} // appends started and not ended
+}
+
+// started records that sp's append is under way.
+func (pc *produceCall) started(sp *kmsg.ProduceResponseTopicPartition) {
+	pc.pending.Add(1)
+	pc.mu.Lock()
+	if pc.waiting == nil {
+		pc.waiting = make(map[*kmsg.ProduceResponseTopicPartition]struct{})
+	}
+	pc.waiting[sp] = struct{}{}
+	pc.mu.Unlock()
+}
+
+// ended fills sp with its append's outcome (fill), unless the response
+// already went out, and counts the append as done.
+func (pc *produceCall) ended(sp *kmsg.ProduceResponseTopicPartition, fill func()) {
+	pc.mu.Lock()
+	if !pc.responded {
+		fill()
+		delete(pc.waiting, sp)
+	}
+	pc.mu.Unlock()
+	pc.finish()
+}
+
+// finish counts one append (or the request's loop) as done and sends the
+// response after the last.
+func (pc *produceCall) finish() {
+	if pc.pending.Add(-1) != 0 || pc.acks == partition.AcksNone {
+		return
+	}
+	pc.mu.Lock()
+	if pc.responded {
+		pc.mu.Unlock()
+		return
+	}
+	pc.responded = true
+	if pc.timer != nil {
+		pc.timer.Stop()
+	}
+	pc.mu.Unlock()
+	pc.respond(pc.resp)
+}
+
+// timedOut answers the partitions still waiting REQUEST_TIMED_OUT and sends
+// the response.
+func (pc *produceCall) timedOut(timeout time.Duration) {
+	pc.mu.Lock()
+	if pc.responded {
+		pc.mu.Unlock()
+		return
+	}
+	pc.responded = true
+	err := fmt.Errorf("%w: the write was not replicated within the request's timeout of %v; it is not acknowledged", kerr.RequestTimedOut, timeout)
+	for sp := range pc.waiting {
+		sp.ErrorCode, sp.BaseOffset = errorCode(err), -1
+		if pc.version >= 8 {
+			sp.ErrorMessage = errorMessage(err)
+		}
+	}
+	pc.waiting = nil
+	pc.mu.Unlock()
+	pc.respond(pc.resp)
+}
+
+// appendBatch checks one partition's batch and starts its append, whose
+// outcome fills sp.
+func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r *kmsg.ProduceRequest, pc *produceCall, sp *kmsg.ProduceResponseTopicPartition) error {
+	acks := pc.acks
 	ec := &t.effective
 	if acks == partition.AcksAll && ec.minInSync > 1 {
 		// As in Kafka, a leader whose ISR is smaller than
@@ -125,20 +216,23 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r 
 			return err
 		}
 	}
-	pending.Add(1)
+	pc.started(sp)
 	p := t.parts[rp.Partition]
 	start := func() {
 		p.Append(rp.Records, h, partition.AppendOptions{Acks: acks, LogAppendTime: ec.logAppendTime}, func(res partition.AppendResult) {
-			sp.BaseOffset = res.BaseOffset
-			sp.LogAppendTime = res.LogAppendTime
-			sp.LogStartOffset = res.LogStartOffset
 			if res.Err != nil {
-				failed.Store(true)
-				sp.ErrorCode = errorCode(res.Err)
-				sp.ErrorMessage = errorMessage(res.Err)
-				sp.BaseOffset = -1
+				pc.failed.Store(true)
 			}
-			finish()
+			pc.ended(sp, func() {
+				sp.BaseOffset = res.BaseOffset
+				sp.LogAppendTime = res.LogAppendTime
+				sp.LogStartOffset = res.LogStartOffset
+				if res.Err != nil {
+					sp.ErrorCode = errorCode(res.Err)
+					sp.ErrorMessage = errorMessage(res.Err)
+					sp.BaseOffset = -1
+				}
+			})
 		})
 	}
 	if !h.Transactional() {
@@ -153,10 +247,11 @@ func (b *Broker) appendBatch(t *topic, rp *kmsg.ProduceRequestTopicPartition, r 
 			start()
 			return
 		}
-		failed.Store(true)
-		sp.ErrorCode = errorCode(err)
-		sp.ErrorMessage = errorMessage(err)
-		finish()
+		pc.failed.Store(true)
+		pc.ended(sp, func() {
+			sp.ErrorCode = errorCode(err)
+			sp.ErrorMessage = errorMessage(err)
+		})
 	}, func(done func(error)) { b.verifyTxn(r, t.name, rp.Partition, h, done) })
 	return nil
 }

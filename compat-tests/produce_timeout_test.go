@@ -1,0 +1,123 @@
+package compattests
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestProduceTimeoutPerPartition: a produce request whose partitions are
+// led by one broker, one of which cannot commit (its followers were
+// killed), is answered once its TimeoutMillis has passed: the healthy
+// partition with its offset, the stuck one with REQUEST_TIMED_OUT, as
+// Kafka answers, and not when the stuck leader finally gives up. Once the
+// followers are back, the idempotent producer's retry of the timed-out
+// batch is answered, and the partition holds that batch exactly once,
+// whether or not the timed-out write committed after all.
+func TestProduceTimeoutPerPartition(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 3*time.Minute)
+	adm := kadm.NewClient(c.client(nil))
+	const stuck, healthy = "stuck", "healthy"
+	createClusterTopic(ctx, t, adm, stuck, 1, 3)
+	createClusterTopic(ctx, t, adm, healthy, 3, 1)
+	leader := c.waitLeadersEverywhere(ctx, stuck, 1, nil)[0].Leader
+	var local int32 = -1 // a partition of healthy on the same broker
+	for p, l := range c.waitLeadersEverywhere(ctx, healthy, 3, nil) {
+		if l.Leader == leader {
+			local = p
+		}
+	}
+	if local < 0 {
+		t.Fatalf("no partition of %s is on broker %d, which leads %s", healthy, leader, stuck)
+	}
+
+	conn := dialRaw(t, c.broker(leader).Addr())
+	ipid := kmsg.NewPtrInitProducerIDRequest()
+	ipid.SetVersion(4)
+	ipid.TransactionTimeoutMillis, ipid.ProducerID, ipid.ProducerEpoch = -1, -1, -1
+	init := conn.Do(ipid).(*kmsg.InitProducerIDResponse)
+	if init.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(init.ErrorCode))
+	}
+	batch := batchSpec{producerID: init.ProducerID, producerEpoch: init.ProducerEpoch, timestamp: time.Now(),
+		values: [][]byte{[]byte("timed-out-0"), []byte("timed-out-1")}}.build()
+	req := func(parts map[string][2]any) *kmsg.ProduceRequest {
+		r := kmsg.NewPtrProduceRequest()
+		r.SetVersion(9)
+		r.Acks, r.TimeoutMillis = -1, 1000
+		for _, name := range []string{stuck, healthy} {
+			pb, ok := parts[name]
+			if !ok {
+				continue
+			}
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = name
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition, rp.Records = pb[0].(int32), pb[1].([]byte)
+			rt.Partitions = append(rt.Partitions, rp)
+			r.Topics = append(r.Topics, rt)
+		}
+		return r
+	}
+	answers := func(resp *kmsg.ProduceResponse) map[string]kmsg.ProduceResponseTopicPartition {
+		out := map[string]kmsg.ProduceResponseTopicPartition{}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				out[rt.Topic] = rp
+			}
+		}
+		return out
+	}
+
+	for id := int32(1); id <= int32(c.size); id++ {
+		if id != leader {
+			c.broker(id).Kill()
+		}
+	}
+	plain := batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte("healthy")}}.build()
+	got := answers(conn.Do(req(map[string][2]any{stuck: {int32(0), batch}, healthy: {local, plain}})).(*kmsg.ProduceResponse))
+	if a := got[healthy]; a.ErrorCode != 0 || a.BaseOffset != 0 {
+		t.Errorf("the healthy partition: %v at offset %d, want offset 0", kerr.ErrorForCode(a.ErrorCode), a.BaseOffset)
+	}
+	if a := got[stuck]; a.ErrorCode != kerr.RequestTimedOut.Code || a.BaseOffset != -1 {
+		t.Errorf("the partition that cannot commit: %v at offset %d, want REQUEST_TIMED_OUT", kerr.ErrorForCode(a.ErrorCode), a.BaseOffset)
+	}
+
+	for id := int32(1); id <= int32(c.size); id++ {
+		if id != leader {
+			c.broker(id).Restart()
+		}
+	}
+	c.waitReady(ctx)
+	// The retry, to whichever broker leads now, until it is answered.
+	var retried kmsg.ProduceResponseTopicPartition
+	deadline := time.Now().Add(clusterWait)
+	for {
+		l := c.waitLeadersEverywhere(ctx, stuck, 1, nil)[0].Leader
+		retried = answers(dialRaw(t, c.broker(l).Addr()).Do(req(map[string][2]any{stuck: {int32(0), batch}})).(*kmsg.ProduceResponse))[stuck]
+		if retried.ErrorCode == 0 || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("retry: %v", kerr.ErrorForCode(retried.ErrorCode))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if retried.ErrorCode != 0 {
+		t.Fatalf("the retry of the timed-out batch: %v", kerr.ErrorForCode(retried.ErrorCode))
+	}
+	log, _ := c.consumeAll(ctx, stuck, 1)
+	var values []string
+	for _, off := range slices.Sorted(maps.Keys(log[0])) {
+		values = append(values, fmt.Sprintf("%s@%d", log[0][off], off))
+	}
+	want := []string{fmt.Sprintf("timed-out-0@%d", retried.BaseOffset), fmt.Sprintf("timed-out-1@%d", retried.BaseOffset+1)}
+	if !slices.Equal(values, want) {
+		t.Errorf("the partition holds %v, want the batch once: %v", values, want)
+	}
+}
