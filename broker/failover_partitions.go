@@ -131,6 +131,7 @@ func (e *elector) pass(now time.Time) {
 				first = now
 			}
 			seen[rp] = first
+			rp.QuorumLost(!quorumLive(t.assign[i], down))
 			state, leader, contact := rp.Role()
 			if state == raft.Leader {
 				led[rp] = now
@@ -270,6 +271,18 @@ func (b *Broker) peerStates() (up, down map[int32]bool) {
 		down[id] = !self && b.mux.PeerDown(raft.ServerAddress(addr))
 	}
 	return up, down
+}
+
+// quorumLive reports whether a majority of replicas are on brokers the
+// failure detector does not find down (this one never is).
+func quorumLive(replicas []int32, down map[int32]bool) bool {
+	n := 0
+	for _, r := range replicas {
+		if !down[r] {
+			n++
+		}
+	}
+	return n > len(replicas)/2
 }
 
 // quorumUp reports whether a majority of replicas are on brokers that are up.

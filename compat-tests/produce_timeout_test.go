@@ -7,19 +7,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubg1/pubg1/internal/ktest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestProduceTimeoutPerPartition: a produce request whose partitions are
-// led by one broker, one of which cannot commit (its followers were
-// killed), is answered once its TimeoutMillis has passed: the healthy
-// partition with its offset, the stuck one with REQUEST_TIMED_OUT, as
-// Kafka answers, and not when the stuck leader finally gives up. Once the
-// followers are back, the idempotent producer's retry of the timed-out
-// batch is answered, and the partition holds that batch exactly once,
-// whether or not the timed-out write committed after all.
+// led by one broker, one of which cannot commit (its followers are frozen
+// with SIGSTOP), is answered once its TimeoutMillis (300 ms, less than the
+// failure detector needs to find the followers down) has passed: the
+// healthy partition with its offset, the stuck one with REQUEST_TIMED_OUT,
+// as Kafka answers. Once the followers are back, the idempotent
+// producer's retry of the timed-out batch is answered, and the partition
+// holds that batch exactly once, whether or not the timed-out write
+// committed after all.
 func TestProduceTimeoutPerPartition(t *testing.T) {
 	c := startCluster(t)
 	ctx := testContext(t, 3*time.Minute)
@@ -51,7 +53,7 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 	req := func(parts map[string][2]any) *kmsg.ProduceRequest {
 		r := kmsg.NewPtrProduceRequest()
 		r.SetVersion(9)
-		r.Acks, r.TimeoutMillis = -1, 1000
+		r.Acks, r.TimeoutMillis = -1, 300
 		for _, name := range []string{stuck, healthy} {
 			pb, ok := parts[name]
 			if !ok {
@@ -78,7 +80,7 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 
 	for id := int32(1); id <= int32(c.size); id++ {
 		if id != leader {
-			c.broker(id).Kill()
+			c.pause(id)
 		}
 	}
 	plain := batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte("healthy")}}.build()
@@ -92,7 +94,7 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 
 	for id := int32(1); id <= int32(c.size); id++ {
 		if id != leader {
-			c.broker(id).Restart()
+			c.resume(id)
 		}
 	}
 	c.waitReady(ctx)
@@ -119,5 +121,73 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 	want := []string{fmt.Sprintf("timed-out-0@%d", retried.BaseOffset), fmt.Sprintf("timed-out-1@%d", retried.BaseOffset+1)}
 	if !slices.Equal(values, want) {
 		t.Errorf("the partition holds %v, want the batch once: %v", values, want)
+	}
+}
+
+// TestLeaderWithoutQuorumStepsAside: a partition leader whose followers'
+// brokers are both frozen (SIGSTOP) cannot commit; once its failure
+// detector finds them down (about 2 s) it answers NOT_LEADER_FOR_PARTITION,
+// for the write waiting to commit and for new ones, well before Raft's
+// 10 s lease, so that clients go and find the leader the others elect;
+// when they thaw, the partition takes writes again, and the one that
+// failed, retried, is in the log once.
+func TestLeaderWithoutQuorumStepsAside(t *testing.T) {
+	c := startCluster(t)
+	ctx := testContext(t, 3*time.Minute)
+	const topic = "aside"
+	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
+	leader := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0].Leader
+	conn := dialRaw(t, c.broker(leader).Addr())
+	ipid := kmsg.NewPtrInitProducerIDRequest()
+	ipid.SetVersion(4)
+	ipid.TransactionTimeoutMillis, ipid.ProducerID, ipid.ProducerEpoch = -1, -1, -1
+	init := conn.Do(ipid).(*kmsg.InitProducerIDResponse)
+	if init.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(init.ErrorCode))
+	}
+	batch := func(seq int32, v string) []byte {
+		return batchSpec{producerID: init.ProducerID, producerEpoch: init.ProducerEpoch, firstSequence: seq, timestamp: time.Now(), values: [][]byte{[]byte(v)}}.build()
+	}
+	produce := func(conn *ktest.Conn, b []byte) kmsg.ProduceResponseTopicPartition {
+		t.Helper()
+		req := produceRequest(9, topicRef{name: topic}, 0, b)
+		req.TimeoutMillis = 8000 // less than Raft's lease
+		return conn.Do(req).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	if a := produce(conn, batch(0, "before")); a.ErrorCode != 0 || a.BaseOffset != 0 {
+		t.Fatalf("first write: %v at %d", kerr.ErrorForCode(a.ErrorCode), a.BaseOffset)
+	}
+	for id := int32(1); id <= int32(c.size); id++ {
+		if id != leader {
+			c.pause(id)
+		}
+	}
+	if a := produce(conn, batch(1, "cut-off")); a.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Errorf("a write to a leader without its quorum: %v, want NOT_LEADER_FOR_PARTITION before the request's 8 s timeout", kerr.ErrorForCode(a.ErrorCode))
+	}
+	if a := produce(conn, batch(1, "cut-off")); a.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Errorf("another write to a leader without its quorum: %v, want NOT_LEADER_FOR_PARTITION", kerr.ErrorForCode(a.ErrorCode))
+	}
+	for id := int32(1); id <= int32(c.size); id++ {
+		if id != leader {
+			c.resume(id)
+		}
+	}
+	var retried kmsg.ProduceResponseTopicPartition
+	deadline := time.Now().Add(clusterWait)
+	for {
+		l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0].Leader
+		retried = produce(dialRaw(t, c.broker(l).Addr()), batch(1, "cut-off"))
+		if retried.ErrorCode == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if retried.ErrorCode != 0 || retried.BaseOffset != 1 {
+		t.Fatalf("the retry once the followers are back: %v at %d, want offset 1", kerr.ErrorForCode(retried.ErrorCode), retried.BaseOffset)
+	}
+	log, _ := c.consumeAll(ctx, topic, 1)
+	if fmt.Sprint(log[0]) != fmt.Sprint(map[int64]string{0: "before", 1: "cut-off"}) {
+		t.Errorf("the partition holds %v, want before@0 and cut-off@1", log[0])
 	}
 }

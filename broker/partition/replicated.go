@@ -85,7 +85,13 @@ type Replicated struct {
 
 	// Guarded by core.mu:
 	leading bool
-	handing bool   // a leadership transfer is under way: proposals wait
+	handing bool // a leadership transfer is under way: proposals wait
+	// benched is set while this replica's Raft leads but the failure
+	// detector finds a majority of the replicas' brokers down: it takes
+	// no writes (see QuorumLost).
+	benched bool
+	// outstanding are the proposals replicating, oldest first.
+	outstanding []*inflight
 	gen     uint64 // counts leaderships, so stale work is never proposed
 	epoch   int32
 	queue   []queued

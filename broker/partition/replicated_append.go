@@ -3,7 +3,9 @@ package partition
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +24,9 @@ type inflight struct {
 	f     raft.Future
 	gen   uint64
 	items []queued
+	// answered is set by whoever answers the items: the future's outcome,
+	// or QuorumLost failing them first.
+	answered atomic.Bool
 }
 
 // Append implements Partition. acks=1 and acks=-1 are both answered after
@@ -110,10 +115,11 @@ func (p *Replicated) proposeNext() bool {
 		f = p.r.ApplyLog(raft.Log{Data: data}, 0)
 	}
 	more := len(p.queue) > 0
-	gen := p.gen
+	in := &inflight{f: f, gen: p.gen, items: items}
+	p.outstanding = append(p.outstanding, in)
 	p.mu.Unlock()
 	select {
-	case p.inflight <- &inflight{f: f, gen: gen, items: items}:
+	case p.inflight <- in:
 	case <-p.stop:
 		for _, it := range items {
 			it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: ErrClosed})
@@ -149,6 +155,11 @@ func (p *Replicated) complete(in *inflight) {
 	w := startWatchdog(nudgeEvery, p.nudge)
 	err := in.f.Error()
 	w.stop()
+	p.mu.Lock()
+	if i := slices.Index(p.outstanding, in); i >= 0 {
+		p.outstanding = slices.Delete(p.outstanding, i, i+1)
+	}
+	p.mu.Unlock()
 	if af, ok := in.f.(raft.ApplyFuture); ok && err == nil {
 		if rerr, isErr := af.Response().(error); isErr {
 			err = rerr
@@ -168,6 +179,9 @@ func (p *Replicated) complete(in *inflight) {
 		// Its offsets, or the batch a duplicate's answer names, may
 		// follow what the failed proposal never wrote.
 		err = fmt.Errorf("%w: an earlier write of this leadership failed", ErrNotLeader)
+	}
+	if !in.answered.CompareAndSwap(false, true) {
+		return // failed already (QuorumLost)
 	}
 	for _, it := range in.items {
 		res := it.res

@@ -39,6 +39,14 @@ type Replica interface {
 	// candidate cannot win, and this replica can.
 	Outranked() time.Time
 
+	// QuorumLost tells the replica whether the failure detector finds a
+	// majority of its replicas' brokers down. A leader that lost its
+	// quorum stops taking writes at once and fails those not committed
+	// yet, so that clients look for the leader the other replicas elect,
+	// rather than waiting for Raft's lease; it leads again if the quorum
+	// comes back before Raft steps down.
+	QuorumLost(lost bool)
+
 	// Unfence lets a replica that lost its data, and has not caught up,
 	// vote and lead with the log it has: an unclean election, which
 	// loses whatever the replicas still alive do not hold. It reports
@@ -110,6 +118,9 @@ func (p *Replicated) observe() {
 			return
 		case leader := <-p.notify:
 			if !leader {
+				p.mu.Lock()
+				p.benched = false // for a later leadership, the elector says again
+				p.mu.Unlock()
 				p.stepDown(0)
 				continue
 			}
@@ -129,6 +140,12 @@ func (p *Replicated) lead() {
 		if p.r.State() != raft.Leader {
 			return // leadership was lost again; its signal follows
 		}
+		p.mu.Lock()
+		benched := p.benched
+		p.mu.Unlock()
+		if benched {
+			return // QuorumLost(false) takes it up
+		}
 		if err := p.r.Barrier(barrierTimeout).Error(); err == nil {
 			break
 		}
@@ -143,7 +160,7 @@ func (p *Replicated) lead() {
 		}
 	}
 	p.mu.Lock()
-	if p.closed || p.leading || p.r.State() != raft.Leader {
+	if p.closed || p.leading || p.benched || p.r.State() != raft.Leader {
 		p.mu.Unlock()
 		return
 	}
@@ -159,6 +176,40 @@ func (p *Replicated) lead() {
 	p.opts.Logger.Debug().Str("group", p.opts.Group).Int32("epoch", epoch).Int64("next", v.next).Msg("partition leader")
 	if p.opts.OnLeadership != nil {
 		p.opts.OnLeadership(true, epoch)
+	}
+}
+
+// QuorumLost implements Replica.
+func (p *Replicated) QuorumLost(lost bool) {
+	p.mu.Lock()
+	switch {
+	case lost && !p.benched && p.r.State() == raft.Leader:
+		p.benched = true
+		outstanding := p.outstanding
+		p.mu.Unlock()
+		p.opts.Logger.Warn().Str("group", p.opts.Group).
+			Msg("partition leader lost its quorum (the failure detector finds a majority of the replicas' brokers down): it takes no writes until the quorum is back or another replica leads")
+		// The writes replicating first, then those queued behind them.
+		for _, in := range outstanding {
+			if in.answered.CompareAndSwap(false, true) {
+				for _, it := range in.items {
+					it.done(AppendResult{BaseOffset: -1, LogAppendTime: -1, Err: fmt.Errorf("%w: the leader lost its quorum before the write was committed", ErrNotLeader)})
+				}
+			}
+		}
+		p.stepDown(0)
+	case !lost && p.benched:
+		p.benched = false
+		p.mu.Unlock()
+		if p.r.State() == raft.Leader {
+			p.opts.Logger.Info().Str("group", p.opts.Group).Msg("partition leader has its quorum again")
+			select {
+			case p.relead <- struct{}{}:
+			default:
+			}
+		}
+	default:
+		p.mu.Unlock()
 	}
 }
 

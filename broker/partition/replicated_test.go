@@ -361,3 +361,64 @@ func TestCatchUpSurvivesRestart(t *testing.T) {
 		t.Fatalf("restarted after it caught up: fenced again")
 	}
 }
+
+// TestQuorumLost: a leader told that its quorum is lost fails the write
+// that is replicating (its followers are gone, so it cannot commit) and
+// refuses new ones at once, rather than at Raft's lease; told that the
+// quorum is back while Raft still leads, it leads again, from what the
+// log holds, and the write that failed can be retried.
+func TestQuorumLost(t *testing.T) {
+	rs := newReplicaSet(t)
+	li, leader := rs.leader()
+	const pid = 600
+	first := makeBatch(t, batchSpec{n: 2, producerID: pid, epoch: 0, seq: 0})
+	if r := appendAll(t, leader, [][]byte{first})[0]; r.Err != nil || r.BaseOffset != 0 {
+		t.Fatalf("first append: %+v", r)
+	}
+	// Cut the followers off: the next write cannot commit.
+	for j, other := range rs.trans {
+		if j != li {
+			rs.trans[li].Disconnect(other.LocalAddr())
+			other.Disconnect(rs.trans[li].LocalAddr())
+		}
+	}
+	stuck := makeBatch(t, batchSpec{n: 1, producerID: pid, epoch: 0, seq: 2})
+	h, _ := CheckProduced(stuck)
+	res := make(chan AppendResult, 1)
+	leader.Append(stuck, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { res <- r })
+	select {
+	case r := <-res:
+		t.Fatalf("a write without a quorum was answered before the quorum was lost: %+v", r)
+	case <-time.After(100 * time.Millisecond):
+	}
+	leader.QuorumLost(true)
+	if r := <-res; !errors.Is(r.Err, ErrNotLeader) {
+		t.Fatalf("the replicating write once the quorum is lost: %+v, want ErrNotLeader", r)
+	}
+	if leader.IsLeader() {
+		t.Fatal("a leader without its quorum still takes writes")
+	}
+	more := makeBatch(t, batchSpec{n: 1, producerID: pid, epoch: 0, seq: 3})
+	h2, _ := CheckProduced(more)
+	leader.Append(more, h2, AppendOptions{Acks: AcksAll}, func(r AppendResult) { res <- r })
+	if r := <-res; !errors.Is(r.Err, ErrNotLeader) {
+		t.Fatalf("a new write without the quorum: %+v, want ErrNotLeader", r)
+	}
+	// The quorum is back before Raft stepped down (its lease is longer).
+	for j, other := range rs.trans {
+		if j != li {
+			rs.trans[li].Connect(other.LocalAddr(), other)
+			other.Connect(rs.trans[li].LocalAddr(), rs.trans[li])
+		}
+	}
+	leader.QuorumLost(false) // as the broker's elector says on its next pass
+	_, now := rs.leader()    // whichever replica leads now
+	// The failed write may have committed after all: its retry is a
+	// duplicate then, or a new write; either way it is there once.
+	if r := appendAll(t, now, [][]byte{stuck})[0]; r.Err != nil || r.BaseOffset != 2 {
+		t.Fatalf("retry of the failed write: %+v", r)
+	}
+	if r := appendAll(t, now, [][]byte{more})[0]; r.Err != nil || r.BaseOffset != 3 {
+		t.Fatalf("the next write: %+v", r)
+	}
+}
