@@ -92,10 +92,10 @@ type Replicated struct {
 	benched bool
 	// outstanding are the proposals replicating, oldest first.
 	outstanding []*inflight
-	gen     uint64 // counts leaderships, so stale work is never proposed
-	epoch   int32
-	queue   []queued
-	wake    chan struct{}
+	gen         uint64 // counts leaderships, so stale work is never proposed
+	epoch       int32
+	queue       []queued
+	wake        chan struct{}
 
 	inflight chan *inflight
 	// failedGen is the latest leadership one of whose proposals failed;
