@@ -41,13 +41,7 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 	}
 
 	conn := dialRaw(t, c.broker(leader).Addr())
-	ipid := kmsg.NewPtrInitProducerIDRequest()
-	ipid.SetVersion(4)
-	ipid.TransactionTimeoutMillis, ipid.ProducerID, ipid.ProducerEpoch = -1, -1, -1
-	init := conn.Do(ipid).(*kmsg.InitProducerIDResponse)
-	if init.ErrorCode != 0 {
-		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(init.ErrorCode))
-	}
+	init := initIdempotent(t, conn)
 	batch := batchSpec{producerID: init.ProducerID, producerEpoch: init.ProducerEpoch, timestamp: time.Now(),
 		values: [][]byte{[]byte("timed-out-0"), []byte("timed-out-1")}}.build()
 	req := func(parts map[string][2]any) *kmsg.ProduceRequest {
@@ -138,13 +132,7 @@ func TestLeaderWithoutQuorumStepsAside(t *testing.T) {
 	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
 	leader := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0].Leader
 	conn := dialRaw(t, c.broker(leader).Addr())
-	ipid := kmsg.NewPtrInitProducerIDRequest()
-	ipid.SetVersion(4)
-	ipid.TransactionTimeoutMillis, ipid.ProducerID, ipid.ProducerEpoch = -1, -1, -1
-	init := conn.Do(ipid).(*kmsg.InitProducerIDResponse)
-	if init.ErrorCode != 0 {
-		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(init.ErrorCode))
-	}
+	init := initIdempotent(t, conn)
 	batch := func(seq int32, v string) []byte {
 		return batchSpec{producerID: init.ProducerID, producerEpoch: init.ProducerEpoch, firstSequence: seq, timestamp: time.Now(), values: [][]byte{[]byte(v)}}.build()
 	}
@@ -190,4 +178,17 @@ func TestLeaderWithoutQuorumStepsAside(t *testing.T) {
 	if fmt.Sprint(log[0]) != fmt.Sprint(map[int64]string{0: "before", 1: "cut-off"}) {
 		t.Errorf("the partition holds %v, want before@0 and cut-off@1", log[0])
 	}
+}
+
+// initIdempotent gets an idempotent producer ID and epoch on conn.
+func initIdempotent(t *testing.T, conn *ktest.Conn) *kmsg.InitProducerIDResponse {
+	t.Helper()
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.SetVersion(4)
+	req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch = -1, -1, -1
+	resp := conn.Do(req).(*kmsg.InitProducerIDResponse)
+	if resp.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	return resp
 }

@@ -281,6 +281,24 @@ func txnKeyedBatch(t testing.TB, pid int64, seq int32, ts int64, recs ...keyed) 
 	return b
 }
 
+// appendKeyed appends batch b to p, expects it at offset off, and records
+// its records (recs) in all.
+func appendKeyed(t *testing.T, p Partition, all map[int64]readRecord, b []byte, off int64, recs ...keyed) {
+	t.Helper()
+	h, err := ParseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan AppendResult, 1)
+	p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { ch <- r })
+	if r := <-ch; r.Err != nil || r.BaseOffset != off {
+		t.Fatalf("append at %d: %+v", off, r)
+	}
+	for i, r := range recs {
+		all[off+int64(i)] = readRecord{offset: off + int64(i), key: r.key, value: r.value}
+	}
+}
+
 // TestCompactTransactions: compaction removes the records of aborted
 // transactions, which are never the latest of their key, and leaves alone
 // everything from the last stable offset on, whose transaction may still
@@ -302,21 +320,7 @@ func TestCompactTransactions(t *testing.T) {
 				settle = rs.waitApplied
 			}
 			all := map[int64]readRecord{}
-			add := func(b []byte, off int64, recs ...keyed) {
-				t.Helper()
-				h, err := ParseHeader(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ch := make(chan AppendResult, 1)
-				p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { ch <- r })
-				if r := <-ch; r.Err != nil || r.BaseOffset != off {
-					t.Fatalf("append at %d: %+v", off, r)
-				}
-				for i, r := range recs {
-					all[off+int64(i)] = readRecord{offset: off + int64(i), key: r.key, value: r.value}
-				}
-			}
+			add := func(b []byte, off int64, recs ...keyed) { t.Helper(); appendKeyed(t, p, all, b, off, recs...) }
 			opts := CompactOptions{DeleteRetention: 24 * time.Hour}
 			add(keyedBatch(t, kgo.CompressionCodec{}, ts, keyed{"a", val("committed")}), 0, keyed{"a", val("committed")})
 			add(txnKeyedBatch(t, 5, 0, ts, keyed{"a", val("aborted")}), 1, keyed{"a", val("aborted")})
@@ -406,21 +410,7 @@ func TestCompactRemovesMarkers(t *testing.T) {
 				}
 			}
 			all := map[int64]readRecord{}
-			add := func(b []byte, off int64, recs ...keyed) {
-				t.Helper()
-				h, err := ParseHeader(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ch := make(chan AppendResult, 1)
-				p.Append(b, h, AppendOptions{Acks: AcksAll}, func(r AppendResult) { ch <- r })
-				if r := <-ch; r.Err != nil || r.BaseOffset != off {
-					t.Fatalf("append at %d: %+v", off, r)
-				}
-				for i, r := range recs {
-					all[off+int64(i)] = readRecord{offset: off + int64(i), key: r.key, value: r.value}
-				}
-			}
+			add := func(b []byte, off int64, recs ...keyed) { t.Helper(); appendKeyed(t, p, all, b, off, recs...) }
 			// Aborted, its records removed: the marker goes.
 			add(txnKeyedBatch(t, 5, 0, old, keyed{"a", val("aborted")}), 0, keyed{"a", val("aborted")})
 			add(MarkerBatch(5, 0, false, 0, old), 1)
