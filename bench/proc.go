@@ -207,7 +207,45 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 
 // Pause freezes the broker with SIGSTOP: it keeps its sockets but answers
 // nothing. Resume, Shutdown, Stop and Kill work on a paused broker.
-func (p *Proc) Pause() error { return p.Signal(syscall.SIGSTOP) }
+func (p *Proc) Pause() error {
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// The signal is delivered asynchronously: a thread running on another
+	// CPU goes on until it next enters the kernel. Wait until every
+	// thread shows as stopped, so that the caller's next request meets
+	// a frozen broker (bounded; without /proc this returns at once).
+	pid := p.Pid()
+	deadline := time.Now().Add(2 * time.Second)
+	for pid > 0 && time.Now().Before(deadline) && !stopped(pid) {
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// stopped reports whether every thread of process pid is stopped, or
+// true when that cannot be read (no /proc, or the process is gone).
+func stopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		// The state follows the command name, which is in parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume thaws a paused broker with SIGCONT.
 func (p *Proc) Resume() error { return p.Signal(syscall.SIGCONT) }
