@@ -69,6 +69,9 @@ type elector struct {
 	// from then at the earliest.
 	seen map[partition.Replica]time.Time
 	up   map[int32]bool // brokers up at the last pass; nil before the first
+	// downSince is when each broker the failure detector finds down was
+	// first seen down.
+	downSince map[int32]time.Time
 	// last is when the last pass ran; resumed is when a pass came after
 	// this broker did not run for a while (stopped or starved of CPU):
 	// leaders are not held silent for that time.
@@ -86,7 +89,7 @@ func (b *Broker) wakeElect() { signal(b.electWake) }
 // up or down or replicas open.
 func (b *Broker) electLoop() {
 	e := &elector{b: b, vacant: make(map[partition.Replica]*vacancy), led: make(map[partition.Replica]time.Time),
-		seen: make(map[partition.Replica]time.Time)}
+		seen: make(map[partition.Replica]time.Time), downSince: make(map[int32]time.Time)}
 	b.everyOrWoken(b.cfg.Timings.ElectTick, b.electWake, e.pass)
 }
 
@@ -102,6 +105,14 @@ func (e *elector) pass(now time.Time) {
 	}
 	e.last = now
 	up, down := b.peerStates()
+	for id := range b.cfg.Peers {
+		switch _, was := e.downSince[id]; {
+		case down[id] && !was:
+			e.downSince[id] = now
+		case !down[id]:
+			delete(e.downSince, id)
+		}
+	}
 	back := func(replicas []int32) bool {
 		for _, r := range replicas {
 			if up[r] && e.up != nil && !e.up[r] {
@@ -221,10 +232,11 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	switch {
 	case leader != "":
 		id, err := strconv.Atoi(string(leader))
-		// A leader heard from within PeerDeadAfter is alive, whatever the
-		// failure detector says: it may not have seen a restarted broker
-		// come back yet.
-		heard := now.Sub(contact) < tm.PeerDeadAfter
+		// A leader heard from after its broker was found down is alive,
+		// whatever the failure detector says: it may not have seen a
+		// restarted broker come back yet. (A leader last heard before,
+		// a killed one, is not waited for.)
+		heard := err == nil && contact.After(e.downSince[int32(id)])
 		for _, since := range []time.Time{e.resumed, first} {
 			if contact.Before(since) {
 				contact = since
