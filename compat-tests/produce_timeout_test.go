@@ -1,6 +1,7 @@
 package compattests
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -72,11 +73,7 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 		return out
 	}
 
-	for id := int32(1); id <= int32(c.size); id++ {
-		if id != leader {
-			c.pause(id)
-		}
-	}
+	c.eachBut(leader, c.pause)
 	plain := batchSpec{producerID: -1, timestamp: time.Now(), values: [][]byte{[]byte("healthy")}}.build()
 	got := answers(conn.Do(req(map[string][2]any{stuck: {int32(0), batch}, healthy: {local, plain}})).(*kmsg.ProduceResponse))
 	if a := got[healthy]; a.ErrorCode != 0 || a.BaseOffset != 0 {
@@ -86,24 +83,11 @@ func TestProduceTimeoutPerPartition(t *testing.T) {
 		t.Errorf("the partition that cannot commit: %v at offset %d, want REQUEST_TIMED_OUT", kerr.ErrorForCode(a.ErrorCode), a.BaseOffset)
 	}
 
-	for id := int32(1); id <= int32(c.size); id++ {
-		if id != leader {
-			c.resume(id)
-		}
-	}
+	c.eachBut(leader, c.resume)
 	c.waitReady(ctx)
-	// The retry, to whichever broker leads now, until it is answered.
-	var retried kmsg.ProduceResponseTopicPartition
-	deadline := time.Now().Add(clusterWait)
-	for {
-		l := c.waitLeadersEverywhere(ctx, stuck, 1, nil)[0].Leader
-		retried = answers(dialRaw(t, c.broker(l).Addr()).Do(req(map[string][2]any{stuck: {int32(0), batch}})).(*kmsg.ProduceResponse))[stuck]
-		if retried.ErrorCode == 0 || time.Now().After(deadline) {
-			break
-		}
-		t.Logf("retry: %v", kerr.ErrorForCode(retried.ErrorCode))
-		time.Sleep(200 * time.Millisecond)
-	}
+	retried := c.produceToLeader(ctx, stuck, func(conn *ktest.Conn) kmsg.ProduceResponseTopicPartition {
+		return answers(conn.Do(req(map[string][2]any{stuck: {int32(0), batch}})).(*kmsg.ProduceResponse))[stuck]
+	})
 	if retried.ErrorCode != 0 {
 		t.Fatalf("the retry of the timed-out batch: %v", kerr.ErrorForCode(retried.ErrorCode))
 	}
@@ -145,32 +129,17 @@ func TestLeaderWithoutQuorumStepsAside(t *testing.T) {
 	if a := produce(conn, batch(0, "before")); a.ErrorCode != 0 || a.BaseOffset != 0 {
 		t.Fatalf("first write: %v at %d", kerr.ErrorForCode(a.ErrorCode), a.BaseOffset)
 	}
-	for id := int32(1); id <= int32(c.size); id++ {
-		if id != leader {
-			c.pause(id)
-		}
-	}
+	c.eachBut(leader, c.pause)
 	if a := produce(conn, batch(1, "cut-off")); a.ErrorCode != kerr.NotLeaderForPartition.Code {
 		t.Errorf("a write to a leader without its quorum: %v, want NOT_LEADER_FOR_PARTITION before the request's 8 s timeout", kerr.ErrorForCode(a.ErrorCode))
 	}
 	if a := produce(conn, batch(1, "cut-off")); a.ErrorCode != kerr.NotLeaderForPartition.Code {
 		t.Errorf("another write to a leader without its quorum: %v, want NOT_LEADER_FOR_PARTITION", kerr.ErrorForCode(a.ErrorCode))
 	}
-	for id := int32(1); id <= int32(c.size); id++ {
-		if id != leader {
-			c.resume(id)
-		}
-	}
-	var retried kmsg.ProduceResponseTopicPartition
-	deadline := time.Now().Add(clusterWait)
-	for {
-		l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0].Leader
-		retried = produce(dialRaw(t, c.broker(l).Addr()), batch(1, "cut-off"))
-		if retried.ErrorCode == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	c.eachBut(leader, c.resume)
+	retried := c.produceToLeader(ctx, topic, func(conn *ktest.Conn) kmsg.ProduceResponseTopicPartition {
+		return produce(conn, batch(1, "cut-off"))
+	})
 	if retried.ErrorCode != 0 || retried.BaseOffset != 1 {
 		t.Fatalf("the retry once the followers are back: %v at %d, want offset 1", kerr.ErrorForCode(retried.ErrorCode), retried.BaseOffset)
 	}
@@ -191,4 +160,30 @@ func initIdempotent(t *testing.T, conn *ktest.Conn) *kmsg.InitProducerIDResponse
 		t.Fatalf("InitProducerId: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
 	return resp
+}
+
+// eachBut calls f with every broker's ID but except's.
+func (c *cluster) eachBut(except int32, f func(id int32)) {
+	for id := int32(1); id <= int32(c.size); id++ {
+		if id != except {
+			f(id)
+		}
+	}
+}
+
+// produceToLeader sends a produce with send to whichever broker leads
+// partition 0 of topic, again every 200 ms until it is accepted or
+// clusterWait has passed, and returns the last answer.
+func (c *cluster) produceToLeader(ctx context.Context, topic string, send func(*ktest.Conn) kmsg.ProduceResponseTopicPartition) kmsg.ProduceResponseTopicPartition {
+	c.t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0].Leader
+		a := send(dialRaw(c.t, c.broker(l).Addr()))
+		if a.ErrorCode == 0 || time.Now().After(deadline) {
+			return a
+		}
+		c.t.Logf("produce to broker %d: %v; retrying", l, kerr.ErrorForCode(a.ErrorCode))
+		time.Sleep(200 * time.Millisecond)
+	}
 }
