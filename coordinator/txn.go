@@ -180,6 +180,12 @@ type txnMeta struct {
 	nextPID int64
 }
 
+// decided reports whether the transaction's commit or abort is decided
+// and not yet complete.
+func (m *txnMeta) decided() bool {
+	return m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort
+}
+
 func (m *txnMeta) clone() *txnMeta {
 	c := *m
 	c.parts = make(map[TopicPartition]struct{}, len(m.parts))
@@ -339,7 +345,7 @@ func (t *Txns) load(s *txnShard, epoch uint64, p partition.Partition) {
 	s.state = shardLeading
 	unfinished := 0
 	for _, m := range s.txns {
-		if m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort {
+		if m.decided() {
 			unfinished++
 			t.completeLocked(s, m)
 		}
@@ -629,9 +635,9 @@ func (t *Txns) addLocked(s *txnShard, m *txnMeta, adds []queuedAdd) {
 			continue
 		}
 		switch {
-		case (m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort) && m.completing:
+		case m.decided() && m.completing:
 			m.addQueue = append(m.addQueue, a)
-		case m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort:
+		case m.decided():
 			a.done(ErrConcurrentTransactions)
 		case m.state == kmsg.TransactionStateDead || m.state == kmsg.TransactionStatePrepareEpochFence:
 			a.done(ErrInvalidTxnState)
@@ -910,7 +916,7 @@ type TxnDescription struct {
 
 func describe(m *txnMeta) TxnDescription {
 	d := TxnDescription{TransactionalID: m.id, ProducerID: m.pid, Epoch: m.epoch, State: m.state, Timeout: m.timeout, Partitions: m.sortedParts()}
-	if m.state == kmsg.TransactionStateOngoing || m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort {
+	if m.state == kmsg.TransactionStateOngoing || m.decided() {
 		d.Start = m.start
 	}
 	return d
@@ -968,7 +974,7 @@ func (t *Txns) Verify(id string, pid int64, epoch int16, parts []TopicPartition)
 	}
 	// Once the markers are durable (completing), no partition is in a
 	// transaction: a batch then is a late one of the ended transaction.
-	if (m.state == kmsg.TransactionStatePrepareCommit || m.state == kmsg.TransactionStatePrepareAbort) && !m.completing {
+	if m.decided() && !m.completing {
 		return nil, ErrConcurrentTransactions
 	}
 	out := make(map[TopicPartition]error, len(parts))

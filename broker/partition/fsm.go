@@ -214,8 +214,8 @@ func (f *replicaFSM) cloneTxns() txnState {
 	return f.txns.clone()
 }
 
-// forgetAborted drops the aborted transactions whose markers this
-// replica's compaction removed.
+// forgetAborted drops the aborted transactions this replica's compaction
+// found without records (see compactMarker).
 func (f *replicaFSM) forgetAborted(removed []AbortedTxn) {
 	if len(removed) == 0 {
 		return

@@ -114,8 +114,8 @@ func (t *txnState) trim(logStart int64) {
 	}
 }
 
-// forget drops the aborted transactions whose markers compaction removed
-// (matched by producer and marker offset).
+// forget drops the aborted transactions compaction found without records
+// (matched by producer and marker offset; see compactMarker).
 func (t *txnState) forget(removed []AbortedTxn) {
 	if len(removed) == 0 {
 		return
