@@ -188,7 +188,7 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 	default:
 		local = nil
 	}
-	if b.ctrl.State().Fenced[preferred] {
+	if !b.brokerLive(b.ctrl.State(), preferred) {
 		et.code, et.msg = kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d, the preferred replica, is not live", preferred)
 		return -1, nil
 	}
@@ -197,13 +197,26 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 }
 
 // liveLeader is the leader the metadata names for partition n of t, or -1
-// if there is none or its broker is fenced (down).
+// if there is none or its broker is down.
 func (b *Broker) liveLeader(t *topic, n int32) int32 {
 	leader := t.leaders[n].Leader
-	if leader >= 0 && b.ctrl.State().Fenced[leader] {
+	if leader >= 0 && !b.brokerLive(b.ctrl.State(), leader) {
 		return -1
 	}
 	return leader
+}
+
+// brokerLive reports whether broker id is neither fenced by the metadata
+// nor found down by this broker's failure detector. The detector sees a
+// killed broker's connections close at once; the metadata leader fences
+// it only after it has missed heartbeats for a while, and a new metadata
+// leader starts that count afresh.
+func (b *Broker) brokerLive(st *cluster.State, id int32) bool {
+	if st.Fenced[id] {
+		return false
+	}
+	addr, ok := b.cfg.Peers[id]
+	return id == b.cfg.NodeID || !ok || !b.mux.PeerDown(raft.ServerAddress(addr))
 }
 
 // electLocally hands the leadership of a partition this broker leads to

@@ -60,7 +60,7 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 			continue // answered 0: this broker's part is done
 		}
 		for _, id := range t.assign[et.partition] {
-			if id != b.cfg.NodeID && !st.Fenced[id] {
+			if id != b.cfg.NodeID && b.brokerLive(st, id) {
 				remote[id] = append(remote[id], et)
 			}
 		}
@@ -93,7 +93,7 @@ func (b *Broker) waitAnyLeader(ctx context.Context, et *electTarget) (int16, str
 	defer tick.Stop()
 	for {
 		st := b.ctrl.State()
-		if mt := st.Topics[et.topic]; mt != nil && int(et.partition) < len(mt.Leaders) && mt.Leaders[et.partition].Leader >= 0 && !st.Fenced[mt.Leaders[et.partition].Leader] {
+		if mt := st.Topics[et.topic]; mt != nil && int(et.partition) < len(mt.Leaders) && mt.Leaders[et.partition].Leader >= 0 && b.brokerLive(st, mt.Leaders[et.partition].Leader) {
 			return 0, ""
 		}
 		select {

@@ -21,6 +21,9 @@ type metaElector struct {
 	b      *Broker
 	vacant time.Time // when the leadership was first found vacant; zero while it is not
 	tried  time.Time // when this broker last stood
+	// stale is when this member was first seen a candidate that names a
+	// leader whose broker is down; zero while it is not.
+	stale time.Time
 }
 
 // metaElectLoop runs the metadata elector each ElectTick and whenever a peer
@@ -36,6 +39,11 @@ func (e *metaElector) pass(now time.Time) {
 		return // it cannot write: the partition elector hands off its leaderships
 	}
 	state, leader, _ := b.ctrl.Role()
+	if state == raft.Candidate && leader != "" {
+		e.staleCandidate(leader, now)
+		return
+	}
+	e.stale = time.Time{}
 	if state != raft.Follower || leader == "" {
 		// Leading, already campaigning, or knowing no leader: Raft's own
 		// election is under way.
@@ -72,6 +80,34 @@ func (e *metaElector) pass(now time.Time) {
 			b.log.Warn().Msg("cannot lead the metadata: this broker started without its metadata and has not caught up with a leader; waiting for a broker that kept it")
 		} else if err != nil {
 			b.log.Debug().Err(err).Msg("metadata election not started")
+		}
+	})
+}
+
+// staleCandidate handles a candidate that names a leader: one whose
+// broker is down, seen so for a whole ElectTick (a leadership transfer's
+// election is over well before), refuses everyone else's vote (see
+// raftmux.Transport.Follow) and is made to forget it.
+func (e *metaElector) staleCandidate(leader raft.ServerID, now time.Time) {
+	b := e.b
+	_, down := b.peerStates()
+	id, err := strconv.Atoi(string(leader))
+	if err != nil || !down[int32(id)] {
+		e.stale = time.Time{}
+		return
+	}
+	if e.stale.IsZero() {
+		e.stale = now
+	}
+	if now.Sub(e.stale) < b.cfg.Timings.ElectTick {
+		return
+	}
+	e.stale = time.Time{}
+	b.goFunc(func() {
+		if forgot, err := b.ctrl.ForgetStaleLeader(); err != nil {
+			b.log.Debug().Err(err).Msg("stale metadata leader not forgotten")
+		} else if forgot {
+			b.log.Info().Str("stale_leader", string(leader)).Msg("metadata candidate named a leader whose broker is down: it forgets it, so that it votes for other candidates again")
 		}
 	})
 }

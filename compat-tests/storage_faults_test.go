@@ -301,17 +301,45 @@ func TestUncleanMetadataElection(t *testing.T) {
 // runs `pubg1 topic elect-leaders --unclean`; then the stale replica
 // leads, the records acknowledged before the freeze are all there at
 // their offsets, and those only the dead replica held are gone, as asked.
+// The metadata leader plays each part in turn (the frozen replica, the
+// killed leader, the wiped replica) and none: the election must not wait
+// for the metadata to find the dead leader, nor count it alive.
 func TestUncleanElection(t *testing.T) {
+	for _, role := range []string{"stale", "dead", "wiped", "none"} {
+		t.Run("metadata-leader-"+role, func(t *testing.T) { uncleanElection(t, role) })
+	}
+}
+
+// uncleanElection runs TestUncleanElection with the metadata leader as
+// the replica of the given role, or as no replica ("none").
+func uncleanElection(t *testing.T, role string) {
 	c := startClusterOf(t, 5)
 	ctx := testContext(t, 4*time.Minute)
 	const topic = "unclean"
-	createClusterTopic(ctx, t, kadm.NewClient(c.client(nil)), topic, 1, 3)
-	l := c.waitLeadersEverywhere(ctx, topic, 1, nil)[0]
-	followers := l.followers()
-	stale, w, keeper := followers[0], followers[1], l.Leader
+	m, err := metadataOf(c.broker(1).Addr())
+	if err != nil || m.ControllerID < 1 {
+		t.Fatalf("metadata: %v (controller %d)", err, m.ControllerID)
+	}
+	var rest []int32
+	for id := int32(1); id <= 5; id++ {
+		if id != m.ControllerID {
+			rest = append(rest, id)
+		}
+	}
+	// The partition's replicas in preference order: the leader to be
+	// killed, the replica to be frozen, the one to be wiped.
+	replicas := map[string][]int32{
+		"dead":  {m.ControllerID, rest[0], rest[1]},
+		"stale": {rest[0], m.ControllerID, rest[1]},
+		"wiped": {rest[0], rest[1], m.ControllerID},
+		"none":  {rest[0], rest[1], rest[2]},
+	}[role]
+	createAssignedTopic(ctx, t, c.client(nil), topic, replicas)
+	l := c.waitLeadersEverywhere(ctx, topic, 1, ledByPreferred)[0]
+	keeper, stale, w := replicas[0], replicas[1], replicas[2]
 	var others []int32
 	for id := int32(1); id <= 5; id++ {
-		if id != stale && id != w && id != keeper {
+		if !slices.Contains(replicas, id) {
 			others = append(others, id)
 		}
 	}
@@ -336,7 +364,7 @@ func TestUncleanElection(t *testing.T) {
 		t.Fatalf("unclean election: exit %d\nstdout:\n%s\nstderr:\n%s", run.code, run.stdout, run.stderr)
 	}
 	nl := c.waitLeadersEverywhere(ctx, topic, 1, newerThan(map[int32]partLeader{0: l}))[0]
-	t.Logf("stale %d, wiped %d, dead %d; after the unclean election broker %d leads at epoch %d", stale, w, keeper, nl.Leader, nl.Epoch)
+	t.Logf("metadata leader %d; stale %d, wiped %d, dead %d; after the unclean election broker %d leads at epoch %d", m.ControllerID, stale, w, keeper, nl.Leader, nl.Epoch)
 	c.broker(keeper).Restart()
 	c.waitReady(ctx)
 	after := produceAcked(ctx, t, c.client(nil, producerOpts()...), topic, "after", 100, 1, 0)
@@ -682,4 +710,27 @@ func TestUncleanElectionAfterDemotion(t *testing.T) {
 	c.waitReady(ctx)
 	log, _ := c.consumeAll(ctx, topic, 1)
 	reportLogProblems(t, "log after the unclean election", checkTopicLog(log, append(before, after...), true))
+}
+
+// createAssignedTopic creates topic with one partition on the given
+// replicas, in preference order.
+func createAssignedTopic(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, replicas []int32) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.TimeoutMillis = 15000
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+	ra := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+	ra.Partition, ra.Replicas = 0, replicas
+	rt.ReplicaAssignment = append(rt.ReplicaAssignment, ra)
+	req.Topics = append(req.Topics, rt)
+	cctx, cancel := context.WithTimeout(ctx, clusterWait)
+	defer cancel()
+	resp, err := req.RequestWith(cctx, cl)
+	if err != nil {
+		t.Fatalf("creating %s on %v: %v", topic, replicas, err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("creating %s on %v: %v (%v)", topic, replicas, err, resp.Topics[0].ErrorMessage)
+	}
 }

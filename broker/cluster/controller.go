@@ -381,6 +381,24 @@ func (c *Controller) Campaign() error {
 	return nil
 }
 
+// ForgetStaleLeader makes this member, if it is a candidate that names a
+// leader, a follower of its next term that knows none (see
+// raftmux.Transport.Follow), and reports whether it did.
+func (c *Controller) ForgetStaleLeader() (bool, error) {
+	ru := c.cur.Load()
+	if ru.r.State() != raft.Candidate {
+		return false, nil
+	}
+	if _, id := ru.r.LeaderWithID(); id == "" {
+		return false, nil
+	}
+	last, lastTerm := raftmux.LastEntry(ru.r)
+	if err := ru.trans.Follow(c.self, ru.r.CurrentTerm(), last, lastTerm); err != nil {
+		return false, fmt.Errorf("cluster: forgetting a stale leader: %w", err)
+	}
+	return true, nil
+}
+
 // Propose applies cmd through the metadata leader, forwarding it when this
 // broker does not lead, and waits for this broker to have applied it.
 func (c *Controller) Propose(ctx context.Context, cmd *Command) (Result, error) {

@@ -2,7 +2,6 @@ package partition
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -286,13 +285,7 @@ func (p *Replicated) restartElection() error {
 	if !ok {
 		return nil
 	}
-	st := p.r.Stats()
-	last, _ := strconv.ParseUint(st["last_log_index"], 10, 64)
-	lastTerm, _ := strconv.ParseUint(st["last_log_term"], 10, 64)
-	if snap, _ := strconv.ParseUint(st["last_snapshot_index"], 10, 64); snap > last {
-		last = snap
-		lastTerm, _ = strconv.ParseUint(st["last_snapshot_term"], 10, 64)
-	}
+	last, lastTerm := raftmux.LastEntry(p.r)
 	if err := r.Restart(p.opts.ID, p.r.CurrentTerm(), last, lastTerm); err != nil {
 		return fmt.Errorf("partition: %s: restarting an election: %w", p.opts.Group, err)
 	}

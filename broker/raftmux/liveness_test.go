@@ -281,3 +281,44 @@ func TestCampaign(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFollowForgetsLeader checks that Follow makes a member a follower of
+// its next term that knows no leader, and so votes for another candidate
+// again (see Follow), and that the group then elects one.
+func TestFollowForgetsLeader(t *testing.T) {
+	nodes := []*node{startNode(t), startNode(t), startNode(t)}
+	members := startGroupsWith(t, nodes, []string{"slow"}, func(c *raft.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Minute, time.Minute, 10*time.Second
+	})["slow"]
+	if err := members[1].trans.Campaign("1"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, id := members[2].r.LeaderWithID(); id == "1" && members[1].r.State() == raft.Leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("member 1 does not lead, or member 2 does not follow it")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	term := members[2].r.CurrentTerm()
+	last, lastTerm := LastEntry(members[2].r)
+	if err := members[2].trans.Follow("2", term, last, lastTerm); err != nil {
+		t.Fatal(err)
+	}
+	if _, id := members[2].r.LeaderWithID(); id != "" || members[2].r.CurrentTerm() != term+1 || members[2].r.State() != raft.Follower {
+		t.Fatalf("after Follow member 2 names leader %q in term %d as %v; want none in term %d as a follower", id, members[2].r.CurrentTerm(), members[2].r.State(), term+1)
+	}
+	if err := members[0].trans.Campaign("0"); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for members[0].r.State() != raft.Leader {
+		if time.Now().After(deadline) {
+			t.Fatalf("member 0 does not lead after it campaigned (state %v)", members[0].r.State())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

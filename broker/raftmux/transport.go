@@ -3,6 +3,7 @@ package raftmux
 import (
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -209,23 +210,57 @@ func (t *Transport) Campaign(self raft.ServerID) error {
 // Restart ends a lost election of this member, a candidate, and starts
 // another: hashicorp/raft's candidate otherwise waits out its whole
 // election timeout (tens of seconds for a partition) after a split vote,
-// and ignores Campaign meanwhile. The member is sent its own vote request
-// for the next term, which makes it a follower of that term (voting for
-// itself), and then Campaign makes it stand in the term after. term, last
-// and lastTerm are the member's current term and last log entry.
+// and ignores Campaign meanwhile. Follow makes the member a follower of
+// the next term, and then Campaign makes it stand in the term after.
+// term, last and lastTerm are the member's current term and last log
+// entry.
 func (t *Transport) Restart(self raft.ServerID, term, last, lastTerm uint64) error {
 	if t.Fenced() {
 		return ErrFenced
 	}
-	req := &raft.RequestVoteRequest{
-		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(t.LocalAddr())},
-		Term:      term + 1, LastLogIndex: last, LastLogTerm: lastTerm,
-	}
-	var resp raft.RequestVoteResponse
-	if err := t.NetworkTransport.RequestVote(self, t.LocalAddr(), req, &resp); err != nil {
+	if err := t.Follow(self, term, last, lastTerm); err != nil {
 		return err
 	}
 	return t.Campaign(self)
+}
+
+// Follow makes this member a follower of the term after term, voting for
+// itself and knowing no leader: it is sent its own vote request for that
+// term. term, last and lastTerm are the member's current term and last
+// log entry.
+//
+// It mends a candidate that names a leader. hashicorp/raft handles
+// heartbeats outside its main loop, so a heartbeat of the old leader that
+// arrives while a Campaign's TimeoutNow turns the member into a candidate
+// (between the state change and the new term; likely when the member
+// resumes from a freeze with the heartbeats of a leader since killed
+// queued) records that leader again. Such a candidate refuses every other
+// candidate's vote and pre-vote "since we have a leader" while it keeps
+// losing its own elections when its log is behind: the group may then
+// elect no one at all.
+func (t *Transport) Follow(self raft.ServerID, term, last, lastTerm uint64) error {
+	req := &raft.RequestVoteRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(t.LocalAddr())},
+		Term:      term + 1, LastLogIndex: last, LastLogTerm: lastTerm,
+		// Raft refuses a vote request while it knows a leader, unless
+		// the request is part of a leadership transfer.
+		LeadershipTransfer: true,
+	}
+	var resp raft.RequestVoteResponse
+	return t.NetworkTransport.RequestVote(self, t.LocalAddr(), req, &resp)
+}
+
+// LastEntry returns the index and term of r's last log entry, or of its
+// snapshot when that is later.
+func LastEntry(r *raft.Raft) (last, lastTerm uint64) {
+	st := r.Stats()
+	last, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
+	lastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
+	if snap, _ := strconv.ParseUint(st["last_snapshot_index"], 10, 64); snap > last {
+		last = snap
+		lastTerm, _ = strconv.ParseUint(st["last_snapshot_term"], 10, 64)
+	}
+	return last, lastTerm
 }
 
 // awaitUp waits, while target is a watched peer that is down, until it is
