@@ -9,8 +9,9 @@ import (
 )
 
 const (
-	// memberFresh is how recently a peer must have answered a heartbeat
-	// for its answer to count as its current state.
+	// memberFresh is how recently, beyond the longest interval between
+	// two heartbeats of the group, a peer must have answered for its
+	// answer to count as its current state.
 	memberFresh = 2 * time.Second
 	// memberRecheck is how often KeepMembers looks again unwoken: for a
 	// change that failed or waited for a quorum, a new member's grace
@@ -87,7 +88,9 @@ func (t *Transport) KeepMembers(r *raft.Raft, self raft.ServerID, log zerolog.Lo
 		if f.Error() != nil {
 			continue
 		}
-		change := t.membershipChange(f.Configuration(), self, r.CommitIndex())
+		// hashicorp/raft heartbeats every HeartbeatTimeout/10 to /5.
+		fresh := r.ReloadableConfig().HeartbeatTimeout/5 + memberFresh
+		change := t.membershipChange(f.Configuration(), self, r.CommitIndex(), fresh)
 		if change == nil {
 			if report != nil {
 				report(nonvoters(f.Configuration()))
@@ -122,8 +125,10 @@ func (c *memberChange) apply(r *raft.Raft) error {
 	return r.DemoteVoter(c.id, 0, memberChangeWait).Error()
 }
 
-// membershipChange picks the next change to make, if any.
-func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID, commit uint64) *memberChange {
+// membershipChange picks the next change to make, if any, from the peers'
+// answers within fresh; a peer whose broker the failure detector finds
+// down counts as not answering.
+func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID, commit uint64, fresh time.Duration) *memberChange {
 	now := time.Now()
 	voters, live := 0, 0
 	states := make(map[raft.ServerID]peerState, len(cfg.Servers))
@@ -136,17 +141,20 @@ func (t *Transport) membershipChange(cfg raft.Configuration, self raft.ServerID,
 			continue
 		}
 		st := t.peerState(s.Address)
+		if t.layer != nil && t.layer.mux.PeerDown(s.Address) {
+			st.answered = time.Time{}
+		}
 		states[s.ID] = st
 		if s.Suffrage == raft.Voter {
 			voters++
-			if now.Sub(st.answered) < memberFresh && !st.fenced() {
+			if now.Sub(st.answered) < fresh && !st.fenced() {
 				live++
 			}
 		}
 	}
 	for _, s := range cfg.Servers {
 		st, ok := states[s.ID]
-		if !ok || now.Sub(st.answered) >= memberFresh {
+		if !ok || now.Sub(st.answered) >= fresh {
 			continue
 		}
 		switch {

@@ -52,6 +52,9 @@ func TestMembershipChange(t *testing.T) {
 		{"non-voter caught up promoted", servers(V, V, N), map[string]peer{"b2": fresh, "b3": fresh}, &memberChange{id: "3", addr: "b3", promote: true}},
 		{"non-voter behind the commit index", servers(V, V, N), map[string]peer{"b2": fresh, "b3": {ago: 10 * time.Millisecond, lastLog: commit - 1}}, nil},
 		{"non-voter not answering", servers(V, V, N), map[string]peer{"b2": fresh, "b3": stale}, nil},
+		// An idle partition group heartbeats every 3 to 6 s: answers
+		// that old are the peers' current state.
+		{"answers within the heartbeat interval", servers(V, V, V), map[string]peer{"b2": {ago: 5 * time.Second, lastLog: commit}, "b3": {ago: 4 * time.Second, status: hbLost}}, &memberChange{id: "3", addr: "b3"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +67,7 @@ func TestMembershipChange(t *testing.T) {
 				tr.status[a] = p.status
 				tr.statusSince[a] = time.Now().Add(-p.since)
 			}
-			got := tr.membershipChange(tc.cfg, "1", commit)
+			got := tr.membershipChange(tc.cfg, "1", commit, memberFresh+6*time.Second)
 			switch {
 			case got == nil && tc.want == nil:
 			case got == nil || tc.want == nil || *got != *tc.want:
