@@ -31,6 +31,7 @@ type cli struct {
 	Bench   benchCmd   `cmd:"" help:"Benchmark a Kafka-compatible cluster: open-loop load, publish and end-to-end latency, a data audit, faults, plots, side-by-side comparison."`
 	Topic   topicCmd   `cmd:"" help:"Create, list, describe, alter and delete topics, produce and consume, on any Kafka-compatible cluster."`
 	Group   groupCmd   `cmd:"" help:"List, describe and delete consumer groups of any Kafka-compatible cluster, and reset their offsets."`
+	Stream  streamCmd  `cmd:"" help:"Compute windowed aggregates (count, sum, min, max, avg, count-distinct) of a topic's records into another topic, exactly once."`
 }
 
 type serveCmd struct {

@@ -1,0 +1,526 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
+)
+
+// Run processes cfg.Input until ctx is done, then commits what it has and
+// returns nil; it returns an error only when it cannot go on.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p := &processor{cfg: &cfg, log: cfg.Logger, changelog: ChangelogTopic(cfg.AppID),
+		tasks: make(map[int32]*task), revoked: make(map[int32]bool), hw: make(map[int32]int64), next: make(map[int32]int64)}
+	p.ev.p = &fastjson.Parser{}
+	return p.run(ctx)
+}
+
+// processor runs one instance of a stream application.
+type processor struct {
+	cfg       *Config
+	log       zerolog.Logger
+	changelog string
+	store     *store
+	adm       *kadm.Client
+	restorer  *kgo.Client // reads changelogs for restores
+	sess      *kgo.GroupTransactSession
+	cl        *kgo.Client // the session's client, or the at-least-once client
+
+	tasks map[int32]*task
+	ev    Event
+	stats Stats
+	hw    map[int32]int64 // input high watermarks, for the lag
+	next  map[int32]int64 // input offsets to read next
+
+	mu      sync.Mutex
+	revoked map[int32]bool // partitions taken away since the last look
+}
+
+func (p *processor) run(ctx context.Context) error {
+	cfg := p.cfg
+	var err error
+	if p.store, err = openStore(cfg.StateDir, p.log); err != nil {
+		return err
+	}
+	defer p.store.Close()
+	pid, err := processID(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	base := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)
+	admCl, err := kgo.NewClient(base...)
+	if err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+	defer admCl.Close()
+	p.adm = kadm.NewClient(admCl)
+	if err := p.createTopics(ctx); err != nil {
+		return err
+	}
+	if p.restorer, err = kgo.NewClient(append(slices.Clone(base), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...); err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+	defer p.restorer.Close()
+
+	opts := append([]kgo.Opt{
+		// Large fetches: the client fetches again only once the
+		// records of the last fetch are taken, so each round trip
+		// should bring many.
+		kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxBytes(64 << 20),
+	}, base...)
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.AppID),
+		kgo.ConsumeTopics(cfg.Input),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.InstanceID(cfg.AppID+"-"+pid),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RecordPartitioner(partitioner{changelog: p.changelog, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerLinger(0),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onRevoked),
+	)
+	if cfg.AtLeastOnce {
+		opts = append(opts, kgo.DisableAutoCommit())
+		if p.cl, err = kgo.NewClient(opts...); err != nil {
+			return fmt.Errorf("streams: %w", err)
+		}
+	} else {
+		opts = append(opts, kgo.TransactionalID(cfg.AppID+"-"+pid), kgo.TransactionTimeout(10*time.Second))
+		if p.sess, err = kgo.NewGroupTransactSession(opts...); err != nil {
+			return fmt.Errorf("streams: %w", err)
+		}
+		p.cl = p.sess.Client()
+	}
+	defer func() {
+		if p.sess != nil {
+			p.sess.Close()
+		} else {
+			p.cl.Close()
+		}
+	}()
+	p.log.Info().Str("app", cfg.AppID).Str("in", cfg.Input).Str("out", cfg.Output).Str("window", cfg.Window.String()).
+		Bool("exactly_once", !cfg.AtLeastOnce).Str("process", pid).Msg("stream processor started")
+	return p.loop(ctx)
+}
+
+// createTopics creates the changelog (compacted, partitioned like the
+// input) and the output when missing.
+func (p *processor) createTopics(ctx context.Context) error {
+	var parts int32
+	for {
+		td, err := p.adm.ListTopics(ctx, p.cfg.Input)
+		if err == nil {
+			if t, ok := td[p.cfg.Input]; ok && t.Err == nil && len(t.Partitions) > 0 {
+				parts = int32(len(t.Partitions))
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("streams: input topic %s: %w", p.cfg.Input, ctx.Err())
+		}
+		p.log.Info().Str("topic", p.cfg.Input).Msg("waiting for the input topic")
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	compact := "compact"
+	for _, tc := range []struct {
+		name    string
+		configs map[string]*string
+	}{{p.changelog, map[string]*string{"cleanup.policy": &compact}}, {p.cfg.Output, nil}} {
+		resp, err := p.adm.CreateTopic(ctx, parts, -1, tc.configs, tc.name)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("streams: creating topic %s: %w", tc.name, err)
+		}
+		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("streams: creating topic %s: %w", tc.name, resp.Err)
+		}
+	}
+	return nil
+}
+
+func (p *processor) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range lost[p.cfg.Input] {
+		p.revoked[part] = true
+	}
+}
+
+func (p *processor) poll(ctx context.Context) kgo.Fetches {
+	if p.sess != nil {
+		return p.sess.PollRecords(ctx, 10000)
+	}
+	return p.cl.PollRecords(ctx, 10000)
+}
+
+func (p *processor) loop(ctx context.Context) error {
+	nextCommit := time.Now().Add(p.cfg.CommitInterval)
+	for {
+		pctx, cancel := context.WithDeadline(ctx, nextCommit)
+		fetches := p.poll(pctx)
+		cancel()
+		// Every record polled is processed before anything is
+		// committed: the commit covers the offsets of all of them.
+		if err := p.process(ctx, fetches); err != nil {
+			p.abandon()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if time.Now().After(nextCommit) {
+			if err := p.commitBounded(ctx); err != nil {
+				return err
+			}
+			nextCommit = time.Now().Add(p.cfg.CommitInterval)
+		}
+	}
+	// A last commit of what was processed.
+	if err := p.commitBounded(ctx); err != nil {
+		return err
+	}
+	p.log.Info().Int64("in", p.stats.In).Int64("emitted", p.stats.Emitted).Int64("late", p.stats.Late).Msg("stream processor stopped")
+	return nil
+}
+
+// process takes the records of fetches into their tasks.
+func (p *processor) process(ctx context.Context, fetches kgo.Fetches) error {
+	var ferr error
+	fetches.EachError(func(topic string, part int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if errors.Is(err, kgo.ErrClientClosed) {
+			ferr = err
+			return
+		}
+		p.log.Warn().Err(err).Str("topic", topic).Int32("partition", part).Msg("fetch error")
+	})
+	if ferr != nil {
+		return fmt.Errorf("streams: %w", ferr)
+	}
+	p.dropRevoked()
+	var perr error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if perr != nil || len(fp.Records) == 0 {
+			return
+		}
+		t, err := p.task(ctx, fp.Partition)
+		if err != nil {
+			perr = err
+			return
+		}
+		for _, r := range fp.Records {
+			p.ev.reset(r)
+			t.process(&p.ev)
+		}
+		p.hw[fp.Partition] = fp.HighWatermark
+		p.next[fp.Partition] = fp.Records[len(fp.Records)-1].Offset + 1
+	})
+	return perr
+}
+
+// abandon gives up the work since the last commit: records were polled
+// that could not be processed, so their offsets must not be committed.
+func (p *processor) abandon() {
+	if p.sess == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.sess.Begin(); err == nil {
+		if _, err := p.sess.End(ctx, kgo.TryAbort); err != nil {
+			p.log.Warn().Err(err).Msg("aborting the transaction")
+		}
+	}
+}
+
+// dropRevoked forgets the tasks of partitions taken away: their changes
+// since the last commit are in a transaction the session aborts.
+func (p *processor) dropRevoked() {
+	p.mu.Lock()
+	revoked := p.revoked
+	p.revoked = make(map[int32]bool)
+	p.mu.Unlock()
+	for part := range revoked {
+		if _, ok := p.tasks[part]; ok {
+			delete(p.tasks, part)
+			delete(p.hw, part)
+			delete(p.next, part)
+			p.log.Info().Int32("partition", part).Msg("task handed over")
+		}
+	}
+}
+
+// task returns the task of an input partition, restoring its state the
+// first time.
+func (p *processor) task(ctx context.Context, part int32) (*task, error) {
+	if t, ok := p.tasks[part]; ok {
+		return t, nil
+	}
+	start := time.Now()
+	t := newTask(p.cfg, part)
+	from, ok, err := p.store.checkpoint(part)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if err := p.store.load(part, t); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := p.store.drop(part); err != nil {
+			return nil, err
+		}
+		from = -2 // the changelog's start
+	}
+	n, next, err := p.replay(ctx, part, from, t)
+	if err != nil {
+		return nil, err
+	}
+	p.tasks[part] = t
+	p.log.Info().Int32("partition", part).Bool("local_state", ok).Int("changelog_records", n).Int64("changelog_offset", next).
+		Dur("took", time.Since(start)).Msg("task restored")
+	return t, nil
+}
+
+// replay applies the changelog of part from offset from (-2: its start)
+// up to its last stable offset to t and to the store.
+func (p *processor) replay(ctx context.Context, part int32, from int64, t *task) (int, int64, error) {
+	ends, err := p.adm.ListCommittedOffsets(ctx, p.changelog)
+	if err != nil {
+		return 0, 0, fmt.Errorf("streams: changelog end offsets: %w", err)
+	}
+	end, ok := ends.Lookup(p.changelog, part)
+	if !ok || end.Err != nil {
+		return 0, 0, fmt.Errorf("streams: changelog %s partition %d end offset: %v", p.changelog, part, end.Err)
+	}
+	if from < 0 {
+		starts, err := p.adm.ListStartOffsets(ctx, p.changelog)
+		if err != nil {
+			return 0, 0, fmt.Errorf("streams: changelog start offsets: %w", err)
+		}
+		start, ok := starts.Lookup(p.changelog, part)
+		if !ok || start.Err != nil {
+			return 0, 0, fmt.Errorf("streams: changelog %s partition %d start offset: %v", p.changelog, part, start.Err)
+		}
+		from = start.Offset
+	}
+	if from >= end.Offset {
+		return 0, from, p.store.write(part, nil, from)
+	}
+	off := kgo.NewOffset().At(from)
+	p.restorer.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.changelog: {part: off}})
+	defer p.restorer.RemoveConsumePartitions(map[string][]int32{p.changelog: {part}})
+	var ws []write
+	n, last := 0, from-1
+	for last < end.Offset-1 {
+		// Aborted records are never returned: when the log ends with
+		// some, an idle poll means the end was reached.
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fetches := p.restorer.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, ctx.Err())
+		}
+		got := false
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, ferr)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			got = true
+			last = max(last, r.Offset)
+			if r.Attrs.IsControl() {
+				return
+			}
+			if err == nil {
+				err = t.apply(r.Key, r.Value)
+			}
+			ws = append(ws, write{key: r.Key, value: r.Value})
+			n++
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, err)
+		}
+		if !got {
+			break
+		}
+	}
+	next := max(last+1, end.Offset)
+	if err := p.store.write(part, ws, next); err != nil {
+		return 0, 0, err
+	}
+	return n, next, nil
+}
+
+// commitWait bounds a commit. A commit is not cut short when the
+// processor is stopped: a transaction ended halfway leaves the client
+// unusable.
+const commitWait = 30 * time.Second
+
+func (p *processor) commitBounded(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+	defer cancel()
+	return p.commit(cctx)
+}
+
+// commit writes the results and changelog records of every task and
+// commits them with the input offsets, in one transaction when exactly
+// once.
+func (p *processor) commit(ctx context.Context) error {
+	parts := make([]int32, 0, len(p.tasks))
+	for part := range p.tasks {
+		parts = append(parts, part)
+	}
+	slices.Sort(parts)
+	type taskWrites struct {
+		part int32
+		ws   []write
+		next int64
+	}
+	pending := false
+	for _, t := range p.tasks {
+		pending = pending || t.in > 0
+	}
+	if !pending {
+		return nil
+	}
+	var all []taskWrites
+	var mu sync.Mutex
+	var perr error
+	produced := 0
+	if p.sess != nil {
+		if err := p.sess.Begin(); err != nil {
+			return fmt.Errorf("streams: beginning a transaction: %w", err)
+		}
+	}
+	for i, part := range parts {
+		t := p.tasks[part]
+		t.closeDue()
+		ws := t.changes()
+		all = append(all, taskWrites{part: part, ws: ws, next: -1})
+		idx := i
+		for _, o := range t.out {
+			produced++
+			p.cl.Produce(ctx, &kgo.Record{Topic: p.cfg.Output, Key: o.key, Value: o.value}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					perr = errors.Join(perr, err)
+					mu.Unlock()
+				}
+			})
+		}
+		for _, w := range ws {
+			produced++
+			p.cl.Produce(ctx, &kgo.Record{Topic: p.changelog, Partition: part, Key: w.key, Value: w.value}, func(r *kgo.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					perr = errors.Join(perr, err)
+					return
+				}
+				all[idx].next = max(all[idx].next, r.Offset+1)
+			})
+		}
+	}
+	committed := true
+	if p.sess != nil {
+		if err := p.cl.Flush(ctx); err != nil {
+			return fmt.Errorf("streams: flushing: %w", err)
+		}
+		try := kgo.TryCommit
+		if perr != nil {
+			p.log.Warn().Err(perr).Msg("a write of the transaction failed: aborting it")
+			try = kgo.TryAbort
+		}
+		var err error
+		if committed, err = p.sess.End(ctx, try); err != nil {
+			return fmt.Errorf("streams: ending a transaction: %w", err)
+		}
+	} else {
+		if err := p.cl.Flush(ctx); err != nil {
+			return fmt.Errorf("streams: flushing: %w", err)
+		}
+		if perr != nil {
+			return fmt.Errorf("streams: writing results: %w", perr)
+		}
+		if err := p.cl.CommitUncommittedOffsets(ctx); err != nil {
+			return fmt.Errorf("streams: committing offsets: %w", err)
+		}
+	}
+	var in, late, invalid, emitted int64
+	for _, tw := range all {
+		t := p.tasks[tw.part]
+		in, late, invalid, emitted = in+t.in, late+t.late, invalid+t.invalid, emitted+t.emitted
+		if !committed {
+			t.rollback()
+			continue
+		}
+		t.committed()
+		if err := p.store.write(tw.part, tw.ws, tw.next); err != nil {
+			return err
+		}
+	}
+	if committed {
+		p.stats.In += in
+		p.stats.Late += late
+		p.stats.Invalid += invalid
+		p.stats.Emitted += emitted
+		if produced > 0 || in > 0 {
+			p.stats.Commits++
+		}
+	} else {
+		p.stats.Aborts++
+		p.log.Info().Msg("transaction aborted (the group rebalanced): its records are processed again")
+		// The session rewound to the committed offsets.
+		clear(p.next)
+	}
+	p.stats.Lag = 0
+	for part, hw := range p.hw {
+		if next, ok := p.next[part]; ok && hw > next {
+			p.stats.Lag += hw - next
+		}
+	}
+	p.stats.Tasks = len(p.tasks)
+	if p.cfg.Progress != nil {
+		p.cfg.Progress(p.stats)
+	}
+	return nil
+}
+
+// partitioner writes changelog records to the partition they name and
+// results by key, as Kafka's default partitioner does.
+type partitioner struct {
+	changelog string
+	keyed     kgo.Partitioner
+}
+
+func (pp partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == pp.changelog {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return pp.keyed.ForTopic(topic)
+}
