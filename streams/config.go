@@ -44,7 +44,11 @@ type Config struct {
 	AppID string
 	// Input and Output are the topics read and written.
 	Input, Output string
-	// Key gives a record's group key; nil groups by the record key.
+	// Key gives a record's group key; nil groups by the record key. With
+	// a Key, records are first written, keyed by their group key, to the
+	// internal topic AppID + "-repartition" (in the same transactions), so
+	// that each group key's records meet in one task wherever they came
+	// from.
 	Key KeyFunc
 	// Time gives a record's event time; nil takes the record timestamp.
 	Time TimeFunc
@@ -77,6 +81,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// ClientOpts are added to the Kafka client's options.
 	ClientOpts []kgo.Opt
+
+	repartition bool // Key was given: records go through the repartition topic
 }
 
 // Stats are a processor's counters since it started.
@@ -125,6 +131,7 @@ func (cfg *Config) Validate() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	cfg.repartition = cfg.Key != nil
 	if cfg.Key == nil {
 		cfg.Key = RecordKey()
 	}
@@ -142,6 +149,10 @@ func (cfg *Config) Validate() error {
 
 // ChangelogTopic is the changelog topic of an application.
 func ChangelogTopic(appID string) string { return appID + "-changelog" }
+
+// RepartitionTopic is the topic an application that groups by something
+// else than the record key writes its input to, keyed by group key.
+func RepartitionTopic(appID string) string { return appID + "-repartition" }
 
 // ParseEmit parses "close" or "update".
 func ParseEmit(s string) (Emit, error) {

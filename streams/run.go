@@ -21,7 +21,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	p := &processor{cfg: &cfg, log: cfg.Logger, changelog: ChangelogTopic(cfg.AppID),
+	p := &processor{cfg: &cfg, log: cfg.Logger, changelog: ChangelogTopic(cfg.AppID), repartition: RepartitionTopic(cfg.AppID),
 		tasks: make(map[int32]*task), revoked: make(map[int32]bool), hw: make(map[int32]int64), next: make(map[int32]int64)}
 	p.ev.p = &fastjson.Parser{}
 	return p.run(ctx)
@@ -29,23 +29,30 @@ func Run(ctx context.Context, cfg Config) error {
 
 // processor runs one instance of a stream application.
 type processor struct {
-	cfg       *Config
-	log       zerolog.Logger
-	changelog string
-	store     *store
-	adm       *kadm.Client
-	restorer  *kgo.Client // reads changelogs for restores
-	sess      *kgo.GroupTransactSession
-	cl        *kgo.Client // the session's client, or the at-least-once client
+	cfg         *Config
+	log         zerolog.Logger
+	changelog   string
+	repartition string // used when cfg.repartition
+	store       *store
+	adm         *kadm.Client
+	restorer    *kgo.Client // reads changelogs for restores
+	sess        *kgo.GroupTransactSession
+	cl          *kgo.Client // the session's client, or the at-least-once client
 
-	tasks map[int32]*task
-	ev    Event
-	stats Stats
-	hw    map[int32]int64 // input high watermarks, for the lag
-	next  map[int32]int64 // input offsets to read next
+	tasks map[int32]*task // by input partition, or repartition partition
+	inTxn bool            // a transaction was begun since the last commit
+	fresh int64           // input records read (and repartitioned) since the last commit
+	// freshInvalid counts the records of fresh without a group key or
+	// time (when repartitioning).
+	freshInvalid int64
+	ev           Event
+	stats        Stats
+	hw           map[int32]int64 // input high watermarks, for the lag
+	next         map[int32]int64 // input offsets to read next
 
-	mu      sync.Mutex
-	revoked map[int32]bool // partitions taken away since the last look
+	mu       sync.Mutex
+	revoked  map[int32]bool // partitions taken away since the last look
+	writeErr error          // a write of the open transaction failed
 }
 
 func (p *processor) run(ctx context.Context) error {
@@ -82,7 +89,7 @@ func (p *processor) run(ctx context.Context) error {
 	}, base...)
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.AppID),
-		kgo.ConsumeTopics(cfg.Input),
+		kgo.ConsumeTopics(p.consumed()...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.InstanceID(cfg.AppID+"-"+pid),
 		kgo.SessionTimeout(10*time.Second),
@@ -115,6 +122,22 @@ func (p *processor) run(ctx context.Context) error {
 	return p.loop(ctx)
 }
 
+// consumed lists the topics the group consumes.
+func (p *processor) consumed() []string {
+	if p.cfg.repartition {
+		return []string{p.cfg.Input, p.repartition}
+	}
+	return []string{p.cfg.Input}
+}
+
+// taskTopic is the topic whose partitions are the tasks.
+func (p *processor) taskTopic() string {
+	if p.cfg.repartition {
+		return p.repartition
+	}
+	return p.cfg.Input
+}
+
 // createTopics creates the changelog (compacted, partitioned like the
 // input) and the output when missing.
 func (p *processor) createTopics(ctx context.Context) error {
@@ -136,11 +159,18 @@ func (p *processor) createTopics(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	compact := "compact"
-	for _, tc := range []struct {
+	compact, day := "compact", "86400000"
+	topics := []struct {
 		name    string
 		configs map[string]*string
-	}{{p.changelog, map[string]*string{"cleanup.policy": &compact}}, {p.cfg.Output, nil}} {
+	}{{p.changelog, map[string]*string{"cleanup.policy": &compact}}, {p.cfg.Output, nil}}
+	if p.cfg.repartition {
+		topics = append(topics, struct {
+			name    string
+			configs map[string]*string
+		}{p.repartition, map[string]*string{"retention.ms": &day}})
+	}
+	for _, tc := range topics {
 		resp, err := p.adm.CreateTopic(ctx, parts, -1, tc.configs, tc.name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("streams: creating topic %s: %w", tc.name, err)
@@ -155,7 +185,7 @@ func (p *processor) createTopics(ctx context.Context) error {
 func (p *processor) onRevoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, part := range lost[p.cfg.Input] {
+	for _, part := range lost[p.taskTopic()] {
 		p.revoked[part] = true
 	}
 }
@@ -222,6 +252,15 @@ func (p *processor) process(ctx context.Context, fetches kgo.Fetches) error {
 		if perr != nil || len(fp.Records) == 0 {
 			return
 		}
+		if fp.Topic == p.cfg.Input {
+			p.hw[fp.Partition] = fp.HighWatermark
+			p.next[fp.Partition] = fp.Records[len(fp.Records)-1].Offset + 1
+			p.fresh += int64(len(fp.Records))
+		}
+		if fp.Topic != p.taskTopic() {
+			perr = p.repartitionRecords(ctx, fp.Records)
+			return
+		}
 		t, err := p.task(ctx, fp.Partition)
 		if err != nil {
 			perr = err
@@ -231,10 +270,52 @@ func (p *processor) process(ctx context.Context, fetches kgo.Fetches) error {
 			p.ev.reset(r)
 			t.process(&p.ev)
 		}
-		p.hw[fp.Partition] = fp.HighWatermark
-		p.next[fp.Partition] = fp.Records[len(fp.Records)-1].Offset + 1
 	})
 	return perr
+}
+
+// begin begins a transaction unless one is open.
+func (p *processor) begin() error {
+	if p.sess == nil || p.inTxn {
+		return nil
+	}
+	if err := p.sess.Begin(); err != nil {
+		return fmt.Errorf("streams: beginning a transaction: %w", err)
+	}
+	p.inTxn = true
+	return nil
+}
+
+// repartitionRecords writes input records to the repartition topic keyed
+// by their group key, in the open transaction; a record without a key or
+// time is counted invalid and dropped.
+func (p *processor) repartitionRecords(ctx context.Context, rs []*kgo.Record) error {
+	if err := p.begin(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		p.ev.reset(r)
+		key, ok := p.cfg.Key(&p.ev)
+		if !ok {
+			p.freshInvalid++
+			continue
+		}
+		if ts, ok := p.cfg.Time(&p.ev); !ok || ts < 0 {
+			p.freshInvalid++
+			continue
+		}
+		p.cl.Produce(ctx, &kgo.Record{Topic: p.repartition, Key: []byte(key), Value: r.Value, Timestamp: r.Timestamp, Headers: r.Headers}, p.noteErr)
+	}
+	return nil
+}
+
+// noteErr records a failed write of the open transaction.
+func (p *processor) noteErr(_ *kgo.Record, err error) {
+	if err != nil {
+		p.mu.Lock()
+		p.writeErr = errors.Join(p.writeErr, err)
+		p.mu.Unlock()
+	}
 }
 
 // abandon gives up the work since the last commit: records were polled
@@ -245,10 +326,11 @@ func (p *processor) abandon() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.sess.Begin(); err == nil {
+	if err := p.begin(); err == nil {
 		if _, err := p.sess.End(ctx, kgo.TryAbort); err != nil {
 			p.log.Warn().Err(err).Msg("aborting the transaction")
 		}
+		p.inTxn = false
 	}
 }
 
@@ -396,85 +478,75 @@ func (p *processor) commit(ctx context.Context) error {
 		parts = append(parts, part)
 	}
 	slices.Sort(parts)
-	type taskWrites struct {
-		part int32
-		ws   []write
-		next int64
-	}
-	pending := false
+	pending := p.fresh > 0 || p.inTxn
 	for _, t := range p.tasks {
 		pending = pending || t.in > 0
 	}
 	if !pending {
 		return nil
 	}
-	var all []taskWrites
-	var mu sync.Mutex
-	var perr error
-	produced := 0
-	if p.sess != nil {
-		if err := p.sess.Begin(); err != nil {
-			return fmt.Errorf("streams: beginning a transaction: %w", err)
-		}
+	if err := p.begin(); err != nil {
+		return err
 	}
+	type taskWrites struct {
+		part int32
+		ws   []write
+		next int64
+	}
+	all := make([]taskWrites, len(parts))
+	var mu sync.Mutex // guards all
 	for i, part := range parts {
 		t := p.tasks[part]
 		t.closeDue()
 		ws := t.changes()
-		all = append(all, taskWrites{part: part, ws: ws, next: -1})
-		idx := i
+		all[i] = taskWrites{part: part, ws: ws, next: -1}
 		for _, o := range t.out {
-			produced++
-			p.cl.Produce(ctx, &kgo.Record{Topic: p.cfg.Output, Key: o.key, Value: o.value}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					perr = errors.Join(perr, err)
-					mu.Unlock()
-				}
-			})
+			p.cl.Produce(ctx, &kgo.Record{Topic: p.cfg.Output, Key: o.key, Value: o.value}, p.noteErr)
 		}
 		for _, w := range ws {
-			produced++
 			p.cl.Produce(ctx, &kgo.Record{Topic: p.changelog, Partition: part, Key: w.key, Value: w.value}, func(r *kgo.Record, err error) {
-				mu.Lock()
-				defer mu.Unlock()
 				if err != nil {
-					perr = errors.Join(perr, err)
+					p.noteErr(r, err)
 					return
 				}
-				all[idx].next = max(all[idx].next, r.Offset+1)
+				mu.Lock()
+				all[i].next = max(all[i].next, r.Offset+1)
+				mu.Unlock()
 			})
 		}
 	}
+	if err := p.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("streams: flushing: %w", err)
+	}
+	p.mu.Lock()
+	werr := p.writeErr
+	p.writeErr = nil
+	p.mu.Unlock()
 	committed := true
 	if p.sess != nil {
-		if err := p.cl.Flush(ctx); err != nil {
-			return fmt.Errorf("streams: flushing: %w", err)
-		}
 		try := kgo.TryCommit
-		if perr != nil {
-			p.log.Warn().Err(perr).Msg("a write of the transaction failed: aborting it")
+		if werr != nil {
+			p.log.Warn().Err(werr).Msg("a write of the transaction failed: aborting it")
 			try = kgo.TryAbort
 		}
 		var err error
-		if committed, err = p.sess.End(ctx, try); err != nil {
+		committed, err = p.sess.End(ctx, try)
+		p.inTxn = false
+		if err != nil {
 			return fmt.Errorf("streams: ending a transaction: %w", err)
 		}
 	} else {
-		if err := p.cl.Flush(ctx); err != nil {
-			return fmt.Errorf("streams: flushing: %w", err)
-		}
-		if perr != nil {
-			return fmt.Errorf("streams: writing results: %w", perr)
+		if werr != nil {
+			return fmt.Errorf("streams: writing results: %w", werr)
 		}
 		if err := p.cl.CommitUncommittedOffsets(ctx); err != nil {
 			return fmt.Errorf("streams: committing offsets: %w", err)
 		}
 	}
-	var in, late, invalid, emitted int64
+	var late, invalid, emitted int64
 	for _, tw := range all {
 		t := p.tasks[tw.part]
-		in, late, invalid, emitted = in+t.in, late+t.late, invalid+t.invalid, emitted+t.emitted
+		late, invalid, emitted = late+t.late, invalid+t.invalid, emitted+t.emitted
 		if !committed {
 			t.rollback()
 			continue
@@ -485,19 +557,18 @@ func (p *processor) commit(ctx context.Context) error {
 		}
 	}
 	if committed {
-		p.stats.In += in
+		p.stats.In += p.fresh
 		p.stats.Late += late
-		p.stats.Invalid += invalid
+		p.stats.Invalid += invalid + p.freshInvalid
 		p.stats.Emitted += emitted
-		if produced > 0 || in > 0 {
-			p.stats.Commits++
-		}
+		p.stats.Commits++
 	} else {
 		p.stats.Aborts++
 		p.log.Info().Msg("transaction aborted (the group rebalanced): its records are processed again")
 		// The session rewound to the committed offsets.
 		clear(p.next)
 	}
+	p.fresh, p.freshInvalid = 0, 0
 	p.stats.Lag = 0
 	for part, hw := range p.hw {
 		if next, ok := p.next[part]; ok && hw > next {

@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,5 +138,73 @@ func TestTumblingCount(t *testing.T) {
 	}
 	if s := last.Load(); s == nil || s.Late != 1 || s.In != int64(len(evs)) {
 		t.Errorf("stats %+v: want %d in, 1 late", s, len(evs))
+	}
+}
+
+// TestGroupByField groups by a JSON field whose values come from both
+// input partitions: through the repartition topic, each window of a group
+// key has one result covering the records of both.
+func TestGroupByField(t *testing.T) {
+	b := brokertest.Run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	createTopic(ctx, t, b.Addr(), "views", 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var rs []*kgo.Record
+	for i := range 40 {
+		user := []string{"ann", "bob"}[i%2]
+		ts := int64(i) * 500 // 0 to 19.5 s
+		v, _ := json.Marshal(map[string]any{"user": user, "ts": ts, "page": i % 3})
+		rs = append(rs, &kgo.Record{Topic: "views", Partition: int32(i/2) % 2, Value: v})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var in atomic.Int64
+	cfg := streams.Config{
+		Brokers: []string{b.Addr()}, AppID: "by-user", Input: "views", Output: "per-user",
+		Key: streams.JSONKey("user"), Time: streams.JSONTime("ts"),
+		Window: streams.Tumbling(10 * time.Second), Aggs: []streams.Agg{streams.Count(), streams.CountDistinct("page")},
+		// The partitions are read in any order: the grace covers the
+		// whole input's event time.
+		Grace:    20 * time.Second,
+		StateDir: t.TempDir(), Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		Progress: func(s streams.Stats) { in.Store(s.In) },
+	}
+	done := make(chan error, 1)
+	rctx, stop := context.WithCancel(ctx)
+	go func() { done <- streams.Run(rctx, cfg) }()
+	// The records of both partitions meet in one task in the order they
+	// were read: the records that close the windows come once all are in.
+	for in.Load() < int64(len(rs)) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	rs = rs[:0]
+	for p := range int32(2) {
+		v, _ := json.Marshal(map[string]any{"user": "zz", "ts": 100000})
+		rs = append(rs, &kgo.Record{Topic: "views", Partition: p, Value: v})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := results(ctx, t, b.Addr(), "per-user", 4)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, user := range []string{"ann", "bob"} {
+		for _, start := range []int{0, 10000} {
+			k := fmt.Sprintf(`{"key":%q,"start":%d,"end":%d}`, user, start, start+10000)
+			if v := got[k]; v == nil || v["count"] != float64(10) || v["count_distinct_page"] != float64(3) {
+				t.Errorf("%s: %v, want 10 records of 3 pages", k, v)
+			}
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("%d results, want 4: %v", len(got), got)
 	}
 }

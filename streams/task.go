@@ -116,7 +116,7 @@ func (t *task) add(w *win) {
 // process takes one input record.
 func (t *task) process(e *Event) {
 	t.in++
-	key, ok := t.cfg.Key(e)
+	key, ok := t.key(e)
 	if !ok {
 		t.invalid++
 		return
@@ -164,6 +164,14 @@ func (t *task) process(e *Event) {
 	case session:
 		t.session(key, ts, grace, size)
 	}
+}
+
+// key is the record's group key: after a repartition, its record key.
+func (t *task) key(e *Event) (string, bool) {
+	if t.cfg.repartition {
+		return string(e.Record.Key), e.Record.Key != nil
+	}
+	return t.cfg.Key(e)
 }
 
 // session merges the record at ts into the sessions of key it reaches.
