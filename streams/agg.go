@@ -161,8 +161,8 @@ func (st *aggState) clone() aggState {
 	return c
 }
 
-// appendJSON appends the aggregate's value: null when no record had the
-// field.
+// appendJSON appends the aggregate's value: for min, max and avg null
+// when no record had the field (a sum is then 0).
 func (st *aggState) appendJSON(b []byte, k aggKind) []byte {
 	switch k {
 	case aggCount:
@@ -171,6 +171,9 @@ func (st *aggState) appendJSON(b []byte, k aggKind) []byte {
 		return strconv.AppendInt(b, int64(len(st.distinct)), 10)
 	}
 	if st.n == 0 {
+		if k == aggSum {
+			return append(b, '0') // a sum of no values
+		}
 		return append(b, "null"...)
 	}
 	v := st.sum

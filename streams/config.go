@@ -44,8 +44,8 @@ type Config struct {
 	AppID string
 	// Input and Output are the topics read and written.
 	Input, Output string
-	// Key gives a record's group key; nil groups by the record key. With
-	// a Key, records are first written, keyed by their group key, to the
+	// Key gives a record's group key; nil (or RecordKey()) groups by the
+	// record key. With another Key, records are first written, keyed by their group key, to the
 	// internal topic AppID + "-repartition" (in the same transactions), so
 	// that each group key's records meet in one task wherever they came
 	// from.
@@ -131,7 +131,7 @@ func (cfg *Config) Validate() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
-	cfg.repartition = cfg.Key != nil
+	cfg.repartition = !isRecordKey(cfg.Key)
 	if cfg.Key == nil {
 		cfg.Key = RecordKey()
 	}

@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"reflect"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fastjson"
 )
@@ -76,9 +78,14 @@ type KeyFunc func(*Event) (string, bool)
 // none.
 type TimeFunc func(*Event) (int64, bool)
 
-// RecordKey groups by the record key.
-func RecordKey() KeyFunc {
-	return func(e *Event) (string, bool) { return string(e.Record.Key), e.Record.Key != nil }
+// RecordKey groups by the record key (as a nil Config.Key does).
+func RecordKey() KeyFunc { return recordKey }
+
+func recordKey(e *Event) (string, bool) { return string(e.Record.Key), e.Record.Key != nil }
+
+// isRecordKey reports whether f is RecordKey's function.
+func isRecordKey(f KeyFunc) bool {
+	return f == nil || reflect.ValueOf(f).Pointer() == reflect.ValueOf(KeyFunc(recordKey)).Pointer()
 }
 
 // JSONKey groups by a JSON field of the value.

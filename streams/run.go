@@ -74,6 +74,9 @@ func (p *processor) run(ctx context.Context) error {
 	defer admCl.Close()
 	p.adm = kadm.NewClient(admCl)
 	if err := p.createTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	if p.restorer, err = kgo.NewClient(append(slices.Clone(base), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...); err != nil {
