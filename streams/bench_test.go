@@ -20,7 +20,7 @@ import (
 // processor and by two sharing the input's 4 partitions. Run with
 // -benchtime 1x; each run processes benchRecords records.
 func BenchmarkTumblingCount(b *testing.B) {
-	const benchRecords = 3_000_000
+	const benchRecords = 10_000_000
 	br := brokertest.Run(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -39,14 +39,21 @@ func BenchmarkTumblingCount(b *testing.B) {
 		b.Fatal(err)
 	}
 	cl.Close()
-	for _, mode := range []struct {
+	for i, mode := range []struct {
 		name        string
 		atLeastOnce bool
 		instances   int
-	}{{"exactly-once/1", false, 1}, {"at-least-once/1", true, 1}, {"exactly-once/2", false, 2}} {
+		aggs        []streams.Agg
+	}{
+		{"exactly-once/1", false, 1, []streams.Agg{streams.Count()}},
+		{"at-least-once/1", true, 1, []streams.Agg{streams.Count()}},
+		{"exactly-once/2", false, 2, []streams.Agg{streams.Count()}},
+		// The JSON value parsed for a field, besides.
+		{"exactly-once/1/avg", false, 1, []streams.Agg{streams.Count(), streams.Avg("price")}},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
 			for n := range b.N {
-				app := fmt.Sprintf("bench-%s-%d-%d", mode.name[:5], mode.instances, n)
+				app := fmt.Sprintf("bench-%d-%d", i, n)
 				var in atomic.Int64
 				rctx, stop := context.WithCancel(ctx)
 				done := make(chan error, mode.instances)
@@ -54,7 +61,7 @@ func BenchmarkTumblingCount(b *testing.B) {
 					var mine atomic.Int64
 					cfg := streams.Config{
 						Brokers: []string{br.Addr()}, AppID: app, Input: "bench-in", Output: app + "-out",
-						Window: streams.Tumbling(10 * time.Second), Aggs: []streams.Agg{streams.Count()},
+						Window: streams.Tumbling(10 * time.Second), Aggs: mode.aggs,
 						StateDir: b.TempDir(), AtLeastOnce: mode.atLeastOnce,
 						Logger:   zerolog.New(zerolog.NewTestWriter(b)).Level(zerolog.WarnLevel),
 						Progress: func(s streams.Stats) { in.Add(s.In - mine.Swap(s.In)) },
