@@ -623,7 +623,8 @@ func TestStreamWindowsAndAggregates(t *testing.T) {
 				t.Fatal("the input has no late record, so it would not test the grace period")
 			}
 			out, app := "stream-out-"+tc.name, "stream-"+tc.name
-			createTopic(ctx, t, adm, out, 3, nil)
+			// An output with other partitions than the input's three.
+			createTopic(ctx, t, adm, out, 5, nil)
 			w := &streamWatch{t: t, reader: startResultReader(ctx, t, []string{b.Addr()}, out), adm: adm, app: app, input: tc.in}
 			w.procs = []*streamProc{startStream(t, "processor", streamArgs(b.Addr(), tc.in, out, app, t.TempDir(), tc.emit, tc.q)...)}
 			if tc.flushFrom > 0 {

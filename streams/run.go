@@ -559,6 +559,10 @@ func (p *processor) commit(ctx context.Context) error {
 			return err
 		}
 	}
+	if committed && late > 0 {
+		p.log.Info().Int64("late", late).Dur("grace", p.cfg.Grace).
+			Msg("late records dropped: every window they fall in had closed (their event time is further behind the stream time than the grace period)")
+	}
 	if committed {
 		p.stats.In += p.fresh
 		p.stats.Late += late
