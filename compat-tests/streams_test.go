@@ -680,7 +680,10 @@ func TestStreamExactlyOnceAfterKills(t *testing.T) {
 		_, want := expectResults(t, input, q, true)
 		createTopic(ctx, t, adm, in, spec.partitions, nil)
 		createTopic(ctx, t, adm, out, 3, nil)
-		produceStreamInput(ctx, t, producer, in, input)
+		// The input comes in four parts; the processor is killed while it
+		// works on each of the first three.
+		part := len(input) / 4
+		produceStreamInput(ctx, t, producer, in, input[:part])
 
 		stateDir := filepath.Join(t.TempDir(), "state")
 		w := &streamWatch{t: t, reader: startResultReader(ctx, t, []string{b.Addr()}, out), adm: adm, app: app, input: in}
@@ -696,10 +699,21 @@ func TestStreamExactlyOnceAfterKills(t *testing.T) {
 			p.kill()
 			t.Logf("SIGKILLed the processor %s, with %d of %d results out", when, got, n)
 		}
-		for i, frac := range []float64{0.05 + 0.2*rand.Float64(), 0.3 + 0.2*rand.Float64(), 0.65 + 0.2*rand.Float64()} {
-			target := int(frac * float64(n))
-			w.waitFor(ctx, fmt.Sprintf("%d results", target), atLeast(target))
-			kill(fmt.Sprintf("at %d results", target))
+		w.waitFor(ctx, "the first results", atLeast(1))
+		for i := range 3 {
+			// At a random point of its work on the part just produced:
+			// restoring, processing or committing.
+			wait := time.Duration(rand.IntN(1500)) * time.Millisecond
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+			kill(fmt.Sprintf("%v into part %d of the input", wait, i+1))
+			produceStreamInput(ctx, t, producer, in, input[(i+1)*part:min((i+2)*part, len(input))])
+			if i == 2 {
+				produceStreamInput(ctx, t, producer, in, input[4*part:])
+			}
 			if i == 1 {
 				if err := os.RemoveAll(stateDir); err != nil {
 					t.Fatal(err)

@@ -386,6 +386,10 @@ func (p *processor) task(ctx context.Context, part int32) (*task, error) {
 	return t, nil
 }
 
+// restoreStall bounds how long a restore waits for the changelog to give
+// more records.
+const restoreStall = 30 * time.Second
+
 // replay applies the changelog of part from offset from (-2: its start)
 // up to its last stable offset to t and to the store.
 func (p *processor) replay(ctx context.Context, part int32, from int64, t *task) (int, int64, error) {
@@ -416,16 +420,16 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 	defer p.restorer.RemoveConsumePartitions(map[string][]int32{p.changelog: {part}})
 	var ws []write
 	n, last := 0, from-1
+	progressed := time.Now()
+	// Every transaction ends with a marker, returned with the control
+	// records, so the last offset below the end is always seen.
 	for last < end.Offset-1 {
-		// Aborted records are never returned: when the log ends with
-		// some, an idle poll means the end was reached.
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := p.restorer.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, ctx.Err())
 		}
-		got := false
 		var ferr error
 		fetches.EachError(func(_ string, _ int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) {
@@ -436,8 +440,13 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, ferr)
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			got = true
-			last = max(last, r.Offset)
+			// Only this partition's records, each once: a fetch
+			// buffered for an earlier restore may come late.
+			if r.Topic != p.changelog || r.Partition != part || r.Offset <= last {
+				return
+			}
+			last = r.Offset
+			progressed = time.Now()
 			if r.Attrs.IsControl() {
 				return
 			}
@@ -450,11 +459,11 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 		if err != nil {
 			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, err)
 		}
-		if !got {
-			break
+		if time.Since(progressed) > restoreStall {
+			return 0, 0, fmt.Errorf("streams: restoring partition %d: the changelog %s gave nothing past offset %d for %v, short of its end %d", part, p.changelog, last, restoreStall, end.Offset)
 		}
 	}
-	next := max(last+1, end.Offset)
+	next := last + 1
 	if err := p.store.write(part, ws, next); err != nil {
 		return 0, 0, err
 	}
