@@ -810,7 +810,8 @@ func TestStreamClusterLeaderKill(t *testing.T) {
 
 	seeds := c.addrs(c.liveIDs())
 	w := &streamWatch{t: t, reader: startResultReader(ctx, t, seeds, out), adm: adm, app: app, input: in}
-	w.procs = []*streamProc{startStream(t, "processor", streamArgs(strings.Join(seeds, ","), in, out, app, t.TempDir(), "close", q)...)}
+	args := append(streamArgs(strings.Join(seeds, ","), in, out, app, t.TempDir(), "close", q), "--replication-factor", "3")
+	w.procs = []*streamProc{startStream(t, "processor", args...)}
 	n := len(want)
 	w.waitFor(ctx, fmt.Sprintf("%d results", n/4), atLeast(n/4))
 

@@ -71,6 +71,9 @@ type Config struct {
 	// long past their close before they are purged (default 0: purged
 	// once emitted).
 	Retention time.Duration
+	// ReplicationFactor of the topics the processor creates (changelog,
+	// repartition, output); 0 or -1 takes the brokers' default.
+	ReplicationFactor int16
 	// AtLeastOnce turns transactions off: results and offsets are
 	// committed separately (a reference for benchmarks).
 	AtLeastOnce bool

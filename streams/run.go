@@ -174,7 +174,11 @@ func (p *processor) createTopics(ctx context.Context) error {
 		}{p.repartition, map[string]*string{"retention.ms": &day}})
 	}
 	for _, tc := range topics {
-		resp, err := p.adm.CreateTopic(ctx, parts, -1, tc.configs, tc.name)
+		rf := p.cfg.ReplicationFactor
+		if rf <= 0 {
+			rf = -1
+		}
+		resp, err := p.adm.CreateTopic(ctx, parts, rf, tc.configs, tc.name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("streams: creating topic %s: %w", tc.name, err)
 		}

@@ -59,6 +59,10 @@ type task struct {
 	meta meta
 	wins map[string]map[int64]*win // group key → start → window
 
+	// nextClose is a stream time below which no window of a fixed or
+	// session kind closes or ends its retention (noTime: unknown, look).
+	nextClose int64
+
 	undo     map[wid]*win // pre-images of the windows changed since the last commit (nil: absent)
 	undoMeta meta
 	out      []result
@@ -71,7 +75,23 @@ func newTask(cfg *Config, part int32) *task {
 	t := &task{cfg: cfg, part: part, wins: make(map[string]map[int64]*win), undo: make(map[wid]*win)}
 	t.meta = meta{streamTime: noTime, closedTo: noTime}
 	t.undoMeta = t.meta
+	t.nextClose = noTime
 	return t
+}
+
+// closeAt is the stream time at which w closes.
+func (t *task) closeAt(w *win) int64 {
+	if t.cfg.Window.kind == session {
+		return w.end + t.cfg.Window.size + t.cfg.Grace.Milliseconds() + 1
+	}
+	return w.end + t.cfg.Grace.Milliseconds()
+}
+
+// mayClose notes that w closes at its close time at the latest.
+func (t *task) mayClose(w *win) {
+	if at := t.closeAt(w); at < t.nextClose {
+		t.nextClose = at
+	}
 }
 
 // get returns the window, noting its pre-image for an undo; create makes
@@ -94,6 +114,7 @@ func (t *task) get(key string, start int64, create bool, end int64) *win {
 		}
 		w = &win{end: end, aggs: make([]aggState, len(t.cfg.Aggs))}
 		byStart[start] = w
+		t.mayClose(w)
 	}
 	return w
 }
@@ -202,6 +223,7 @@ func (t *task) session(key string, ts, grace, gap int64) {
 	}
 	w := t.get(key, start, true, end)
 	w.end, w.aggs = end, aggs
+	t.mayClose(w)
 	t.add(w)
 	if t.cfg.Emit == EmitOnUpdate {
 		t.emit(key, start, end, w.aggs)
@@ -322,6 +344,10 @@ func (t *task) closeDue() {
 		t.meta.closedTo = to
 		return
 	}
+	if t.nextClose != noTime && st < t.nextClose {
+		return // nothing closes yet
+	}
+	next := int64(math.MaxInt64)
 	for _, k := range keys {
 		starts := make([]int64, 0, len(t.wins[k]))
 		for s := range t.wins[k] {
@@ -330,14 +356,13 @@ func (t *task) closeDue() {
 		slices.Sort(starts)
 		for _, s := range starts {
 			w := t.wins[k][s]
-			closeAt := w.end + grace // closed when the stream time reaches it
-			if t.cfg.Window.kind == session {
-				closeAt = w.end + size + grace + 1
-			}
+			closeAt := t.closeAt(w) // closed when the stream time reaches it
 			switch {
 			case w.closed:
 				if st >= closeAt+retention {
 					t.remove(k, s)
+				} else {
+					next = min(next, closeAt+retention)
 				}
 			case st >= closeAt:
 				t.emit(k, s, w.end, w.aggs)
@@ -345,10 +370,14 @@ func (t *task) closeDue() {
 					t.remove(k, s)
 				} else {
 					t.get(k, s, false, 0).closed = true
+					next = min(next, closeAt+retention)
 				}
+			default:
+				next = min(next, closeAt)
 			}
 		}
 	}
+	t.nextClose = next
 }
 
 // changes lists the changelog writes for everything changed since the
@@ -400,12 +429,14 @@ func (t *task) rollback() {
 	}
 	clear(t.undo)
 	t.meta = t.undoMeta
+	t.nextClose = noTime
 	t.out = t.out[:0]
 	t.in, t.late, t.invalid, t.emitted = 0, 0, 0, 0
 }
 
 // apply sets one changelog record into the base state (a restore).
 func (t *task) apply(key, value []byte) error {
+	t.nextClose = noTime
 	if bytes.Equal(key, metaKey) {
 		if value == nil {
 			t.meta = meta{streamTime: noTime, closedTo: noTime}

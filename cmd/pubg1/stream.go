@@ -30,6 +30,7 @@ type streamCmd struct {
 	StateDir       string        `name:"state-dir" placeholder:"DIR" help:"Directory of the local window store (default: pubg1-streams/ID)."`
 	CommitInterval time.Duration `name:"commit-interval" default:"100ms" help:"How often results, window state and input offsets are committed, in one transaction."`
 	Retention      time.Duration `default:"0s" help:"How long closed windows stay in the store and the changelog after they close (0: removed once emitted)."`
+	Replication    int16         `name:"replication-factor" default:"-1" help:"Replication factor of the topics the processor creates (changelog, repartition, output); -1 for the brokers' default."`
 	AtLeastOnce    bool          `name:"at-least-once" help:"No transactions: results and offsets are committed separately, so after a crash some results may be written twice."`
 	Progress       time.Duration `default:"1s" help:"Interval of the progress line on stderr (0: no progress line)."`
 }
@@ -52,15 +53,16 @@ func (s *streamCmd) Validate() error {
 // config is the processor's configuration as the flags give it.
 func (s *streamCmd) config(log zerolog.Logger) (streams.Config, error) {
 	cfg := streams.Config{
-		AppID:          s.App,
-		Input:          s.In,
-		Output:         s.Out,
-		Grace:          s.Grace,
-		StateDir:       s.StateDir,
-		CommitInterval: s.CommitInterval,
-		Retention:      s.Retention,
-		AtLeastOnce:    s.AtLeastOnce,
-		Logger:         log,
+		AppID:             s.App,
+		Input:             s.In,
+		Output:            s.Out,
+		Grace:             s.Grace,
+		StateDir:          s.StateDir,
+		CommitInterval:    s.CommitInterval,
+		Retention:         s.Retention,
+		AtLeastOnce:       s.AtLeastOnce,
+		ReplicationFactor: s.Replication,
+		Logger:            log,
 	}
 	for _, b := range strings.Split(s.Bootstrap, ",") {
 		if b = strings.TrimSpace(b); b != "" {
