@@ -50,9 +50,8 @@ func (e *metaElector) pass(now time.Time) {
 		e.vacant = time.Time{}
 		return
 	}
-	up, down := b.peerStates()
-	id, err := strconv.Atoi(string(leader))
-	if err != nil || !down[int32(id)] {
+	up, gone := b.brokerDown(leader)
+	if !gone {
 		e.vacant = time.Time{}
 		return
 	}
@@ -90,9 +89,7 @@ func (e *metaElector) pass(now time.Time) {
 // raftmux.Transport.Follow) and is made to forget it.
 func (e *metaElector) staleCandidate(leader raft.ServerID, now time.Time) {
 	b := e.b
-	_, down := b.peerStates()
-	id, err := strconv.Atoi(string(leader))
-	if err != nil || !down[int32(id)] {
+	if _, gone := b.brokerDown(leader); !gone {
 		e.stale = time.Time{}
 		return
 	}
@@ -110,4 +107,12 @@ func (e *metaElector) staleCandidate(leader raft.ServerID, now time.Time) {
 			b.log.Info().Str("stale_leader", string(leader)).Msg("metadata candidate named a leader whose broker is down: it forgets it, so that it votes for other candidates again")
 		}
 	})
+}
+
+// brokerDown reports whether the failure detector finds the broker of a
+// Raft member down, with the brokers it finds up.
+func (b *Broker) brokerDown(member raft.ServerID) (up map[int32]bool, down bool) {
+	up, downs := b.peerStates()
+	id, err := strconv.Atoi(string(member))
+	return up, err == nil && downs[int32(id)]
 }
