@@ -585,7 +585,13 @@ func (p *processor) commit(ctx context.Context) error {
 	} else {
 		p.stats.Aborts++
 		p.log.Info().Msg("transaction aborted (the group rebalanced): its records are processed again")
-		// The session rewound to the committed offsets.
+		// The session rewound to the committed offsets. Every task is
+		// restored afresh from its store (which holds the last commit)
+		// and the changelog: one made for records of a partition taken
+		// away meanwhile would otherwise linger, and be stale if the
+		// partition came back after another processor wrote to it.
+		clear(p.tasks)
+		clear(p.hw)
 		clear(p.next)
 	}
 	p.fresh, p.freshInvalid = 0, 0
