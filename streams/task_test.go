@@ -1,0 +1,116 @@
+package streams
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func testTask(t *testing.T, w Window, emit Emit) *task {
+	t.Helper()
+	cfg := &Config{Brokers: []string{"b"}, AppID: "a", Input: "i", Output: "o", Window: w,
+		Aggs: []Agg{Count(), Sum("v"), CountDistinct("v")}, Grace: time.Second, Emit: emit}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return newTask(cfg, 0)
+}
+
+func feed(tk *task, key string, ts int64, value string) {
+	e := NewEvent(&kgo.Record{Key: []byte(key), Value: []byte(value), Timestamp: time.UnixMilli(ts)})
+	tk.process(e)
+}
+
+// snapshot is a task's state as its changelog would hold it.
+func snapshot(tk *task) map[string]string {
+	out := map[string]string{"meta": string(encodeMeta(tk.meta))}
+	for key, byStart := range tk.wins {
+		for start, w := range byStart {
+			out[string(windowKey(key, start))] = string(encodeWin(w))
+		}
+	}
+	return out
+}
+
+// TestRollbackRestoresCommittedState processes records of every window
+// kind, commits, processes more (closing, merging and creating windows)
+// and rolls back: the state is the committed one again, and the changes
+// of the committed part, applied to an empty task, give the same state.
+func TestRollbackRestoresCommittedState(t *testing.T) {
+	for _, w := range []Window{Tumbling(10 * time.Second), Hopping(10*time.Second, 5*time.Second), Sliding(5 * time.Second), Session(3 * time.Second)} {
+		t.Run(w.String(), func(t *testing.T) {
+			tk := testTask(t, w, EmitOnUpdate)
+			for i, ts := range []int64{1000, 2500, 4000, 12000, 9000} {
+				feed(tk, []string{"a", "b"}[i%2], ts, `{"v":`+string(rune('1'+i))+`}`)
+			}
+			tk.closeDue()
+			replica := newTask(tk.cfg, 0)
+			for _, wr := range tk.changes() {
+				if err := replica.apply(wr.key, wr.value); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tk.committed()
+			before := snapshot(tk)
+			if got := snapshot(replica); !equalMaps(got, before) {
+				t.Fatalf("changelog replay gives %d entries, the task holds %d", len(got), len(before))
+			}
+			for i, ts := range []int64{14000, 30000, 7000, 31000, 13500} {
+				feed(tk, []string{"a", "b", "c"}[i%3], ts, `{"v":9}`)
+			}
+			tk.closeDue()
+			if len(tk.out) == 0 || equalMaps(snapshot(tk), before) {
+				t.Fatal("the second part changed nothing: the test proves nothing")
+			}
+			tk.rollback()
+			if got := snapshot(tk); !equalMaps(got, before) {
+				t.Errorf("after the rollback the task holds %d entries, %d were committed", len(got), len(before))
+			}
+			if len(tk.out) != 0 || len(tk.changes()) != 0 {
+				t.Errorf("after the rollback %d results and %d changes are pending", len(tk.out), len(tk.changes()))
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !bytes.Equal([]byte(v), []byte(w)) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFixedStarts checks the windows a time falls in.
+func TestFixedStarts(t *testing.T) {
+	for _, tc := range []struct {
+		w    Window
+		t    int64
+		want []int64
+	}{
+		{Tumbling(10 * time.Second), 12345, []int64{10000}},
+		{Tumbling(10 * time.Second), 10000, []int64{10000}},
+		{Hopping(10*time.Second, 5*time.Second), 12345, []int64{5000, 10000}},
+		{Hopping(10*time.Second, 3*time.Second), 12345, []int64{3000, 6000, 9000, 12000}},
+		{Hopping(10*time.Second, 3*time.Second), 0, []int64{-9000, -6000, -3000, 0}},
+	} {
+		var got []int64
+		tc.w.fixedStarts(tc.t, func(s int64) { got = append(got, s) })
+		if len(got) != len(tc.want) {
+			t.Errorf("%v at %d: %v, want %v", tc.w, tc.t, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("%v at %d: %v, want %v", tc.w, tc.t, got, tc.want)
+				break
+			}
+		}
+	}
+}
