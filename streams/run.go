@@ -394,29 +394,50 @@ func (p *processor) task(ctx context.Context, part int32) (*task, error) {
 // more records.
 const restoreStall = 30 * time.Second
 
+// changelogOffset asks list for the offset of the changelog's partition
+// part, retrying for up to restoreStall while the partition has no leader
+// or its leader moves.
+func (p *processor) changelogOffset(ctx context.Context, part int32, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (int64, error) {
+	deadline := time.Now().Add(restoreStall)
+	for {
+		offs, err := list(ctx, p.changelog)
+		if err == nil {
+			o, ok := offs.Lookup(p.changelog, part)
+			switch {
+			case !ok:
+				err = fmt.Errorf("no answer for the partition")
+			case o.Err == nil:
+				return o.Offset, nil
+			default:
+				err = o.Err
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return 0, fmt.Errorf("streams: changelog %s partition %d offsets: %w", p.changelog, part, err)
+		}
+		p.log.Debug().Err(err).Int32("partition", part).Msg("changelog offsets not listed yet; retrying")
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // replay applies the changelog of part from offset from (-2: its start)
 // up to its last stable offset to t and to the store.
 func (p *processor) replay(ctx context.Context, part int32, from int64, t *task) (int, int64, error) {
-	ends, err := p.adm.ListCommittedOffsets(ctx, p.changelog)
+	end, err := p.changelogOffset(ctx, part, p.adm.ListCommittedOffsets)
 	if err != nil {
-		return 0, 0, fmt.Errorf("streams: changelog end offsets: %w", err)
-	}
-	end, ok := ends.Lookup(p.changelog, part)
-	if !ok || end.Err != nil {
-		return 0, 0, fmt.Errorf("streams: changelog %s partition %d end offset: %v", p.changelog, part, end.Err)
+		return 0, 0, err
 	}
 	if from < 0 {
-		starts, err := p.adm.ListStartOffsets(ctx, p.changelog)
+		start, err := p.changelogOffset(ctx, part, p.adm.ListStartOffsets)
 		if err != nil {
-			return 0, 0, fmt.Errorf("streams: changelog start offsets: %w", err)
+			return 0, 0, err
 		}
-		start, ok := starts.Lookup(p.changelog, part)
-		if !ok || start.Err != nil {
-			return 0, 0, fmt.Errorf("streams: changelog %s partition %d start offset: %v", p.changelog, part, start.Err)
-		}
-		from = start.Offset
+		from = start
 	}
-	if from >= end.Offset {
+	if from >= end {
 		return 0, from, p.store.write(part, nil, from)
 	}
 	off := kgo.NewOffset().At(from)
@@ -427,7 +448,7 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 	progressed := time.Now()
 	// Every transaction ends with a marker, returned with the control
 	// records, so the last offset below the end is always seen.
-	for last < end.Offset-1 {
+	for last < end-1 {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := p.restorer.PollFetches(pctx)
 		cancel()
@@ -436,8 +457,12 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 		}
 		var ferr error
 		fetches.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+			case errors.Is(err, kgo.ErrClientClosed):
 				ferr = err
+			default: // a leader moving: tried again, within restoreStall
+				p.log.Debug().Err(err).Int32("partition", part).Msg("changelog fetch error")
 			}
 		})
 		if ferr != nil {
@@ -464,7 +489,7 @@ func (p *processor) replay(ctx context.Context, part int32, from int64, t *task)
 			return 0, 0, fmt.Errorf("streams: restoring partition %d: %w", part, err)
 		}
 		if time.Since(progressed) > restoreStall {
-			return 0, 0, fmt.Errorf("streams: restoring partition %d: the changelog %s gave nothing past offset %d for %v, short of its end %d", part, p.changelog, last, restoreStall, end.Offset)
+			return 0, 0, fmt.Errorf("streams: restoring partition %d: the changelog %s gave nothing past offset %d for %v, short of its end %d", part, p.changelog, last, restoreStall, end)
 		}
 	}
 	next := last + 1
