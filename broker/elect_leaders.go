@@ -188,7 +188,10 @@ func (b *Broker) planElection(et *electTarget, electionType int8, forwarded bool
 	default:
 		local = nil
 	}
-	if !b.brokerLive(b.ctrl.State(), preferred) {
+	// The metadata's fencing, not this broker's failure detector, which
+	// may not have seen a restarted broker come back yet: a transfer to
+	// a dead one fails on its own.
+	if b.ctrl.State().Fenced[preferred] {
 		et.code, et.msg = kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("broker %d, the preferred replica, is not live", preferred)
 		return -1, nil
 	}

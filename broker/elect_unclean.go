@@ -60,7 +60,7 @@ func (b *Broker) electUnclean(ctx context.Context, targets []*electTarget, forwa
 			continue // answered 0: this broker's part is done
 		}
 		for _, id := range t.assign[et.partition] {
-			if id != b.cfg.NodeID && b.brokerLive(st, id) {
+			if id != b.cfg.NodeID && !st.Fenced[id] {
 				remote[id] = append(remote[id], et)
 			}
 		}
