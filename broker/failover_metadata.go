@@ -83,20 +83,18 @@ func (e *metaElector) pass(now time.Time) {
 	})
 }
 
-// staleCandidate handles a candidate that names a leader: one whose
-// broker is down, seen so for a whole ElectTick (a leadership transfer's
-// election is over well before), refuses everyone else's vote (see
-// raftmux.Transport.Follow) and is made to forget it.
+// staleCandidate handles a candidate that names a leader. A leadership
+// transfer's election is over within milliseconds; a candidate that still
+// names a leader a second later (stallTicks/2 elect ticks) refuses
+// everyone else's vote (see raftmux.Transport.Follow) and is made to
+// forget it, whether that leader's broker is down or came back without
+// its state and leads nothing.
 func (e *metaElector) staleCandidate(leader raft.ServerID, now time.Time) {
 	b := e.b
-	if _, gone := b.brokerDown(leader); !gone {
-		e.stale = time.Time{}
-		return
-	}
 	if e.stale.IsZero() {
 		e.stale = now
 	}
-	if now.Sub(e.stale) < b.cfg.Timings.ElectTick {
+	if now.Sub(e.stale) < stallTicks/2*b.cfg.Timings.ElectTick {
 		return
 	}
 	e.stale = time.Time{}
@@ -104,7 +102,7 @@ func (e *metaElector) staleCandidate(leader raft.ServerID, now time.Time) {
 		if forgot, err := b.ctrl.ForgetStaleLeader(); err != nil {
 			b.log.Debug().Err(err).Msg("stale metadata leader not forgotten")
 		} else if forgot {
-			b.log.Info().Str("stale_leader", string(leader)).Msg("metadata candidate named a leader whose broker is down: it forgets it, so that it votes for other candidates again")
+			b.log.Info().Str("stale_leader", string(leader)).Msg("metadata candidate named a leader it no longer has: it forgets it, so that it votes for other candidates again")
 		}
 	})
 }
