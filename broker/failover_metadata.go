@@ -22,7 +22,7 @@ type metaElector struct {
 	vacant time.Time // when the leadership was first found vacant; zero while it is not
 	tried  time.Time // when this broker last stood
 	// stale is when this member was first seen a candidate that names a
-	// leader whose broker is down; zero while it is not.
+	// leader (see staleCandidate); zero while it is not.
 	stale time.Time
 }
 
