@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fastjson"
 )
 
 // Run processes cfg.Input until ctx is done, then commits what it has and
@@ -23,7 +22,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	p := &processor{cfg: &cfg, log: cfg.Logger, changelog: ChangelogTopic(cfg.AppID), repartition: RepartitionTopic(cfg.AppID),
 		tasks: make(map[int32]*task), revoked: make(map[int32]bool), hw: make(map[int32]int64), next: make(map[int32]int64)}
-	p.ev.p = &fastjson.Parser{}
 	return p.run(ctx)
 }
 
