@@ -14,6 +14,8 @@ var chaosPairs = [][2]FaultKind{
 	{FollowerPause, FollowerResume},
 	{LeaderIsolate, NetHeal},
 	{FollowerIsolate, NetHeal},
+	{Split, NetHeal},
+	{Bridge, NetHeal},
 }
 
 // ChaosSchedule returns a random schedule of faults within duration,
@@ -22,8 +24,8 @@ var chaosPairs = [][2]FaultKind{
 // keeps its quorum — and in rounds that each use every kind once in a
 // shuffled order, so a run long enough for one round sees every kind. A
 // fault holds for, and is followed by a quiet gap of, one to one and a
-// half times duration/(3×kinds+2), between 1 s and 20 s. The isolate
-// kinds are included only with netns.
+// half times duration/(3×kinds+2), between 1 s and 20 s. The network
+// kinds (isolate, split, bridge) are included only with netns.
 func ChaosSchedule(seed int64, duration time.Duration, netns bool) []Fault {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x70756267315f6368)) // "pubg1_ch"
 	pairs := chaosPairs

@@ -2,12 +2,14 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -301,6 +303,7 @@ func (c *Cluster) Cuts() [][2]int32 {
 	for _, k := range c.net.cutPairs() {
 		out = append(out, [2]int32{int32(k[0] + 1), int32(k[1] + 1)})
 	}
+	slices.SortFunc(out, func(a, b [2]int32) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
 	return out
 }
 

@@ -23,7 +23,16 @@ const (
 	FollowerResume  FaultKind = "follower-resume"  // SIGCONT it
 	LeaderIsolate   FaultKind = "leader-isolate"   // cut the leader off from the other brokers (network namespaces; the client still reaches it)
 	FollowerIsolate FaultKind = "follower-isolate" // cut a follower off from the other brokers
-	NetHeal         FaultKind = "heal"             // remove every network cut
+	// Split cuts the cluster in two: the leader with a minority (of five:
+	// the leader and a broker that does not replicate the partition, so
+	// that the leader loses its partition's majority) and the rest.
+	Split FaultKind = "split"
+	// Bridge cuts the cluster in two halves that both still reach one
+	// broker, the bridge (of five: the leader and a broker outside the
+	// partition; a broker outside the partition as the bridge; the two
+	// followers).
+	Bridge  FaultKind = "bridge"
+	NetHeal FaultKind = "heal" // remove every network cut
 )
 
 // Fault is one scheduled fault, At after the start of the measured phase.
@@ -33,13 +42,17 @@ type Fault struct {
 }
 
 // FaultEvent is a fault as it happened: when, what, which broker (node ID),
-// and an error if it could not be injected.
+// and an error if it could not be injected; and the faults in effect
+// after it: the brokers killed or paused, and the broker pairs cut apart
+// (lower node ID first).
 type FaultEvent struct {
-	At     time.Time `json:"at"`
-	Kind   FaultKind `json:"kind"`
-	Broker int32     `json:"broker"`
-	Detail string    `json:"detail,omitempty"`
-	Err    string    `json:"error,omitempty"`
+	At     time.Time  `json:"at"`
+	Kind   FaultKind  `json:"kind"`
+	Broker int32      `json:"broker"`
+	Detail string     `json:"detail,omitempty"`
+	Err    string     `json:"error,omitempty"`
+	Down   []int32    `json:"down,omitempty"`
+	Cuts   [][2]int32 `json:"cuts,omitempty"`
 }
 
 // FaultSource injects faults while a workload runs. Run injects its

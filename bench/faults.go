@@ -32,6 +32,8 @@ var faultActions = map[FaultKind]faultAction{
 	FollowerResume:  {"follower", "resume"},
 	LeaderIsolate:   {"leader", "isolate"},
 	FollowerIsolate: {"follower", "isolate"},
+	Split:           {"leader", "split"},
+	Bridge:          {"leader", "bridge"},
 	NetHeal:         {"", "heal"},
 }
 
@@ -39,12 +41,18 @@ var faultActions = map[FaultKind]faultAction{
 func FaultKinds() []FaultKind {
 	return []FaultKind{LeaderKill, LeaderRestart, FollowerKill, FollowerRestart,
 		LeaderPause, LeaderResume, FollowerPause, FollowerResume,
-		LeaderIsolate, FollowerIsolate, NetHeal}
+		LeaderIsolate, FollowerIsolate, Split, Bridge, NetHeal}
 }
 
 // NeedsNetns reports whether the kind cuts the network, which needs a
 // cluster in network namespaces.
-func (k FaultKind) NeedsNetns() bool { return k == LeaderIsolate || k == FollowerIsolate }
+func (k FaultKind) NeedsNetns() bool {
+	switch faultActions[k].verb {
+	case "isolate", "split", "bridge":
+		return true
+	}
+	return false
+}
 
 // undoes names the kind that undoes k's verb ("" for kinds that undo).
 func undoes(verb string) string {
@@ -62,8 +70,9 @@ func undoes(verb string) string {
 // ParseFaults parses a schedule "leader-kill@10s,leader-restart@20s,...":
 // each fault a kind and a delay from the start of the measured phase
 // (a Go duration). The result is in time order (the given order among
-// equal times). A restart, resume or heal needs an earlier kill, pause or
-// isolate of the same role (heal: of either role) that is still in effect.
+// equal times). A restart or resume needs an earlier kill or pause of the
+// same role that is still in effect, a heal an earlier isolate, split or
+// bridge.
 // An empty spec is no faults.
 func ParseFaults(spec string) ([]Fault, error) {
 	spec = strings.TrimSpace(spec)
@@ -109,17 +118,19 @@ func kindList() string {
 // has something to undo.
 func checkFaults(faults []Fault) error {
 	open := map[faultAction]int{} // faults in effect by role and verb
+	cuts := 0                     // network faults in effect
 	for _, f := range faults {
 		a := faultActions[f.Kind]
 		switch a.verb {
-		case "kill", "pause", "isolate":
+		case "kill", "pause":
 			open[a]++
+		case "isolate", "split", "bridge":
+			cuts++
 		case "heal":
-			if open[faultAction{"leader", "isolate"}]+open[faultAction{"follower", "isolate"}] == 0 {
-				return fmt.Errorf("fault %s@%v: no leader-isolate or follower-isolate before it to heal", f.Kind, f.At)
+			if cuts == 0 {
+				return fmt.Errorf("fault %s@%v: no leader-isolate, follower-isolate, split or bridge before it to heal", f.Kind, f.At)
 			}
-			open[faultAction{"leader", "isolate"}] = 0
-			open[faultAction{"follower", "isolate"}] = 0
+			cuts = 0
 		default:
 			cause := faultAction{a.role, undoes(a.verb)}
 			if open[cause] == 0 {
@@ -345,6 +356,15 @@ func (i *Injector) Inject(ctx context.Context, kind FaultKind) FaultEvent {
 	ev := FaultEvent{At: time.Now(), Kind: kind}
 	detail, id, err := i.inject(ctx, kind)
 	ev.Broker, ev.Detail = id, detail
+	i.mu.Lock()
+	for _, f := range i.holding() {
+		if v := faultActions[f.kind].verb; v == "kill" || v == "pause" {
+			ev.Down = append(ev.Down, f.id)
+		}
+	}
+	i.mu.Unlock()
+	slices.Sort(ev.Down)
+	ev.Cuts = i.c.Cuts()
 	if err != nil {
 		ev.Err = err.Error()
 		i.log.Warn("fault failed", "kind", kind, "broker", id, "err", err)
@@ -360,11 +380,11 @@ func (i *Injector) inject(ctx context.Context, kind FaultKind) (string, int32, e
 		return "", 0, fmt.Errorf("unknown fault kind %q", kind)
 	}
 	switch a.verb {
-	case "kill", "pause", "isolate":
-		if a.verb == "isolate" && !i.c.Netns() {
+	case "kill", "pause", "isolate", "split", "bridge":
+		if kind.NeedsNetns() && !i.c.Netns() {
 			return "", 0, errors.New("cutting the network needs a cluster in network namespaces")
 		}
-		id, why, err := i.target(ctx, a.role)
+		view, id, why, err := i.target(ctx, a.role)
 		if err != nil {
 			return "", 0, err
 		}
@@ -386,7 +406,7 @@ func (i *Injector) inject(ctx context.Context, kind FaultKind) (string, int32, e
 			i.paused[a.role] = append(i.paused[a.role], id)
 			i.mu.Unlock()
 			return fmt.Sprintf("SIGSTOP pid %d (%s)", pid, why), id, nil
-		default:
+		case "isolate":
 			// Record it first: a partly made cut is healed too.
 			i.mu.Lock()
 			i.isolated = append(i.isolated, faulted{kind, id})
@@ -395,6 +415,22 @@ func (i *Injector) inject(ctx context.Context, kind FaultKind) (string, int32, e
 				return "", id, err
 			}
 			return fmt.Sprintf("cut off from the other brokers (%s)", why), id, nil
+		default:
+			left, bridge, right := i.sides(view, a.verb == "bridge")
+			i.mu.Lock()
+			i.isolated = append(i.isolated, faulted{kind, id})
+			i.mu.Unlock()
+			for _, x := range left {
+				for _, y := range right {
+					if err := i.c.Cut(ctx, x, y); err != nil {
+						return "", id, err
+					}
+				}
+			}
+			if bridge > 0 {
+				return fmt.Sprintf("%v | %d | %v: both halves reach broker %d, not each other (%s)", left, bridge, right, bridge, why), id, nil
+			}
+			return fmt.Sprintf("%v | %v (%s)", left, right, why), id, nil
 		}
 	case "restart", "resume":
 		list := i.killed
@@ -529,29 +565,29 @@ func (i *Injector) closeClients() {
 // fault holds, or a replica of it that is neither the leader nor held.
 // It retries for a while when the partition is leaderless or its leader
 // is a broker a fault holds (metadata not yet caught up).
-func (i *Injector) target(ctx context.Context, role string) (int32, string, error) {
+func (i *Injector) target(ctx context.Context, role string) (partitionView, int32, string, error) {
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var last error
 	for {
-		id, why, err := i.pick(tctx, role)
+		view, id, why, err := i.pick(tctx, role)
 		if err == nil {
-			return id, why, nil
+			return view, id, why, nil
 		}
 		last = err
 		select {
 		case <-tctx.Done():
-			return 0, "", fmt.Errorf("finding the %s of %s/%d: %w", role, i.topic, i.partition, last)
+			return partitionView{}, 0, "", fmt.Errorf("finding the %s of %s/%d: %w", role, i.topic, i.partition, last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-func (i *Injector) pick(ctx context.Context, role string) (int32, string, error) {
+func (i *Injector) pick(ctx context.Context, role string) (partitionView, int32, string, error) {
 	held := i.faultedIDs()
 	views, err := i.views(ctx, held)
 	if err != nil {
-		return 0, "", err
+		return partitionView{}, 0, "", err
 	}
 	best := views[0]
 	for _, v := range views[1:] {
@@ -560,21 +596,57 @@ func (i *Injector) pick(ctx context.Context, role string) (int32, string, error)
 		}
 	}
 	if best.leader < 0 {
-		return 0, "", errors.New("no leader")
+		return partitionView{}, 0, "", errors.New("no leader")
 	}
 	if held[best.leader] {
-		return 0, "", fmt.Errorf("leader %d is a broker under a fault", best.leader)
+		return partitionView{}, 0, "", fmt.Errorf("leader %d is a broker under a fault", best.leader)
 	}
 	if i.c.Broker(best.leader) == nil {
-		return 0, "", fmt.Errorf("leader %d is not a broker of this cluster", best.leader)
+		return partitionView{}, 0, "", fmt.Errorf("leader %d is not a broker of this cluster", best.leader)
 	}
 	if role == "leader" {
-		return best.leader, fmt.Sprintf("leader, epoch %d", best.epoch), nil
+		return best, best.leader, fmt.Sprintf("leader, epoch %d", best.epoch), nil
 	}
 	for _, r := range best.replicas {
 		if r != best.leader && !held[r] && i.c.Broker(r) != nil && i.c.Broker(r).Alive() {
-			return r, fmt.Sprintf("follower of leader %d, epoch %d", best.leader, best.epoch), nil
+			return best, r, fmt.Sprintf("follower of leader %d, epoch %d", best.leader, best.epoch), nil
 		}
 	}
-	return 0, "", fmt.Errorf("no follower of leader %d outside faults among replicas %v", best.leader, best.replicas)
+	return partitionView{}, 0, "", fmt.Errorf("no follower of leader %d outside faults among replicas %v", best.leader, best.replicas)
+}
+
+// sides splits the brokers in two for a split or a bridge of the partition
+// as view shows it: the leader's side is the leader and brokers that do not
+// replicate the partition, preferably, so that the leader loses its
+// partition's majority; the other side the rest. A split gives the
+// leader's side a minority of the brokers. A bridge first sets aside the
+// bridge, a broker outside the partition (else a follower), which the cut
+// leaves joined to both sides, and halves the rest.
+func (i *Injector) sides(view partitionView, bridge bool) (leader []int32, middle int32, other []int32) {
+	n := int32(i.c.Brokers())
+	var outside, followers []int32
+	for id := int32(1); id <= n; id++ {
+		switch {
+		case id == view.leader:
+		case slices.Contains(view.replicas, id):
+			followers = append(followers, id)
+		default:
+			outside = append(outside, id)
+		}
+	}
+	rest := append(outside, followers...)
+	if bridge && len(rest) > 0 {
+		middle, rest = rest[0], rest[1:]
+	}
+	// The leader's side: a minority of all brokers for a split, half
+	// the brokers (rounded down) besides the bridge for a bridge.
+	size := int(n-1) / 2
+	if bridge {
+		size = (len(rest) + 1) / 2
+	}
+	leader = append([]int32{view.leader}, rest[:max(0, size-1)]...)
+	other = slices.Clone(rest[max(0, size-1):])
+	slices.Sort(leader)
+	slices.Sort(other)
+	return leader, middle, other
 }

@@ -24,6 +24,9 @@ func TestParseFaults(t *testing.T) {
 		{"leader-isolate@0s,follower-isolate@1s,heal@2s,follower-isolate@3s,heal@4s", []Fault{
 			{0, LeaderIsolate}, {time.Second, FollowerIsolate}, {2 * time.Second, NetHeal},
 			{3 * time.Second, FollowerIsolate}, {4 * time.Second, NetHeal}}},
+		{"split@1s,heal@2s,bridge@3s,heal@4s", []Fault{
+			{time.Second, Split}, {2 * time.Second, NetHeal},
+			{3 * time.Second, Bridge}, {4 * time.Second, NetHeal}}},
 		// Two kills outstanding; restarts take the oldest first.
 		{"follower-kill@1s,follower-kill@2s,follower-restart@3s,follower-restart@4s", []Fault{
 			{time.Second, FollowerKill}, {2 * time.Second, FollowerKill},
@@ -61,7 +64,8 @@ func TestParseFaults(t *testing.T) {
 		{"leader-kill@1s,leader-restart@2s,leader-restart@3s", "leader-restart@3s: no leader-kill"},
 		{"follower-resume@1s", "no follower-pause before it"},
 		{"leader-kill@1s,leader-resume@2s", "no leader-pause before it"},
-		{"heal@1s", "no leader-isolate or follower-isolate"},
+		{"heal@1s", "no leader-isolate, follower-isolate, split or bridge"},
+		{"split@1s,heal@2s,heal@3s", "heal@3s"},
 		{"leader-isolate@1s,heal@2s,heal@3s", "heal@3s"},
 	}
 	for _, c := range bad {

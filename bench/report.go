@@ -31,28 +31,29 @@ var Schema []byte
 
 // Report is the result of one run, as written to JSON.
 type Report struct {
-	Schema       string           `json:"schema"`
-	RunID        string           `json:"run_id"`
-	Preset       string           `json:"preset,omitempty"`
-	Topic        string           `json:"topic"`
-	Group        string           `json:"group"`
-	Started      time.Time        `json:"started"`
-	MeasuredFrom time.Time        `json:"measured_from"`
-	Ended        time.Time        `json:"ended"`
-	Workload     Workload         `json:"workload"`
-	Cluster      *ClusterSettings `json:"cluster,omitempty"`
-	Target       Target           `json:"target"`
-	StartOffsets map[int32]int64  `json:"start_offsets"`
-	Summary      Summary          `json:"summary"`
-	Series       []SecondStats    `json:"series"`
-	Faults       []FaultReport    `json:"faults"`
-	Audit        AuditResult      `json:"audit"`
-	Drained      bool             `json:"drained"`
-	Backlog      *BacklogResult   `json:"backlog,omitempty"`
-	Search       *SearchResult    `json:"search,omitempty"`
-	Limits       *Limits          `json:"limits,omitempty"`
-	OfLimits     *OfLimits        `json:"of_limits,omitempty"`
-	Notes        []string         `json:"notes,omitempty"`
+	Schema       string            `json:"schema"`
+	RunID        string            `json:"run_id"`
+	Preset       string            `json:"preset,omitempty"`
+	Topic        string            `json:"topic"`
+	Group        string            `json:"group"`
+	Started      time.Time         `json:"started"`
+	MeasuredFrom time.Time         `json:"measured_from"`
+	Ended        time.Time         `json:"ended"`
+	Workload     Workload          `json:"workload"`
+	Cluster      *ClusterSettings  `json:"cluster,omitempty"`
+	Target       Target            `json:"target"`
+	StartOffsets map[int32]int64   `json:"start_offsets"`
+	Replicas     map[int32][]int32 `json:"replicas,omitempty"`
+	Summary      Summary           `json:"summary"`
+	Series       []SecondStats     `json:"series"`
+	Faults       []FaultReport     `json:"faults"`
+	Audit        AuditResult       `json:"audit"`
+	Drained      bool              `json:"drained"`
+	Backlog      *BacklogResult    `json:"backlog,omitempty"`
+	Search       *SearchResult     `json:"search,omitempty"`
+	Limits       *Limits           `json:"limits,omitempty"`
+	OfLimits     *OfLimits         `json:"of_limits,omitempty"`
+	Notes        []string          `json:"notes,omitempty"`
 }
 
 // ClusterSettings describes a local cluster the runner started.
@@ -233,12 +234,134 @@ func describeTarget(ctx context.Context, adm *kadm.Client, w *Workload, sw *Soft
 // open-loop run, or for an unpaced run the average over the five seconds
 // before the event (null when there was no rate to compare with, or it
 // never did).
+//
+// Per partition, it reports the longest time the partition waited for an
+// acknowledgement from the event until the next event (or the end of the
+// run): the longest gap between its acknowledgements, counting from the
+// event. KeptMajority lists the partitions that the faults in effect after
+// the event left with a connected majority: a group of brokers, none
+// killed or paused and none cut from another, holding a majority of the
+// partition's replicas and a majority of the brokers (the metadata group).
+// Those should go on taking writes after a failover.
 type FaultReport struct {
 	Event            FaultEvent `json:"event"`
 	At               float64    `json:"at_s"`
 	WritesStoppedFor float64    `json:"writes_stopped_s"`
 	BaselineRate     float64    `json:"baseline_rate"`
 	RecoveredAfter   *float64   `json:"recovered_after_s"`
+
+	PartitionWaits map[int32]float64 `json:"partition_waits_s,omitempty"`
+	KeptMajority   []int32           `json:"kept_majority,omitempty"`
+	// LongestWait is the longest of PartitionWaits, in LongestWaitPartition;
+	// LongestWaitKeptMajority the longest among KeptMajority (null if none).
+	LongestWait             float64  `json:"longest_wait_s"`
+	LongestWaitPartition    int32    `json:"longest_wait_partition"`
+	LongestWaitKeptMajority *float64 `json:"longest_wait_kept_majority_s"`
+}
+
+// partitionWaits adds to each fault report the acknowledgement waits of
+// every partition. acks need not be sorted; replicas are the partitions'
+// replica sets and brokers every broker's node ID, for KeptMajority (nil:
+// no partition counts as kept).
+func partitionWaits(reports []FaultReport, start time.Time, acks []AckedRecord, end time.Duration, replicas map[int32][]int32, brokers []int32) {
+	byPart := make(map[int32][]time.Duration)
+	for _, a := range acks {
+		byPart[a.Partition] = append(byPart[a.Partition], a.AckedAt)
+	}
+	for p := range replicas {
+		if _, ok := byPart[p]; !ok {
+			byPart[p] = nil
+		}
+	}
+	last := end
+	for _, times := range byPart {
+		slices.Sort(times)
+		if len(times) > 0 {
+			last = max(last, times[len(times)-1])
+		}
+	}
+	for k := range reports {
+		fr := &reports[k]
+		e := fr.Event.At.Sub(start)
+		limit := last
+		if k+1 < len(reports) {
+			limit = min(limit, reports[k+1].Event.At.Sub(start))
+		}
+		fr.PartitionWaits = make(map[int32]float64, len(byPart))
+		kept := keptMajority(fr.Event, replicas, brokers)
+		fr.LongestWaitPartition = -1
+		for p, times := range byPart {
+			i := sort.Search(len(times), func(i int) bool { return times[i] >= e })
+			prev, gap := e, time.Duration(0)
+			for ; i < len(times) && times[i] < limit; i++ {
+				gap = max(gap, times[i]-prev)
+				prev = times[i]
+			}
+			gap = max(gap, limit-prev)
+			w := gap.Seconds()
+			fr.PartitionWaits[p] = w
+			if w > fr.LongestWait || fr.LongestWaitPartition < 0 {
+				fr.LongestWait, fr.LongestWaitPartition = w, p
+			}
+			if kept[p] {
+				fr.KeptMajority = append(fr.KeptMajority, p)
+				if fr.LongestWaitKeptMajority == nil || w > *fr.LongestWaitKeptMajority {
+					fr.LongestWaitKeptMajority = &w
+				}
+			}
+		}
+		slices.Sort(fr.KeptMajority)
+	}
+}
+
+// keptMajority reports which partitions the faults in effect after ev
+// leave with a connected majority (see FaultReport).
+func keptMajority(ev FaultEvent, replicas map[int32][]int32, brokers []int32) map[int32]bool {
+	out := make(map[int32]bool)
+	if len(brokers) == 0 || len(brokers) > 16 {
+		return out
+	}
+	live := slices.DeleteFunc(slices.Clone(brokers), func(id int32) bool { return slices.Contains(ev.Down, id) })
+	cut := func(a, b int32) bool {
+		return slices.Contains(ev.Cuts, [2]int32{min(a, b), max(a, b)})
+	}
+	// Every group of live brokers none of which is cut from another.
+	var groups [][]int32
+	for mask := 1; mask < 1<<len(live); mask++ {
+		var g []int32
+		for i, id := range live {
+			if mask&(1<<i) != 0 {
+				g = append(g, id)
+			}
+		}
+		if len(g) <= len(brokers)/2 {
+			continue
+		}
+		ok := true
+		for i := 0; ok && i < len(g); i++ {
+			for j := i + 1; ok && j < len(g); j++ {
+				ok = !cut(g[i], g[j])
+			}
+		}
+		if ok {
+			groups = append(groups, g)
+		}
+	}
+	for p, rs := range replicas {
+		for _, g := range groups {
+			n := 0
+			for _, r := range rs {
+				if slices.Contains(g, r) {
+					n++
+				}
+			}
+			if n > len(rs)/2 {
+				out[p] = true
+				break
+			}
+		}
+	}
+	return out
 }
 
 // recoveries computes the recovery figures of each event from the sorted
@@ -423,10 +546,18 @@ func (rep *Report) WriteSummary(w io.Writer) {
 		}
 		fmt.Fprintf(w, "fault    %6.1f s %-17s broker %d: writes stopped %.2f s, rate recovered after %s%s\n",
 			f.At, f.Event.Kind, f.Event.Broker, f.WritesStoppedFor, rec, errText)
+		if f.PartitionWaits != nil {
+			kept := "none"
+			if f.LongestWaitKeptMajority != nil {
+				kept = fmt.Sprintf("%.2f s", *f.LongestWaitKeptMajority)
+			}
+			fmt.Fprintf(w, "         longest wait for an ack %.2f s (partition %d); of the %d partitions left a connected majority: %s\n",
+				f.LongestWait, f.LongestWaitPartition, len(f.KeptMajority), kept)
+		}
 	}
 	a := &rep.Audit
-	fmt.Fprintf(w, "audit    acknowledged %d, lost %d, duplicates %d, inconsistent offsets %d, out of order %d, redelivered %d, unacknowledged but written %d\n",
-		a.Acked, a.Lost, a.Duplicates, a.InconsistentOffsets, a.OutOfOrder, a.Redelivered, a.UnacknowledgedWritten)
+	fmt.Fprintf(w, "audit    acknowledged %d, lost %d, duplicates %d, inconsistent offsets %d, moved %d, out of order %d, backwards polls %d, skipped polls %d, redelivered %d, unacknowledged but written %d\n",
+		a.Acked, a.Lost, a.Duplicates, a.InconsistentOffsets, a.Moved, a.OutOfOrder, a.BackwardsPolls, a.SkippedPolls, a.Redelivered, a.UnacknowledgedWritten)
 	if p := a.Problem(); p != "" {
 		fmt.Fprintf(w, "AUDIT FAILED: %s\n", p)
 	}

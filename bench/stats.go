@@ -42,6 +42,8 @@ type collector struct {
 	acks        chunked[AckedRecord]
 	cons        chunked[ConsumedRecord]
 	positions   map[int32]int64 // next offset to consume, per partition
+	sessions    map[consumerPartition]uint32
+	lastSession uint32
 
 	sentCount, sentBytes     int64
 	ackedCount, ackedBytes   int64
@@ -55,7 +57,8 @@ type collector struct {
 }
 
 func newCollector(w *Workload, positions map[int32]int64) *collector {
-	c := &collector{w: w, pub: newHist(), e2e: newHist(), errs: make(map[string]int64), positions: make(map[int32]int64)}
+	c := &collector{w: w, pub: newHist(), e2e: newHist(), errs: make(map[string]int64), positions: make(map[int32]int64),
+		sessions: make(map[consumerPartition]uint32)}
 	maps.Copy(c.positions, positions)
 	return c
 }
@@ -133,13 +136,46 @@ func (c *collector) consumeError(err error, now time.Time) {
 	}
 }
 
-// consumed records a poll's records: this run's go to the audit and the
+// consumerPartition is one consumer's view of one partition.
+type consumerPartition struct {
+	consumer  int
+	partition int32
+}
+
+// rebalanced ends the consumer's sessions on partitions ps: an assign,
+// revoke or lost callback named them, so the consumer may restart them
+// from the committed offsets.
+func (c *collector) rebalanced(consumer int, ps []int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range ps {
+		c.lastSession++
+		c.sessions[consumerPartition{consumer, p}] = c.lastSession
+	}
+}
+
+// session is the consumer's current session on partition p, one no other
+// consumer has; c.mu is held.
+func (c *collector) session(consumer int, p int32) uint32 {
+	k := consumerPartition{consumer, p}
+	s, ok := c.sessions[k]
+	if !ok {
+		c.lastSession++
+		s = c.lastSession
+		c.sessions[k] = s
+	}
+	return s
+}
+
+// consumed records a poll of consumer's: this run's records go to the
+// audit, in the consumer's current session of their partition, and to the
 // end-to-end latency (scheduled send time to receipt); any record moves
 // its partition's position.
-func (c *collector) consumed(fs kgo.Fetches, run uint64, now time.Time) {
+func (c *collector) consumed(fs kgo.Fetches, consumer int, run uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.sec(now)
+	part, session := int32(-1), uint32(0)
 	fs.EachRecord(func(rec *kgo.Record) {
 		if rec.Offset+1 > c.positions[rec.Partition] {
 			c.positions[rec.Partition] = rec.Offset + 1
@@ -151,7 +187,10 @@ func (c *collector) consumed(fs kgo.Fetches, run uint64, now time.Time) {
 		}
 		c.consumedCount++
 		c.consBytes += int64(len(rec.Value))
-		c.cons.add(ConsumedRecord{Partition: rec.Partition, Offset: rec.Offset, ID: h.ID})
+		if rec.Partition != part {
+			part, session = rec.Partition, c.session(consumer, rec.Partition)
+		}
+		c.cons.add(ConsumedRecord{Partition: rec.Partition, Session: session, Offset: rec.Offset, ID: h.ID})
 		lat := max(now.Sub(h.Due).Microseconds(), 1)
 		if !h.Due.Before(c.measureFrom) {
 			_ = c.e2e.RecordValue(lat)
@@ -335,6 +374,8 @@ func (c *collector) report(r *runner, target Target, started, start time.Time, p
 	events := append([]FaultEvent(nil), r.events...)
 	r.evMu.Unlock()
 	rep.Faults = recoveries(events, start, ackTimes, producedFor, r.w.Rate)
+	rep.Replicas = r.replicas
+	partitionWaits(rep.Faults, start, acks, producedFor, r.replicas, target.Brokers)
 	rep.Audit = Audit(acks, cons)
 	return rep
 }

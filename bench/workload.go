@@ -61,6 +61,14 @@ type Workload struct {
 	// learn the new leader, which would otherwise dominate the failover
 	// figures. Negative keeps the client's default.
 	MetadataMinAge time.Duration `json:"metadata_min_age_ns"`
+	// RequestTimeout is how long a client waits for a response before it
+	// gives up on the connection and retries, elsewhere if the metadata
+	// says so: franz-go's ProduceRequestTimeout (the time the broker may
+	// take) and RequestTimeoutOverhead (added to every request's
+	// deadline). A broker frozen by SIGSTOP keeps its connections open, so
+	// a client waits this long before it turns to the new leader. 0 keeps
+	// franz-go's defaults, 10 s each.
+	RequestTimeout time.Duration `json:"request_timeout_ns,omitempty"`
 	// DeliveryTimeout bounds how long a record may wait for its
 	// acknowledgement, retries included, before it counts as failed.
 	DeliveryTimeout time.Duration `json:"delivery_timeout_ns"`
@@ -137,6 +145,7 @@ func (w *Workload) Validate() error {
 	check(w.Consumers > 0, "consumers %d: want at least 1", w.Consumers)
 	check(w.MaxBuffered > 0, "max buffered %d: want at least 1", w.MaxBuffered)
 	check(w.DeliveryTimeout > 0, "delivery timeout %v: want more than 0", w.DeliveryTimeout)
+	check(w.RequestTimeout >= 0, "request timeout %v: want 0 or more", w.RequestTimeout)
 	check(w.DrainTimeout > 0, "drain timeout %v: want more than 0", w.DrainTimeout)
 	check(w.Backlog >= 0, "backlog %d: want 0 or more", w.Backlog)
 	if err := errors.Join(errs...); err != nil {
@@ -183,9 +192,9 @@ type RunOptions struct {
 	Limits *Limits
 }
 
-// ErrAudit (wrapped) is returned by Run when acknowledged records were
-// lost or an offset held two different records; the report is returned
-// too.
+// ErrAudit (wrapped) is returned by Run when the data audit failed (see
+// AuditResult.OK): for instance acknowledged records were lost or an
+// offset held two different records; the report is returned too.
 var ErrAudit = errors.New("bench: data audit failed")
 
 // Run runs the workload against w.Brokers and returns its report. The
@@ -227,8 +236,10 @@ type runner struct {
 	group   string
 	stats   *collector
 	assign  assignment
-	events  []FaultEvent
-	evMu    sync.Mutex
+	// replicas are the topic's replica sets as the run began.
+	replicas map[int32][]int32
+	events   []FaultEvent
+	evMu     sync.Mutex
 }
 
 func (r *runner) execute(ctx context.Context) (*Report, error) {
@@ -245,6 +256,12 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if td, err := adm.ListTopics(ctx, r.topic); err == nil && td[r.topic].Err == nil {
+		r.replicas = make(map[int32][]int32)
+		for p, pd := range td[r.topic].Partitions {
+			r.replicas[p] = pd.Replicas
+		}
+	}
 	if r.opt.FaultsFor != nil {
 		r.opt.Faults = r.opt.FaultsFor(r.topic)
 	}
@@ -258,7 +275,7 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 	var consWG sync.WaitGroup
 	consumers := make([]*kgo.Client, w.Consumers)
 	for i := range consumers {
-		cl, err := r.newConsumer()
+		cl, err := r.newConsumer(i)
 		if err != nil {
 			stopConsumers()
 			consWG.Wait()
@@ -268,7 +285,7 @@ func (r *runner) execute(ctx context.Context) (*Report, error) {
 		if w.Backlog > 0 {
 			cl.PauseFetchTopics(r.topic)
 		}
-		consWG.Go(func() { r.consume(consCtx, cl) })
+		consWG.Go(func() { r.consume(consCtx, cl, i) })
 	}
 	defer func() {
 		stopConsumers()
@@ -488,6 +505,9 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 	if w.MetadataMinAge >= 0 {
 		opts = append(opts, kgo.MetadataMinAge(w.MetadataMinAge))
 	}
+	if w.RequestTimeout > 0 {
+		opts = append(opts, kgo.ProduceRequestTimeout(w.RequestTimeout), kgo.RequestTimeoutOverhead(w.RequestTimeout))
+	}
 	switch w.Acks {
 	case -1:
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -506,19 +526,35 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 	return cl, nil
 }
 
-func (r *runner) newConsumer() (*kgo.Client, error) {
+// newConsumer makes the i-th consumer. Its rebalance callbacks wait while
+// it handles a poll (until AllowRebalance), so that each poll's records
+// are recorded in the sessions they were fetched in.
+func (r *runner) newConsumer(i int) (*kgo.Client, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.w.Brokers...),
 		kgo.ConsumerGroup(r.group),
 		kgo.ConsumeTopics(r.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200 * time.Millisecond),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.add(m[r.topic]) }),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.remove(m[r.topic]) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.assign.remove(m[r.topic]) }),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.stats.rebalanced(i, m[r.topic])
+			r.assign.add(m[r.topic])
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.stats.rebalanced(i, m[r.topic])
+			r.assign.remove(m[r.topic])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.stats.rebalanced(i, m[r.topic])
+			r.assign.remove(m[r.topic])
+		}),
 	}
 	if r.w.MetadataMinAge >= 0 {
 		opts = append(opts, kgo.MetadataMinAge(r.w.MetadataMinAge))
+	}
+	if r.w.RequestTimeout > 0 {
+		opts = append(opts, kgo.RequestTimeoutOverhead(r.w.RequestTimeout))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -563,11 +599,13 @@ func (r *runner) produceUntil(ctx context.Context, cl *kgo.Client, gen *recordGe
 	r.produce(ctx, pace, cl, gen, rate, start, d+r.w.DrainTimeout)
 }
 
-// consume reads records until ctx ends.
-func (r *runner) consume(ctx context.Context, cl *kgo.Client) {
+// consume reads records with the i-th consumer until ctx ends. Every poll
+// blocks rebalancing until AllowRebalance, even one that returns nothing.
+func (r *runner) consume(ctx context.Context, cl *kgo.Client, i int) {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
+			cl.AllowRebalance()
 			return
 		}
 		now := time.Now()
@@ -576,7 +614,8 @@ func (r *runner) consume(ctx context.Context, cl *kgo.Client) {
 				r.stats.consumeError(err, now)
 			}
 		})
-		r.stats.consumed(fs, r.run, now)
+		r.stats.consumed(fs, i, r.run, now)
+		cl.AllowRebalance()
 	}
 }
 

@@ -60,6 +60,7 @@ type Broker struct {
 	legacy        *legacyData // a single-broker data directory of an older release, until migrated
 	reconcileWake chan struct{}
 	electWake     chan struct{} // wakes electLoop (failover_partitions.go)
+	views         peerViews     // the other brokers' failure detectors (peer_views.go)
 	metaElectWake chan struct{} // wakes metaElectLoop (failover_metadata.go)
 	registered    chan struct{} // closed once this broker's start is recorded
 	lost          *lostData     // this data directory's ID, and what it lost

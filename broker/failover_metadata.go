@@ -69,6 +69,14 @@ func (e *metaElector) pass(now time.Time) {
 	if !quorumUp(voters, up) {
 		return // no majority to elect anyone
 	}
+	// A leader another voter still reaches is alive and commits with it:
+	// only a cut between it and this broker (see peer_views.go).
+	if id, err := strconv.Atoi(string(leader)); err == nil {
+		_, down := b.peerStates()
+		if b.reachedElsewhere(int32(id), voters, b.peerViews(up, down)) {
+			return
+		}
+	}
 	if now.Sub(e.vacant) < time.Duration(rank)*b.cfg.Timings.RankDelay || now.Sub(e.tried) < b.cfg.Timings.CampaignPause {
 		return
 	}

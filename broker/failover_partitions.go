@@ -77,6 +77,9 @@ type elector struct {
 	// leaders are not held silent for that time.
 	last, resumed time.Time
 	failed        bool // the store failure was reported
+	// views are the live peers' failure detectors this pass (see
+	// peer_views.go); nil when this broker finds no broker down.
+	views map[int32]map[int32]bool
 }
 
 // stallTicks is how many elect ticks a gap between passes must span to
@@ -105,6 +108,7 @@ func (e *elector) pass(now time.Time) {
 	}
 	e.last = now
 	up, down := b.peerStates()
+	e.views = b.peerViews(up, down)
 	for id := range b.cfg.Peers {
 		switch _, was := e.downSince[id]; {
 		case down[id] && !was:
@@ -243,6 +247,11 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 			}
 		}
 		if err == nil && (!down[int32(id)] || heard) && now.Sub(contact) < tm.SilentLeader {
+			return 0, false
+		}
+		// A leader another replica still reaches is alive and commits
+		// with that replica: only a cut between it and this broker.
+		if err == nil && down[int32(id)] && e.b.reachedElsewhere(int32(id), replicas, e.views) {
 			return 0, false
 		}
 		gone = int32(id)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/pubg1/pubg1/broker/cluster"
+	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/kproto"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -130,13 +132,30 @@ func (b *Broker) topicMetadata(t *topic, r *kmsg.MetadataRequest) kmsg.MetadataR
 		// for its local logs); until one has, clients are told to wait
 		// (LEADER_NOT_AVAILABLE).
 		mp.Replicas = t.assign[i]
-		mp.Leader, mp.LeaderEpoch = t.leaders[i].Leader, t.leaders[i].Epoch
+		l := b.currentLeader(t, i)
+		mp.Leader, mp.LeaderEpoch = l.Leader, l.Epoch
 		if mp.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
-		mp.ISR, mp.OfflineReplicas = b.replicaStatus(mp.Replicas, t.leaders[i])
+		mp.ISR, mp.OfflineReplicas = b.replicaStatus(mp.Replicas, l)
 	}
 	return mt
+}
+
+// currentLeader is partition i's leader as the metadata records it, or
+// this broker when its replica leads in a newer epoch than recorded: a
+// broker cut off from the metadata leader (a bridge) leads partitions the
+// metadata cannot hear of until the cut heals, and the clients that ask it
+// learn of them all the same. Clients keep the newest epoch they are told
+// of (KIP-320), so older answers of other brokers do not undo it.
+func (b *Broker) currentLeader(t *topic, i int) cluster.Leader {
+	l := t.leaders[i]
+	if rp, ok := t.parts[i].(partition.Replica); ok {
+		if epoch, ok := rp.Leading(); ok && epoch > l.Epoch {
+			l.Leader, l.Epoch, l.CatchingUp = b.cfg.NodeID, epoch, nil
+		}
+	}
+	return l
 }
 
 func (b *Broker) describeClusterAPI() kproto.API {

@@ -428,8 +428,10 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	addr, _ := c.raft().LeaderWithID()
 	if addr == "" || c.cfg.Mux.PeerDown(addr) {
 		// No leader, or one whose broker the failure detector found
-		// down: its successor is being elected.
-		return Result{}, ErrNotLeader
+		// down: its successor is being elected, or the leader is alive
+		// but cut off from this broker alone (a bridge), which a broker
+		// that reaches both can pass the command to.
+		return c.relay(ctx, cmd)
 	}
 	// A leader that is gone but not yet replaced (a paused process keeps
 	// its connections) must not hold the proposal for its whole deadline:
@@ -532,6 +534,123 @@ func (c *Controller) forward(ctx context.Context, addr raft.ServerAddress, cmd *
 	return res, nil
 }
 
+// cmdRelay asks a broker, over the mux, to forward the command it carries
+// to its metadata leader; it is never applied.
+const cmdRelay = "relay"
+
+// relay passes cmd to the metadata leader through another broker, for a
+// broker that does not reach the leader itself: each live peer in turn is
+// asked to forward it to the leader it knows. A relayed command is waited
+// for here as far as forwardAttempt allows: this broker, cut off from the
+// leader, may not apply it until the cut heals.
+func (c *Controller) relay(ctx context.Context, cmd *Command) (Result, error) {
+	for _, p := range c.cfg.Peers {
+		addr := raft.ServerAddress(p.Addr)
+		if p.ID == c.cfg.NodeID || !c.cfg.Mux.PeerUp(addr) {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, forwardAttempt)
+		res, err := c.call(actx, addr, &Command{Kind: cmdRelay, Relayed: cmd})
+		if err == nil && res.Code != "not_leader" {
+			if res.Code == "not_applied" {
+				cancel()
+				return Result{}, res.Error()
+			}
+			for c.applied.Load() < res.Index && actx.Err() == nil {
+				select {
+				case <-actx.Done():
+				case <-c.stop:
+					cancel()
+					return res, nil
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			cancel()
+			return res, nil
+		}
+		cancel()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Result{}, ErrNotLeader
+}
+
+// cmdPeerView asks a broker which brokers its failure detector finds up;
+// it is never applied.
+const cmdPeerView = "peer_view"
+
+// upPeers lists the other brokers the failure detector finds up.
+func (c *Controller) upPeers() []int32 {
+	var out []int32
+	for _, p := range c.cfg.Peers {
+		if p.ID != c.cfg.NodeID && c.cfg.Mux.PeerUp(raft.ServerAddress(p.Addr)) {
+			out = append(out, p.ID)
+		}
+	}
+	return out
+}
+
+// PeerView asks broker id which other brokers its failure detector finds
+// up. Two brokers that cannot reach each other may both still reach a
+// third: a broker that finds another down asks the others before it takes
+// that broker for gone.
+func (c *Controller) PeerView(ctx context.Context, id int32) ([]int32, error) {
+	for _, p := range c.cfg.Peers {
+		if p.ID == id {
+			res, err := c.call(ctx, raft.ServerAddress(p.Addr), &Command{Kind: cmdPeerView})
+			if err != nil {
+				return nil, fmt.Errorf("cluster: asking broker %d for its view of the others: %w", id, err)
+			}
+			return res.Up, nil
+		}
+	}
+	return nil, fmt.Errorf("cluster: no broker %d", id)
+}
+
+// call sends cmd to the broker at addr over the mux and reads the answer.
+func (c *Controller) call(ctx context.Context, addr raft.ServerAddress, cmd *Command) (Result, error) {
+	conn, err := c.rpc.Dial(addr, 2*time.Second)
+	if err != nil {
+		return Result{}, err
+	}
+	defer conn.Close()
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(30 * time.Second)
+	}
+	_ = conn.SetDeadline(d)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	return roundTrip(conn, cmd)
+}
+
+// serveRelay forwards a relayed command to this broker's metadata leader,
+// or applies it when this broker leads.
+func (c *Controller) serveRelay(cmd *Command) Result {
+	if cmd == nil || cmd.Kind == cmdRelay || cmd.Kind == cmdUnfenceMember {
+		return resultOf(fmt.Errorf("%w: nothing to relay", ErrBadCommand))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), forwardAttempt)
+	defer cancel()
+	if c.IsLeader() {
+		r, err := c.applyLocal(ctx, cmd)
+		if err != nil {
+			return resultOf(err)
+		}
+		return r
+	}
+	addr, _ := c.raft().LeaderWithID()
+	if addr == "" || c.cfg.Mux.PeerDown(addr) {
+		return resultOf(ErrNotLeader)
+	}
+	r, err := c.forward(ctx, addr, cmd)
+	if err != nil {
+		return resultOf(err)
+	}
+	return r
+}
+
 // roundTrip sends cmd on conn and reads the answer.
 func roundTrip(conn io.ReadWriter, cmd *Command) (Result, error) {
 	if err := writeMsg(conn, cmd); err != nil {
@@ -563,6 +682,10 @@ func (c *Controller) serveRPC() {
 			switch {
 			case cmd.Kind == cmdUnfenceMember:
 				c.unfenceMember()
+			case cmd.Kind == cmdRelay:
+				res = c.serveRelay(cmd.Relayed)
+			case cmd.Kind == cmdPeerView:
+				res = Result{Up: c.upPeers()}
 			case !c.IsLeader():
 				res = resultOf(ErrNotLeader)
 			default:

@@ -121,6 +121,9 @@ type Command struct {
 	Count     int64             `json:"count,omitempty"`
 	// Incarnation is the data directory ID of a starting broker.
 	Incarnation string `json:"incarnation,omitempty"`
+	// Relayed is the command a relay request (kind cmdRelay, never
+	// applied) asks a broker to forward to its metadata leader.
+	Relayed *Command `json:"relayed,omitempty"`
 }
 
 // Result is a command's outcome.
@@ -132,6 +135,9 @@ type Result struct {
 	// Index is the command's Raft index, so that a forwarding broker can
 	// wait until it has applied it too.
 	Index uint64 `json:"index,omitempty"`
+	// Up answers a peer view request: the brokers the answering broker's
+	// failure detector finds up.
+	Up []int32 `json:"up,omitempty"`
 }
 
 var codes = map[string]error{

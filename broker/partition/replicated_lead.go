@@ -19,6 +19,11 @@ type Replica interface {
 	// any) and when it last heard from a leader.
 	Role() (state raft.RaftState, leader raft.ServerID, lastContact time.Time)
 
+	// Leading reports whether this replica leads and takes writes, and
+	// its leader epoch. The cluster metadata may not say so yet: a broker
+	// cut off from the metadata leader cannot record its leadership.
+	Leading() (epoch int32, ok bool)
+
 	// Campaign makes this replica, if it follows, stand for election at
 	// once.
 	Campaign() error
@@ -249,6 +254,16 @@ func (p *Replicated) IsLeader() bool {
 func (p *Replicated) Role() (raft.RaftState, raft.ServerID, time.Time) {
 	_, id := p.r.LeaderWithID()
 	return p.r.State(), id, p.r.LastContact()
+}
+
+// Leading implements Replica.
+func (p *Replicated) Leading() (int32, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.leading || p.benched || p.r.State() != raft.Leader {
+		return 0, false
+	}
+	return p.epoch, true
 }
 
 // Campaign makes this replica, if it follows, stand for election at once

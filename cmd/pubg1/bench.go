@@ -45,6 +45,7 @@ type workloadFlags struct {
 	Group          string         `help:"Consumer group (default: one per run)."`
 	Linger         *time.Duration `help:"Producer linger (negative: franz-go's default)."`
 	MetadataMinAge *time.Duration `name:"metadata-min-age" help:"Least time between two metadata refreshes of a client, which bounds how soon it learns a new leader (default 250ms; negative: franz-go's default, 5s)."`
+	RequestTimeout *time.Duration `name:"request-timeout" help:"How long a client waits for a response before it retries, e.g. 1s: franz-go's produce request timeout and request timeout overhead (default: franz-go's, 10s each; a frozen leader's clients wait that long)."`
 	MaxBuffered    *int           `name:"max-buffered" help:"Records in flight per producer (default 10000)."`
 	Backlog        string         `help:"Build this much unread data first (e.g. 1GB), then measure how fast the consumers drain it while producing."`
 	DrainTimeout   *time.Duration `name:"drain-timeout" help:"Bound on flushing, healing and draining at the end (default 2m)."`
@@ -118,6 +119,7 @@ func (f *workloadFlags) workload(brokers []string) (bench.Workload, bench.Preset
 	set(&w.Group, f.Group)
 	set(&w.Linger, f.Linger)
 	set(&w.MetadataMinAge, f.MetadataMinAge)
+	set(&w.RequestTimeout, f.RequestTimeout)
 	set(&w.MaxBuffered, f.MaxBuffered)
 	set(&w.DrainTimeout, f.DrainTimeout)
 	set(&w.DeliveryTimeout, f.Delivery)
@@ -213,7 +215,7 @@ func (c *benchRunCmd) Run() error {
 		local.ChaosDuration = *c.ChaosDuration
 	}
 	if local.Brokers > 0 && local.Chaos && !local.Netns {
-		fmt.Fprintln(os.Stderr, "chaos without network cuts; add --netns (root, Linux) to include leader-isolate and follower-isolate")
+		fmt.Fprintln(os.Stderr, "chaos without network cuts; add --netns (root, Linux) to include leader-isolate, follower-isolate, split and bridge")
 	}
 	if local.Brokers == 0 && (preset.Faults != "" || preset.Chaos) {
 		fmt.Fprintf(os.Stderr, "the %s preset's faults need a local cluster (--cluster N); running without faults against %s\n", preset.Name, c.Brokers)
