@@ -856,7 +856,9 @@ func requestTo(addr string, req kmsg.Request, timeout time.Duration) (kmsg.Respo
 // metadata, its proposals relayed by the third, and does not take the
 // metadata leadership to its side. A topic created through it is created;
 // its answer may time out, since its own copy of the metadata cannot
-// catch up until the cut heals, and a retry finds the topic.
+// catch up until the cut heals, and a retry finds the topic. Then the
+// metadata leader is cut off from both others: they elect another, and it
+// steps down.
 func TestMetadataRelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a local cluster")
@@ -916,6 +918,26 @@ func TestMetadataRelay(t *testing.T) {
 	if got := controller(bridge); got != leader {
 		t.Errorf("metadata leader moved from %d to %d during the cut", leader, got)
 	}
+	if err := c.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The metadata leader cut off from both others: they elect another,
+	// and it stops naming itself the controller.
+	eventually(t, "one metadata leader after the heal", func() bool {
+		leader = controller(1)
+		return leader > 0 && controller(2) == leader && controller(3) == leader
+	})
+	if err := c.Isolate(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	others := []int32{leader%3 + 1, (leader+1)%3 + 1}
+	eventually(t, "a new metadata leader, and the isolated one stepped down", func() bool {
+		a, b := controller(others[0]), controller(others[1])
+		return a > 0 && a != leader && a == b && controller(leader) != leader
+	})
+	t.Logf("metadata leader %d cut off from the others: replaced and stepped down after %v", leader, time.Since(cut).Round(10*time.Millisecond))
 	if err := c.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
