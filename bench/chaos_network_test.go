@@ -1,9 +1,7 @@
 package bench
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -66,17 +64,7 @@ func TestChaosNetwork(t *testing.T) {
 	w.RequestTimeout = time.Second
 	w.DeliveryTimeout = 60 * time.Second
 	w.DrainTimeout = 90 * time.Second
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
-	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, Run)
-	if rep != nil {
-		var sum strings.Builder
-		rep.WriteSummary(&sum)
-		t.Log("\n" + sum.String())
-		t.Log("\n" + waitTable(rep))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runLocal(t, lc, w, waitTable)
 	want, err := ParseFaults(networkSchedule)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,26 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// runLocal runs w against the local cluster lc, logs the report's summary
+// and, with more, what more writes, and fails t if the run failed.
+func runLocal(t *testing.T, lc LocalCluster, w Workload, more func(*Report) string) *Report {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
+	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, Run)
+	if rep != nil {
+		var sum strings.Builder
+		rep.WriteSummary(&sum)
+		t.Log("\n" + sum.String())
+		if more != nil {
+			t.Log("\n" + more(rep))
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 // TestChaosSeeded runs a seeded chaos schedule of about 40 s against a
 // local cluster of three that the runner starts: every fault kind (the
 // network cuts too when the test runs as root on Linux), one at a time,
@@ -40,16 +60,7 @@ func TestChaosSeeded(t *testing.T) {
 	w.Rate, w.RecordSize = 100, 200
 	w.Duration, w.Warmup = 48*time.Second, 0
 	w.DrainTimeout = 90 * time.Second
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
-	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, Run)
-	if rep != nil {
-		var sum strings.Builder
-		rep.WriteSummary(&sum)
-		t.Log("\n" + sum.String())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := runLocal(t, lc, w, nil)
 	seen := make(map[FaultKind]bool)
 	for _, f := range rep.Faults {
 		if f.Event.Err != "" {
