@@ -52,6 +52,7 @@ type Broker struct {
 	txnTopicCreating atomic.Bool // __transaction_state is being created
 	txnTopicMismatch atomic.Bool // its partition count was found wrong (logged once)
 	txnVerifier      txnVerifier
+	sessions         *fetchSessions // fetch sessions (fetch_session.go)
 
 	// The metadata group and the Raft traffic of partitions (see
 	// cluster_start.go). A single broker is a cluster of one.
@@ -133,6 +134,7 @@ func NewWithStore(cfg Config, log zerolog.Logger, store storage.Store) (*Broker,
 		decompressor: kgo.DefaultDecompressor(),
 		buffers:      &kproto.BufferPool{},
 		badInput:     kproto.NewBadInput(log),
+		sessions:     newFetchSessions(cfg.MaxFetchSessions),
 		ctx:          ctx,
 		cancel:       cancel,
 		conns:        make(map[net.Conn]struct{}),

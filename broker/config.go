@@ -39,6 +39,10 @@ type Config struct {
 	// refused while reads go on (storage.BadgerOptions.FreeSpaceReserve).
 	// Zero takes storage.DefaultFreeSpaceReserve; negative keeps none.
 	DiskFreeReserve int64
+	// MaxFetchSessions is how many incremental fetch sessions (KIP-227)
+	// the broker keeps, as Kafka's max.incremental.fetch.session.cache.slots;
+	// 0 turns them off.
+	MaxFetchSessions int
 
 	// Consumer groups, as Kafka's settings of the same names (see
 	// coordinator.Config): offsets.topic.num.partitions,
@@ -179,6 +183,7 @@ func DefaultConfig() Config {
 		LogRetentionBytes:        -1,
 		RetentionCheckInterval:   5 * time.Minute,
 		CleanerBackoff:           15 * time.Second,
+		MaxFetchSessions:         1000,
 
 		OffsetsTopicPartitions:        50,
 		GroupMinSessionTimeout:        6 * time.Second,
@@ -240,6 +245,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("peer %d address %q: %w", id, addr, err))
 			}
 		}
+	}
+	if c.MaxFetchSessions < 0 {
+		errs = append(errs, fmt.Errorf("max fetch sessions %d must not be negative", c.MaxFetchSessions))
 	}
 	if c.CleanerBackoff <= 0 {
 		errs = append(errs, fmt.Errorf("log cleaner backoff %v must be positive", c.CleanerBackoff))

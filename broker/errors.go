@@ -22,6 +22,11 @@ var (
 	ErrInvalidRequest           = errors.New("invalid request")
 	ErrMessageTooLarge          = errors.New("record batch larger than max.message.bytes")
 	ErrClosed                   = errors.New("broker closed")
+	// Fetch sessions (fetch_session.go).
+	ErrFetchSessionNotFound     = errors.New("fetch session not found")
+	ErrInvalidFetchSessionEpoch = errors.New("fetch session epoch is not the one expected")
+	ErrFetchSessionTopicID      = errors.New("fetch session and request differ in naming topics by ID")
+	ErrInconsistentTopicID      = errors.New("topic ID of a deleted topic whose name now has another ID")
 )
 
 // errorCode maps an error from the broker or the layers below it to the
@@ -38,6 +43,14 @@ func errorCode(err error) int16 {
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, ErrUnknownTopicID):
 		return kerr.UnknownTopicID.Code
+	case errors.Is(err, ErrInconsistentTopicID):
+		return kerr.InconsistentTopicID.Code
+	case errors.Is(err, ErrFetchSessionNotFound):
+		return kerr.FetchSessionIDNotFound.Code
+	case errors.Is(err, ErrInvalidFetchSessionEpoch):
+		return kerr.InvalidFetchSessionEpoch.Code
+	case errors.Is(err, ErrFetchSessionTopicID):
+		return kerr.FetchSessionTopicIDError.Code
 	case errors.Is(err, ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
 	case errors.Is(err, ErrInvalidTopic):

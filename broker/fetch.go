@@ -6,7 +6,6 @@ import (
 
 	"github.com/pubg1/pubg1/broker/partition"
 	"github.com/pubg1/pubg1/kproto"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -32,13 +31,20 @@ func rejectFetch(req kmsg.Request, code int16) kmsg.Response {
 	return resp
 }
 
-// fetchPart is one partition of a Fetch request.
+// fetchPart is one partition of a Fetch request, or of its session.
 type fetchPart struct {
 	p        partition.Partition // nil when err is set
 	err      error
 	offset   int64
 	maxBytes int
 	out      *kmsg.FetchResponseTopicPartition
+	// key names the partition in a fetch session; leaderEpoch is the
+	// client's current leader epoch; topicName and topicID are the topic
+	// the request resolved to (empty when unknown).
+	key         sessionKey
+	leaderEpoch int32
+	topicName   string
+	topicID     [16]byte
 }
 
 // fetchRequest is a Fetch being answered, possibly after waiting.
@@ -50,42 +56,67 @@ type fetchRequest struct {
 	// committed is read_committed isolation: reads stop at the last
 	// stable offset and come with the aborted transactions.
 	committed bool
+	// finish, when set, completes the response just before it is sent: it
+	// creates a fetch session, or picks what an incremental fetch returns
+	// (fetch_session.go).
+	finish func()
 }
 
-// fetch answers at once when there is enough data, an error, or no wait
-// allowed; otherwise it waits on a goroutine for the high watermark of any
-// of the partitions to move, rereading each time, until MinBytes are
-// available or MaxWaitMillis passes.
+// fetch answers a Fetch. Fetch v7+ carries a session ID and epoch
+// (KIP-227): epoch 0 (INITIAL) and -1 (FINAL) ask for a full fetch and
+// close the session they name, and 0 also asks for a new session; any
+// other epoch is an incremental fetch of an existing session.
 func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(kmsg.Response)) {
 	r := req.Msg.(*kmsg.FetchRequest)
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
-	if r.Version >= 7 && r.SessionEpoch > 0 {
-		// An incremental fetch needs a session, and PubG1 never hands one
-		// out (it answers full fetches with session 0): start over. Epoch
-		// 0 or -1 is a full fetch, whatever session ID comes with it.
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-		respond(resp)
-		return
-	}
 	f := &fetchRequest{resp: resp, minBytes: int(r.MinBytes), maxBytes: int(r.MaxBytes), committed: r.IsolationLevel == 1}
 	if r.Version < 3 || f.maxBytes <= 0 {
 		f.maxBytes = int(^uint(0) >> 1)
 	}
+	switch {
+	case r.Version < 7:
+		b.fullFetch(f, r)
+	case r.SessionEpoch != fetchEpochInitial && r.SessionEpoch != fetchEpochFinal:
+		if err := b.incrementalFetch(f, r); err != nil {
+			// As Kafka: a top-level error and no partitions.
+			resp.ErrorCode = errorCode(err)
+			respond(resp)
+			return
+		}
+	default:
+		if r.SessionID != 0 {
+			b.sessions.remove(r.SessionID)
+		}
+		b.fullFetch(f, r)
+		if r.SessionEpoch == fetchEpochInitial {
+			byTopicID := r.Version >= 13
+			f.finish = func() { resp.SessionID = b.sessions.create(byTopicID, f.parts) }
+		}
+	}
+	b.answerFetch(ctx, f, time.Duration(r.MaxWaitMillis)*time.Millisecond, respond)
+}
+
+// fullFetch fills f with the partitions the request lists, in its order.
+func (b *Broker) fullFetch(f *fetchRequest, r *kmsg.FetchRequest) {
+	byTopicID := r.Version >= 13
+	resp := f.resp
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
 	for i := range r.Topics {
 		rt := &r.Topics[i]
 		st := &resp.Topics[i]
 		st.Default()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		t, terr := b.topicByRequest(r.Version >= 13, rt.Topic, rt.TopicID)
+		t, terr := b.topicByRequest(byTopicID, rt.Topic, rt.TopicID)
 		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := &st.Partitions[j]
 			sp.Default()
 			sp.Partition = rp.Partition
-			fp := fetchPart{err: terr, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: sp}
+			fp := fetchPart{err: terr, offset: rp.FetchOffset, maxBytes: int(rp.PartitionMaxBytes), out: sp,
+				key: newSessionKey(byTopicID, rt.Topic, rt.TopicID, rp.Partition), leaderEpoch: rp.CurrentLeaderEpoch}
 			if fp.err == nil {
+				fp.topicName, fp.topicID = t.name, t.id
 				if fp.p, fp.err = leaderPartition(t, rp.Partition); fp.err == nil {
 					fp.err = checkLeaderEpoch(rp.CurrentLeaderEpoch, fp.p.Offsets().LeaderEpoch)
 				}
@@ -93,10 +124,22 @@ func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(km
 			f.parts = append(f.parts, fp)
 		}
 	}
-	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
+}
+
+// answerFetch answers at once when there is enough data, an error, or no
+// wait allowed; otherwise it waits on a goroutine for the high watermark of
+// any of the partitions to move, rereading each time, until MinBytes are
+// available or the wait passes.
+func (b *Broker) answerFetch(ctx context.Context, f *fetchRequest, wait time.Duration, respond func(kmsg.Response)) {
+	send := func() {
+		if f.finish != nil {
+			f.finish()
+		}
+		respond(f.resp)
+	}
 	if wait <= 0 || f.minBytes <= 0 {
 		f.read()
-		respond(resp)
+		send()
 		return
 	}
 	// Watch before the first read so that an append between the read and
@@ -116,7 +159,7 @@ func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(km
 	}
 	if f.read() {
 		unwatch()
-		respond(resp)
+		send()
 		return
 	}
 	started := b.goFunc(func() {
@@ -127,22 +170,24 @@ func (b *Broker) fetch(ctx context.Context, req *kproto.Request, respond func(km
 			select {
 			case <-wake:
 				if f.read() {
-					respond(resp)
+					send()
 					return
 				}
 			case <-timer.C:
 				f.read()
-				respond(resp)
+				send()
 				return
 			case <-ctx.Done():
-				respond(resp)
+				// The connection or the broker is closing: the answer
+				// goes nowhere, so it changes no session either.
+				respond(f.resp)
 				return
 			}
 		}
 	})
 	if !started {
 		unwatch()
-		respond(resp)
+		respond(f.resp)
 	}
 }
 

@@ -340,12 +340,13 @@ func TestFetchLeaderEpoch(t *testing.T) {
 	}
 }
 
-// TestFetchSessions checks the session fields of Fetch v7+. PubG1 never
-// creates sessions; Kafka (FetchManager.newContext) treats epoch 0 (INITIAL)
-// and -1 (FINAL) as full fetches whatever the session ID (a named session is
-// closed), and answers FETCH_SESSION_ID_NOT_FOUND only to an incremental
-// fetch (epoch > 0) whose session it does not have.
-func TestFetchSessions(t *testing.T) {
+// TestFetchSessionFields checks how Fetch v7+ reads the session fields,
+// as Kafka (FetchManager.newContext): epoch 0 (INITIAL) and -1 (FINAL) are
+// full fetches whatever the session ID (a named session is closed), 0
+// creating a session and -1 not; any other epoch is an incremental fetch,
+// answered FETCH_SESSION_ID_NOT_FOUND with no partitions when the broker
+// does not have its session.
+func TestFetchSessionFields(t *testing.T) {
 	b := runBroker(t)
 	c := dial(t, b)
 	name := uniqueTopic(t, "")
@@ -360,6 +361,7 @@ func TestFetchSessions(t *testing.T) {
 		{12345, 1, kerr.FetchSessionIDNotFound.Code},
 		{12345, 7, kerr.FetchSessionIDNotFound.Code},
 		{0, 1, kerr.FetchSessionIDNotFound.Code},
+		{0, -2, kerr.FetchSessionIDNotFound.Code},
 		{12345, 0, 0},
 		{12345, -1, 0},
 	}
@@ -377,13 +379,13 @@ func TestFetchSessions(t *testing.T) {
 					t.Fatalf("top-level error %d, want %d", resp.ErrorCode, tt.want)
 				}
 				if tt.want != 0 {
-					if len(resp.Topics) != 0 {
-						t.Fatalf("%d topics in a session error response", len(resp.Topics))
+					if len(resp.Topics) != 0 || resp.SessionID != 0 {
+						t.Fatalf("session %d and %d topics in a session error response", resp.SessionID, len(resp.Topics))
 					}
 					return
 				}
-				if resp.SessionID != 0 {
-					t.Fatalf("session ID %d, but PubG1 does not create sessions", resp.SessionID)
+				if created := resp.SessionID != 0; created != (tt.epoch == 0) {
+					t.Fatalf("session ID %d after a full fetch with epoch %d", resp.SessionID, tt.epoch)
 				}
 				if len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 {
 					t.Fatalf("topics %+v", resp.Topics)

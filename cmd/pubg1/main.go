@@ -50,6 +50,7 @@ type serveCmd struct {
 	CleanerBackoff    time.Duration `name:"log-cleaner-backoff" default:"15s" env:"PUBG1_LOG_CLEANER_BACKOFF" help:"How often compacted topics (cleanup.policy=compact, __consumer_offsets) are checked for compaction."`
 	LogAppendTime     bool          `name:"log-append-time" env:"PUBG1_LOG_APPEND_TIME" help:"Make LogAppendTime the default message.timestamp.type."`
 	DiskReserve       int64         `name:"disk-free-reserve" default:"134217728" env:"PUBG1_DISK_FREE_RESERVE" help:"Free bytes kept on the data directory's filesystem: below them produce and offset commits are refused (KAFKA_STORAGE_ERROR) while reads go on, until space is freed; -1 for none."`
+	MaxFetchSessions  int           `name:"max-fetch-sessions" default:"1000" env:"PUBG1_MAX_FETCH_SESSIONS" help:"Incremental fetch sessions (KIP-227) kept, as max.incremental.fetch.session.cache.slots; 0 turns them off."`
 	DebugListen       string        `name:"debug-listen" env:"PUBG1_DEBUG_LISTEN" help:"Serve Go pprof profiles over HTTP on this address (off when empty)."`
 
 	OffsetsTopicPartitions     int32         `name:"offsets-topic-partitions" default:"50" env:"PUBG1_OFFSETS_TOPIC_PARTITIONS" help:"Partitions of __consumer_offsets when it is created (offsets.topic.num.partitions)."`
@@ -77,6 +78,7 @@ func (s *serveCmd) Run(log zerolog.Logger) error {
 	cfg.LogRetention, cfg.LogRetentionBytes, cfg.RetentionCheckInterval = s.LogRetention, s.LogRetentionBytes, s.RetentionCheck
 	cfg.CleanerBackoff = s.CleanerBackoff
 	cfg.DiskFreeReserve = s.DiskReserve
+	cfg.MaxFetchSessions = s.MaxFetchSessions
 	cfg.LogAppendTime = s.LogAppendTime
 	cfg.OffsetsTopicPartitions = s.OffsetsTopicPartitions
 	cfg.GroupMinSessionTimeout, cfg.GroupMaxSessionTimeout = s.GroupMinSessionTimeout, s.GroupMaxSessionTimeout

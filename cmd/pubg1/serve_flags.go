@@ -44,6 +44,9 @@ func (s *serveCmd) check() error {
 	if s.DiskReserve < -1 {
 		bad("--disk-free-reserve %d must be -1 (none) or a number of bytes", s.DiskReserve)
 	}
+	if s.MaxFetchSessions < 0 {
+		bad("--max-fetch-sessions %d must not be negative", s.MaxFetchSessions)
+	}
 	if s.MessageMaxBytes < 0 {
 		bad("--message-max-bytes %d must not be negative", s.MessageMaxBytes)
 	}
