@@ -190,6 +190,9 @@ type RunOptions struct {
 	// Limits, if set, are the machine's ceilings the report relates the
 	// results to.
 	Limits *Limits
+	// ClientLog, if set, receives the producers' franz-go debug log, to
+	// see what a client did during a fault.
+	ClientLog io.Writer
 }
 
 // ErrAudit (wrapped) is returned by Run when the data audit failed (see
@@ -507,6 +510,11 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 	}
 	if w.RequestTimeout > 0 {
 		opts = append(opts, kgo.ProduceRequestTimeout(w.RequestTimeout), kgo.RequestTimeoutOverhead(w.RequestTimeout))
+	}
+	if r.opt.ClientLog != nil {
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(r.opt.ClientLog, kgo.LogLevelDebug, func() string {
+			return time.Now().UTC().Format("15:04:05.000 ")
+		})))
 	}
 	switch w.Acks {
 	case -1:
