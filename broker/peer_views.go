@@ -12,21 +12,22 @@ import (
 // commits with the third's vote. Standing for election against such a
 // leader only moves the leadership to the other side, and back. So before
 // a broker takes a leader for gone, it asks its live peers which brokers
-// they find up (their views), and leaves a leader alone that a replica of
-// the same group still reaches.
+// they have heard from in the last moment (their views), and leaves a
+// leader alone that a replica of the same group still hears. A frozen
+// broker is silent to everyone at once, so no view holds it up.
 
 // peerViews caches the other brokers' views for a short while.
 type peerViews struct {
 	mu    sync.Mutex
 	at    time.Time
-	views map[int32]map[int32]bool // peer -> brokers it finds up
+	views map[int32]map[int32]bool // peer -> brokers it heard from recently
 }
 
 // viewsFresh is how long fetched views are used.
 const viewsFresh = 250 * time.Millisecond
 
 // peerViews returns, per peer the failure detector finds up, the brokers
-// that peer finds up. It asks only while this broker finds some broker
+// that peer has heard from recently. It asks only while this broker finds some broker
 // down (nil otherwise), every peer at once, each for at most half an elect
 // tick; a peer that does not answer in time has no view.
 func (b *Broker) peerViews(up, down map[int32]bool) map[int32]map[int32]bool {
@@ -72,7 +73,7 @@ func (b *Broker) peerViews(up, down map[int32]bool) map[int32]map[int32]bool {
 }
 
 // reachedElsewhere reports whether a broker of members other than this
-// one and broker id itself finds broker id up in views.
+// one and broker id itself has heard from broker id recently (views).
 func (b *Broker) reachedElsewhere(id int32, members []int32, views map[int32]map[int32]bool) bool {
 	for _, m := range members {
 		if m != b.cfg.NodeID && m != id && views[m][id] {

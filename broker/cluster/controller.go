@@ -576,23 +576,32 @@ func (c *Controller) relay(ctx context.Context, cmd *Command) (Result, error) {
 	return Result{}, ErrNotLeader
 }
 
-// cmdPeerView asks a broker which brokers its failure detector finds up;
+// cmdPeerView asks a broker which brokers it has heard from recently;
 // it is never applied.
 const cmdPeerView = "peer_view"
 
-// upPeers lists the other brokers the failure detector finds up.
+// peerHeardWithin is how recently a broker must have heard from another
+// for its view to count that one as reached. The failure detector pings a
+// peer silent for 500 ms, checking every 500 ms, so a live, reachable peer
+// has answered within about a second; a frozen one has been silent for
+// 1.5 s (the detector's DeadAfter) by the time another broker finds it
+// down, and every broker stopped hearing from it at the same moment.
+const peerHeardWithin = 1200 * time.Millisecond
+
+// upPeers lists the other brokers this broker has heard from recently
+// (peerHeardWithin).
 func (c *Controller) upPeers() []int32 {
 	var out []int32
 	for _, p := range c.cfg.Peers {
-		if p.ID != c.cfg.NodeID && c.cfg.Mux.PeerUp(raft.ServerAddress(p.Addr)) {
+		if p.ID != c.cfg.NodeID && c.cfg.Mux.PeerHeardWithin(raft.ServerAddress(p.Addr), peerHeardWithin) {
 			out = append(out, p.ID)
 		}
 	}
 	return out
 }
 
-// PeerView asks broker id which other brokers its failure detector finds
-// up. Two brokers that cannot reach each other may both still reach a
+// PeerView asks broker id which other brokers it has heard from recently
+// (peerHeardWithin). Two brokers that cannot reach each other may both still reach a
 // third: a broker that finds another down asks the others before it takes
 // that broker for gone.
 func (c *Controller) PeerView(ctx context.Context, id int32) ([]int32, error) {

@@ -135,8 +135,8 @@ type Result struct {
 	// Index is the command's Raft index, so that a forwarding broker can
 	// wait until it has applied it too.
 	Index uint64 `json:"index,omitempty"`
-	// Up answers a peer view request: the brokers the answering broker's
-	// failure detector finds up.
+	// Up answers a peer view request: the brokers the answering broker
+	// has heard from recently.
 	Up []int32 `json:"up,omitempty"`
 }
 

@@ -68,6 +68,19 @@ func (m *Mux) PeerDown(addr raft.ServerAddress) bool {
 	return p.watched && p.known && !p.up
 }
 
+// PeerHeardWithin reports whether the watched peer at addr is up and
+// answered within d. A peer that is merely not found down yet, silent for
+// less than DeadAfter, is not: a frozen broker stays "up" that long.
+func (m *Mux) PeerHeardWithin(addr raft.ServerAddress, d time.Duration) bool {
+	p := m.knownPeer(addr)
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.watched && p.up && time.Since(p.lastAnswer) < d
+}
+
 // peerState reports whether addr is watched and up and, while it is down,
 // a channel closed when it comes up.
 func (m *Mux) peerState(addr raft.ServerAddress) (watched, up bool, upCh <-chan struct{}) {
