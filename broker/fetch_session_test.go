@@ -613,13 +613,12 @@ func TestFetchSessionFranzGo(t *testing.T) {
 				t.Fatalf("%d records after all were read", n)
 			}
 			least, n := sizes.smallest()
-			// A full Fetch lists 200 partitions: thousands of bytes.
-			full := partitions * 20
-			if sessions && least >= full/4 {
+			// A full Fetch of the 200 partitions takes thousands of bytes;
+			// an incremental one with nothing new to list, a few dozen.
+			// (Without sessions a Fetch may still be small: franz-go
+			// leaves out partitions whose fetched records it still holds.)
+			if full := partitions * 20; sessions && least >= full/4 {
 				t.Fatalf("smallest of %d Fetch requests %d bytes: no incremental fetch", n, least)
-			}
-			if !sessions && least < full {
-				t.Fatalf("smallest of %d Fetch requests %d bytes without sessions", n, least)
 			}
 			t.Logf("%d Fetch requests, the smallest %d bytes", n, least)
 		})
