@@ -443,6 +443,14 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 	if err != nil {
 		return Result{}, err
 	}
+	return c.settle(ctx, res)
+}
+
+// settle turns the leader's answer to a forwarded or relayed command into
+// the proposal's outcome and waits, until ctx ends, for this broker to
+// have applied the change, so that a client that asks it next sees what
+// it just did.
+func (c *Controller) settle(ctx context.Context, res Result) (Result, error) {
 	switch res.Code {
 	case "not_leader":
 		return Result{}, ErrNotLeader
@@ -450,8 +458,6 @@ func (c *Controller) proposeOnce(ctx context.Context, cmd *Command) (Result, err
 		// The leader's Raft did not take it: an error, not a result.
 		return Result{}, res.Error()
 	}
-	// Wait until this broker has applied the change, so a client that
-	// asks it next sees what it just did.
 	for c.applied.Load() < res.Index {
 		select {
 		case <-ctx.Done():
@@ -551,22 +557,12 @@ func (c *Controller) relay(ctx context.Context, cmd *Command) (Result, error) {
 		}
 		actx, cancel := context.WithTimeout(ctx, forwardAttempt)
 		res, err := c.call(actx, addr, &Command{Kind: cmdRelay, Relayed: cmd})
-		if err == nil && res.Code != "not_leader" {
-			if res.Code == "not_applied" {
+		if err == nil {
+			// Unreachable or leaderless peers are passed over.
+			if res, err = c.settle(actx, res); !errors.Is(err, ErrNotLeader) {
 				cancel()
-				return Result{}, res.Error()
+				return res, err
 			}
-			for c.applied.Load() < res.Index && actx.Err() == nil {
-				select {
-				case <-actx.Done():
-				case <-c.stop:
-					cancel()
-					return res, nil
-				case <-time.After(2 * time.Millisecond):
-				}
-			}
-			cancel()
-			return res, nil
 		}
 		cancel()
 		if ctx.Err() != nil {

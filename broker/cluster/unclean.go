@@ -143,15 +143,7 @@ func (c *Controller) votersAlive(ru *run) bool {
 
 // sendUnfence asks the broker at addr to lift its metadata member's fence.
 func (c *Controller) sendUnfence(ctx context.Context, addr raft.ServerAddress) error {
-	conn, err := c.rpc.Dial(addr, 5*time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
-	res, err := roundTrip(conn, &Command{Kind: cmdUnfenceMember})
+	res, err := c.call(ctx, addr, &Command{Kind: cmdUnfenceMember})
 	if err != nil {
 		return err
 	}
