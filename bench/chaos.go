@@ -7,12 +7,16 @@ import (
 
 // chaosPairs are the faults a chaos schedule draws from, each with the
 // fault that undoes it.
+// The kinds that need network namespaces come last.
 var chaosPairs = [][2]FaultKind{
 	{LeaderKill, LeaderRestart},
 	{FollowerKill, FollowerRestart},
 	{LeaderPause, LeaderResume},
 	{FollowerPause, FollowerResume},
+	{ControllerKill, ControllerRestart},
+	{ControllerPause, ControllerResume},
 	{LeaderIsolate, NetHeal},
+	{ControllerIsolate, NetHeal},
 	{FollowerIsolate, NetHeal},
 	{Split, NetHeal},
 	{Bridge, NetHeal},
@@ -30,7 +34,7 @@ func ChaosSchedule(seed int64, duration time.Duration, netns bool) []Fault {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x70756267315f6368)) // "pubg1_ch"
 	pairs := chaosPairs
 	if !netns {
-		pairs = pairs[:4]
+		pairs = pairs[:chaosLocalPairs()]
 	}
 	unit := duration / time.Duration(3*len(pairs)+2)
 	unit = max(time.Second, min(unit, 20*time.Second))
@@ -52,4 +56,14 @@ func ChaosSchedule(seed int64, duration time.Duration, netns bool) []Fault {
 			t += hold + jitter()
 		}
 	}
+}
+
+// chaosLocalPairs counts the leading chaos pairs that need no network
+// namespaces.
+func chaosLocalPairs() int {
+	n := 0
+	for n < len(chaosPairs) && !chaosPairs[n][0].NeedsNetns() {
+		n++
+	}
+	return n
 }

@@ -14,7 +14,9 @@ const networkSchedule = "leader-isolate@6s,heal@14s," +
 	"split@20s,heal@28s," +
 	"bridge@34s,heal@42s," +
 	"leader-kill@48s,leader-restart@56s," +
-	"leader-pause@62s,leader-resume@70s"
+	"leader-pause@62s,leader-resume@70s," +
+	"controller-pause@76s,controller-resume@84s," +
+	"controller-isolate@90s,heal@98s"
 
 // TestChaosNetwork runs five brokers, each in its own network namespace on
 // a bridge, with a topic of ten partitions and three replicas, and injects
@@ -22,7 +24,8 @@ const networkSchedule = "leader-isolate@6s,heal@14s," +
 // leader cut off from the other brokers (clients still reach it), a split
 // (the leader and a broker outside its partition against the other three),
 // a bridge (two halves that both reach one broker), a kill (SIGKILL, then a
-// restart) and a freeze (SIGSTOP, then SIGCONT). Two idempotent acks=all
+// restart) and a freeze (SIGSTOP, then SIGCONT); then a freeze and a cut
+// aimed at the controller (the metadata group's leader). Two idempotent acks=all
 // producers write 1,000 records/s with keys spread over every partition
 // while two consumers of one group read them; the clients give up on a
 // request after 1 s (a produce after 2 s) and retry.
@@ -40,7 +43,7 @@ const networkSchedule = "leader-isolate@6s,heal@14s," +
 // brokers, to compare builds with the same test.
 func TestChaosNetwork(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs five brokers for about a minute and a half")
+		t.Skip("runs five brokers for about two minutes")
 	}
 	if err := netnsSupported(); err != nil {
 		t.Skipf("needs network namespaces (root on Linux): %v", err)
@@ -56,7 +59,7 @@ func TestChaosNetwork(t *testing.T) {
 	w.Producers, w.Consumers = 2, 2
 	w.Acks, w.Idempotent = -1, true
 	w.Keys, w.KeySpace = KeysUniform, 10000
-	w.Duration, w.Warmup = 76*time.Second, 0
+	w.Duration, w.Warmup = 104*time.Second, 0
 	w.MetadataMinAge = 250 * time.Millisecond
 	// A frozen leader keeps its connections open: the clients give up on
 	// a request after 1 s (2 s for a produce) rather than franz-go's 10 s
@@ -85,7 +88,7 @@ func TestChaosNetwork(t *testing.T) {
 	}
 	// Each network fault cut the cluster as it should.
 	for _, f := range rep.Faults {
-		if got, want := len(f.Event.Cuts), map[FaultKind]int{LeaderIsolate: 4, Split: 6, Bridge: 4}[f.Event.Kind]; got != want {
+		if got, want := len(f.Event.Cuts), map[FaultKind]int{LeaderIsolate: 4, ControllerIsolate: 4, Split: 6, Bridge: 4}[f.Event.Kind]; got != want {
 			t.Errorf("%s at %.1f s left %d broker pairs cut, want %d: %v", f.Event.Kind, f.At, got, want, f.Event.Cuts)
 		}
 	}
@@ -105,13 +108,13 @@ func waitTable(rep *Report) string {
 		parts = append(parts, fmt.Sprintf("%d:%v", p, rep.Replicas[p]))
 	}
 	fmt.Fprintf(&b, "replicas %s\n", strings.Join(parts, " "))
-	fmt.Fprintf(&b, "%-8s %-15s %-7s %-28s %s\n", "at", "event", "broker", "longest wait (partition)", "longest wait, connected majority")
+	fmt.Fprintf(&b, "%-8s %-18s %-7s %-28s %s\n", "at", "event", "broker", "longest wait (partition)", "longest wait, connected majority")
 	for _, f := range rep.Faults {
 		kept := "-"
 		if f.LongestWaitKeptMajority != nil {
 			kept = fmt.Sprintf("%.2f s (%d of %d partitions)", *f.LongestWaitKeptMajority, len(f.KeptMajority), len(f.PartitionWaits))
 		}
-		fmt.Fprintf(&b, "%6.1f s %-15s %-7d %-28s %s\n", f.At, f.Event.Kind, f.Event.Broker,
+		fmt.Fprintf(&b, "%6.1f s %-18s %-7d %-28s %s\n", f.At, f.Event.Kind, f.Event.Broker,
 			fmt.Sprintf("%.2f s (%d)", f.LongestWait, f.LongestWaitPartition), kept)
 	}
 	return b.String()

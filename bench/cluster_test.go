@@ -156,14 +156,15 @@ func metadataFrom(addr, topic string) (partitionView, error) {
 	if err != nil {
 		return partitionView{}, err
 	}
-	for _, tp := range r.(*kmsg.MetadataResponse).Topics {
+	resp := r.(*kmsg.MetadataResponse)
+	for _, tp := range resp.Topics {
 		for _, p := range tp.Partitions {
 			if p.Partition == 0 && p.ErrorCode == 0 {
-				return partitionView{leader: p.Leader, epoch: p.LeaderEpoch, replicas: p.Replicas}, nil
+				return partitionView{controller: resp.ControllerID, leader: p.Leader, epoch: p.LeaderEpoch, replicas: p.Replicas}, nil
 			}
 		}
 	}
-	return partitionView{leader: -1}, nil
+	return partitionView{controller: resp.ControllerID, leader: -1}, nil
 }
 
 // eventually fails t unless cond holds within 30 s (failover takes a
@@ -383,6 +384,35 @@ func newLeaderElected(t *testing.T, c *Cluster, topic string, old int32, skip ..
 	return leader
 }
 
+// controllerAgreed waits until every broker but skip names the same
+// controller, other than old, and returns it.
+func controllerAgreed(t *testing.T, c *Cluster, topic string, old int32, skip ...int32) int32 {
+	t.Helper()
+	var ctrl int32
+	var views []string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok := ktest.Until(ctx, 50*time.Millisecond, func() bool {
+		ctrl, views = -1, nil
+		for id := int32(1); id <= int32(c.Brokers()); id++ {
+			if containsID(skip, id) {
+				continue
+			}
+			v, err := metadataFrom(c.Broker(id).Addr, topic)
+			views = append(views, fmt.Sprintf("broker %d: controller %d err %v", id, v.controller, err))
+			if err != nil || v.controller < 0 || v.controller == old || (ctrl >= 0 && v.controller != ctrl) {
+				return false
+			}
+			ctrl = v.controller
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("no agreed controller other than %d within 30s; last views: %v", old, views)
+	}
+	return ctrl
+}
+
 // leaderAgreed waits until every broker names every broker and the same
 // leader.
 func leaderAgreed(t *testing.T, c *Cluster, topic string) int32 {
@@ -545,6 +575,21 @@ func TestClusterFaults(t *testing.T) {
 	l.progressing(t, "with a follower paused")
 	inject(t, inj, FollowerResume)
 	eventually(t, "the resumed follower running", func() bool { return procState(t, pid) != "T" })
+
+	// Controller paused: the broker every broker names as the
+	// controller; the others elect another.
+	leaderAgreed(t, c, topic)
+	ctrl := controllerAgreed(t, c, topic, -1)
+	ev = inject(t, inj, ControllerPause)
+	if ev.Broker != ctrl {
+		t.Fatalf("controller-pause hit broker %d, the controller is %d", ev.Broker, ctrl)
+	}
+	pid = c.Broker(ctrl).Pid()
+	eventually(t, "the paused controller stopped", func() bool { return procState(t, pid) == "T" })
+	controllerAgreed(t, c, topic, ctrl, ctrl)
+	l.progressing(t, "with the controller paused")
+	inject(t, inj, ControllerResume)
+	eventually(t, "the resumed controller running", func() bool { return procState(t, pid) != "T" })
 
 	// Undoing what is not in effect fails as an event, not a panic.
 	if ev := inj.Inject(context.Background(), LeaderRestart); ev.Err == "" {

@@ -10,7 +10,7 @@ type FaultKind string
 
 // The fault kinds. A "leader" target is the broker leading the benchmarked
 // partition at the moment of the fault; a "follower" one of its other
-// replicas. Restarts and resumes act on the broker the matching kill or
+// replicas; a "controller" the metadata group's leader. Restarts and resumes act on the broker the matching kill or
 // pause hit.
 const (
 	LeaderKill      FaultKind = "leader-kill"      // SIGKILL the partition leader
@@ -33,6 +33,13 @@ const (
 	// followers).
 	Bridge  FaultKind = "bridge"
 	NetHeal FaultKind = "heal" // remove every network cut
+	// The controller kinds hit the metadata group's leader of the moment
+	// (the controller Metadata names), whatever partitions it leads.
+	ControllerKill    FaultKind = "controller-kill"    // SIGKILL the controller
+	ControllerRestart FaultKind = "controller-restart" // restart the killed controller
+	ControllerPause   FaultKind = "controller-pause"   // SIGSTOP the controller
+	ControllerResume  FaultKind = "controller-resume"  // SIGCONT it
+	ControllerIsolate FaultKind = "controller-isolate" // cut the controller off from the other brokers
 )
 
 // Fault is one scheduled fault, At after the start of the measured phase.

@@ -17,7 +17,7 @@ import (
 
 // faultAction is what a fault kind does, and to which role.
 type faultAction struct {
-	role string // "leader", "follower", or "" for heal
+	role string // "leader", "follower", "controller", or "" for heal
 	verb string // kill, restart, pause, resume, isolate, heal
 }
 
@@ -35,13 +35,23 @@ var faultActions = map[FaultKind]faultAction{
 	Split:           {"leader", "split"},
 	Bridge:          {"leader", "bridge"},
 	NetHeal:         {"", "heal"},
+
+	ControllerKill:    {"controller", "kill"},
+	ControllerRestart: {"controller", "restart"},
+	ControllerPause:   {"controller", "pause"},
+	ControllerResume:  {"controller", "resume"},
+	ControllerIsolate: {"controller", "isolate"},
 }
+
+// faultRoles are the roles a kill, pause or isolate aims at.
+var faultRoles = []string{"leader", "follower", "controller"}
 
 // FaultKinds lists every fault kind, in the order of the constants.
 func FaultKinds() []FaultKind {
 	return []FaultKind{LeaderKill, LeaderRestart, FollowerKill, FollowerRestart,
 		LeaderPause, LeaderResume, FollowerPause, FollowerResume,
-		LeaderIsolate, FollowerIsolate, Split, Bridge, NetHeal}
+		LeaderIsolate, FollowerIsolate, Split, Bridge, NetHeal,
+		ControllerKill, ControllerRestart, ControllerPause, ControllerResume, ControllerIsolate}
 }
 
 // NeedsNetns reports whether the kind cuts the network, which needs a
@@ -128,7 +138,7 @@ func checkFaults(faults []Fault) error {
 			cuts++
 		case "heal":
 			if cuts == 0 {
-				return fmt.Errorf("fault %s@%v: no leader-isolate, follower-isolate, split or bridge before it to heal", f.Kind, f.At)
+				return fmt.Errorf("fault %s@%v: no isolate, split or bridge before it to heal", f.Kind, f.At)
 			}
 			cuts = 0
 		default:
@@ -212,7 +222,7 @@ func (i *Injector) Current() string {
 // holding lists the faults in effect; i.mu is held.
 func (i *Injector) holding() []faulted {
 	var out []faulted
-	for _, role := range []string{"leader", "follower"} {
+	for _, role := range faultRoles {
 		for _, id := range i.killed[role] {
 			out = append(out, faulted{FaultKind(role + "-kill"), id})
 		}
@@ -284,7 +294,7 @@ func (i *Injector) Run(ctx context.Context, start time.Time, events chan<- Fault
 // broker serves.
 func (i *Injector) heal(ctx context.Context, send func(FaultEvent)) error {
 	var errs []error
-	for _, role := range []string{"leader", "follower"} {
+	for _, role := range faultRoles {
 		for {
 			i.mu.Lock()
 			n := len(i.paused[role])
@@ -310,7 +320,7 @@ func (i *Injector) heal(ctx context.Context, send func(FaultEvent)) error {
 			errs = append(errs, errors.New(ev.Err))
 		}
 	}
-	for _, role := range []string{"leader", "follower"} {
+	for _, role := range faultRoles {
 		for {
 			i.mu.Lock()
 			n := len(i.killed[role])
@@ -475,10 +485,11 @@ func (i *Injector) inject(ctx context.Context, kind FaultKind) (string, int32, e
 
 // partitionView is the partition as one broker's metadata shows it.
 type partitionView struct {
-	from     int32
-	leader   int32
-	epoch    int32
-	replicas []int32
+	from       int32
+	controller int32
+	leader     int32
+	epoch      int32
+	replicas   []int32
 }
 
 // views asks every broker no fault holds for the partition's metadata.
@@ -525,7 +536,7 @@ func (i *Injector) view(ctx context.Context, id int32) (partitionView, error) {
 		}
 		for _, p := range t.Partitions {
 			if p.Partition == i.partition {
-				return partitionView{from: id, leader: p.Leader, epoch: p.LeaderEpoch, replicas: p.Replicas}, nil
+				return partitionView{from: id, controller: resp.ControllerID, leader: p.Leader, epoch: p.LeaderEpoch, replicas: p.Replicas}, nil
 			}
 		}
 	}
@@ -589,6 +600,9 @@ func (i *Injector) pick(ctx context.Context, role string) (partitionView, int32,
 	if err != nil {
 		return partitionView{}, 0, "", err
 	}
+	if role == "controller" {
+		return i.pickController(views, held)
+	}
 	best := views[0]
 	for _, v := range views[1:] {
 		if v.leader >= 0 && (best.leader < 0 || v.epoch > best.epoch) {
@@ -613,6 +627,31 @@ func (i *Injector) pick(ctx context.Context, role string) (partitionView, int32,
 		}
 	}
 	return partitionView{}, 0, "", fmt.Errorf("no follower of leader %d outside faults among replicas %v", best.leader, best.replicas)
+}
+
+// pickController picks the controller most of the brokers no fault holds
+// name; none of them may be held.
+func (i *Injector) pickController(views []partitionView, held map[int32]bool) (partitionView, int32, string, error) {
+	votes := map[int32]int{}
+	var best int32 = -1
+	for _, v := range views {
+		if v.controller < 0 {
+			continue
+		}
+		votes[v.controller]++
+		if best < 0 || votes[v.controller] > votes[best] {
+			best = v.controller
+		}
+	}
+	switch {
+	case best < 0:
+		return partitionView{}, 0, "", errors.New("no controller")
+	case held[best]:
+		return partitionView{}, 0, "", fmt.Errorf("controller %d is a broker under a fault", best)
+	case i.c.Broker(best) == nil:
+		return partitionView{}, 0, "", fmt.Errorf("controller %d is not a broker of this cluster", best)
+	}
+	return partitionView{}, best, fmt.Sprintf("controller, named by %d of %d brokers", votes[best], len(views)), nil
 }
 
 // sides splits the brokers in two for a split or a bridge of the partition

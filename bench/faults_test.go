@@ -64,7 +64,8 @@ func TestParseFaults(t *testing.T) {
 		{"leader-kill@1s,leader-restart@2s,leader-restart@3s", "leader-restart@3s: no leader-kill"},
 		{"follower-resume@1s", "no follower-pause before it"},
 		{"leader-kill@1s,leader-resume@2s", "no leader-pause before it"},
-		{"heal@1s", "no leader-isolate, follower-isolate, split or bridge"},
+		{"heal@1s", "no isolate, split or bridge"},
+		{"controller-resume@1s,controller-pause@2s", "no controller-pause before it"},
 		{"split@1s,heal@2s,heal@3s", "heal@3s"},
 		{"leader-isolate@1s,heal@2s,heal@3s", "heal@3s"},
 	}
@@ -114,9 +115,9 @@ func checkSchedule(t *testing.T, s []Fault, duration time.Duration, netns bool) 
 
 func TestChaosSchedule(t *testing.T) {
 	for _, netns := range []bool{false, true} {
-		kinds := 4
+		kinds := chaosLocalPairs()
 		if netns {
-			kinds = 6
+			kinds = len(chaosPairs)
 		}
 		for seed := int64(1); seed <= 20; seed++ {
 			for _, d := range []time.Duration{0, 3 * time.Second, time.Minute, 5 * time.Minute} {
