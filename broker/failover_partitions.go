@@ -225,9 +225,14 @@ func (e *elector) standDelay(state raft.RaftState, leader raft.ServerID, contact
 	if now.Sub(outranked) < tm.VoteGrace && outranked.After(contact) {
 		id, err := strconv.Atoi(string(leader))
 		if leader == "" || (err == nil && down[int32(id)]) {
-			// After one tick: the candidate may still win with another
-			// replica's vote, and a leader that did announces itself at
-			// once.
+			// At once when the replicas not found down make no majority
+			// without this one (three replicas, one down): the candidate
+			// cannot win without the vote refused. Otherwise after one
+			// tick: it may still win with another replica's vote, and a
+			// leader that did announces itself at once.
+			if !quorumLiveWithout(replicas, self, down) {
+				return 0, quorumUp(replicas, up)
+			}
 			return tm.ElectTick, quorumUp(replicas, up)
 		}
 	}
@@ -300,6 +305,18 @@ func quorumLive(replicas []int32, down map[int32]bool) bool {
 	n := 0
 	for _, r := range replicas {
 		if !down[r] {
+			n++
+		}
+	}
+	return n > len(replicas)/2
+}
+
+// quorumLiveWithout reports whether a majority of replicas are on brokers
+// other than self that the failure detector does not find down.
+func quorumLiveWithout(replicas []int32, self int32, down map[int32]bool) bool {
+	n := 0
+	for _, r := range replicas {
+		if r != self && !down[r] {
 			n++
 		}
 	}

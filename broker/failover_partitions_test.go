@@ -38,3 +38,35 @@ func TestStandDelayLeaderHeardFrom(t *testing.T) {
 		t.Fatal("stood against a live leader's broker before SilentLeader")
 	}
 }
+
+// TestStandDelayOutranked covers a replica that has just refused its vote
+// to a candidate whose log is behind its own while the leader's broker is
+// down. With three replicas and one down, the candidate cannot win without
+// that vote, so the replica stands at once rather than after its rank
+// (broker 3 ranks behind broker 2); with five replicas and one down, the
+// candidate may still win with the others' votes, so it waits a tick.
+func TestStandDelayOutranked(t *testing.T) {
+	tm := DefaultTimings()
+	now := time.Now()
+	e := &elector{b: &Broker{cfg: Config{NodeID: 3, Timings: tm}}, downSince: map[int32]time.Time{1: now.Add(-time.Second)}}
+	md := cluster.Leader{Leader: 1, Epoch: 4}
+	first := now.Add(-time.Minute)
+	contact := now.Add(-2 * time.Second) // the leader, last heard before it went down
+	refused := now.Add(-10 * time.Millisecond)
+
+	replicas := []int32{1, 2, 3}
+	up := map[int32]bool{2: true, 3: true}
+	down := map[int32]bool{1: true}
+	if d, stand := e.standDelay(raft.Follower, "1", contact, first, time.Time{}, replicas, md, up, down, now); !stand || d != tm.RankDelay {
+		t.Fatalf("not outranked: stand %v after %v, want after the rank delay %v", stand, d, tm.RankDelay)
+	}
+	if d, stand := e.standDelay(raft.Follower, "1", contact, first, refused, replicas, md, up, down, now); !stand || d != 0 {
+		t.Fatalf("outranked, three replicas: stand %v after %v, want at once", stand, d)
+	}
+
+	replicas = []int32{1, 2, 3, 4, 5}
+	up = map[int32]bool{2: true, 3: true, 4: true, 5: true}
+	if d, stand := e.standDelay(raft.Follower, "1", contact, first, refused, replicas, md, up, down, now); !stand || d != tm.ElectTick {
+		t.Fatalf("outranked, five replicas: stand %v after %v, want after one tick %v", stand, d, tm.ElectTick)
+	}
+}
