@@ -142,7 +142,8 @@ func newLogger(level, format string) zerolog.Logger {
 	if format == "json" {
 		log = zerolog.New(os.Stderr)
 	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339, NoColor: !isTerminal(os.Stderr)})
+		// Milliseconds: a failover takes a second or two.
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "2006-01-02T15:04:05.000Z07:00", NoColor: !isTerminal(os.Stderr)})
 	}
 	return log.Level(lvl).With().Timestamp().Logger()
 }
