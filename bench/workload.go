@@ -69,6 +69,12 @@ type Workload struct {
 	// a client waits this long before it turns to the new leader. 0 keeps
 	// franz-go's defaults, 10 s each.
 	RequestTimeout time.Duration `json:"request_timeout_ns,omitempty"`
+	// ProduceTimeout, when positive, is franz-go's ProduceRequestTimeout
+	// instead of RequestTimeout: a produce waits ProduceTimeout plus
+	// RequestTimeout, any other request RequestTimeout (plus what the
+	// request itself asks the broker to wait), so that a client gives
+	// up on a frozen broker's metadata sooner than on its produce.
+	ProduceTimeout time.Duration `json:"produce_timeout_ns,omitempty"`
 	// DeliveryTimeout bounds how long a record may wait for its
 	// acknowledgement, retries included, before it counts as failed.
 	DeliveryTimeout time.Duration `json:"delivery_timeout_ns"`
@@ -146,6 +152,7 @@ func (w *Workload) Validate() error {
 	check(w.MaxBuffered > 0, "max buffered %d: want at least 1", w.MaxBuffered)
 	check(w.DeliveryTimeout > 0, "delivery timeout %v: want more than 0", w.DeliveryTimeout)
 	check(w.RequestTimeout >= 0, "request timeout %v: want 0 or more", w.RequestTimeout)
+	check(w.ProduceTimeout >= 0, "produce timeout %v: want 0 or more", w.ProduceTimeout)
 	check(w.DrainTimeout > 0, "drain timeout %v: want more than 0", w.DrainTimeout)
 	check(w.Backlog >= 0, "backlog %d: want 0 or more", w.Backlog)
 	if err := errors.Join(errs...); err != nil {
@@ -510,6 +517,9 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 	}
 	if w.RequestTimeout > 0 {
 		opts = append(opts, kgo.ProduceRequestTimeout(w.RequestTimeout), kgo.RequestTimeoutOverhead(w.RequestTimeout))
+	}
+	if w.ProduceTimeout > 0 {
+		opts = append(opts, kgo.ProduceRequestTimeout(w.ProduceTimeout))
 	}
 	if r.opt.ClientLog != nil {
 		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(r.opt.ClientLog, kgo.LogLevelDebug, func() string {

@@ -46,6 +46,7 @@ type workloadFlags struct {
 	Linger         *time.Duration `help:"Producer linger (negative: franz-go's default)."`
 	MetadataMinAge *time.Duration `name:"metadata-min-age" help:"Least time between two metadata refreshes of a client, which bounds how soon it learns a new leader (default 250ms; negative: franz-go's default, 5s)."`
 	RequestTimeout *time.Duration `name:"request-timeout" help:"How long a client waits for a response before it retries, e.g. 1s: franz-go's produce request timeout and request timeout overhead (default: franz-go's, 10s each; a frozen leader's clients wait that long)."`
+	ProduceTimeout *time.Duration `name:"produce-timeout" help:"franz-go's produce request timeout instead of --request-timeout's, e.g. 1.5s: a produce waits this plus --request-timeout, other requests --request-timeout."`
 	MaxBuffered    *int           `name:"max-buffered" help:"Records in flight per producer (default 10000)."`
 	Backlog        string         `help:"Build this much unread data first (e.g. 1GB), then measure how fast the consumers drain it while producing."`
 	DrainTimeout   *time.Duration `name:"drain-timeout" help:"Bound on flushing, healing and draining at the end (default 2m)."`
@@ -120,6 +121,7 @@ func (f *workloadFlags) workload(brokers []string) (bench.Workload, bench.Preset
 	set(&w.Linger, f.Linger)
 	set(&w.MetadataMinAge, f.MetadataMinAge)
 	set(&w.RequestTimeout, f.RequestTimeout)
+	set(&w.ProduceTimeout, f.ProduceTimeout)
 	set(&w.MaxBuffered, f.MaxBuffered)
 	set(&w.DrainTimeout, f.DrainTimeout)
 	set(&w.DeliveryTimeout, f.Delivery)
