@@ -1,11 +1,16 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // networkSchedule holds each fault for 8 s, several times the brokers'
@@ -28,7 +33,7 @@ const networkSchedule = "leader-isolate@6s,heal@14s," +
 // aimed at the controller (the metadata group's leader). Two idempotent acks=all
 // producers write 1,000 records/s with keys spread over every partition
 // while two consumers of one group read them; the clients give up on a
-// request after 1 s (a produce after 2 s) and retry.
+// request after 750 ms (a produce after 2 s) and retry.
 //
 // It fails on any safety violation the audit finds: an acknowledged record
 // lost, duplicated, read at another offset than acknowledged, two records
@@ -62,12 +67,19 @@ func TestChaosNetwork(t *testing.T) {
 	w.Duration, w.Warmup = 104*time.Second, 0
 	w.MetadataMinAge = 250 * time.Millisecond
 	// A frozen leader keeps its connections open: the clients give up on
-	// a request after 1 s (2 s for a produce) rather than franz-go's 10 s
-	// (20 s), so that the waits measure the brokers' failover.
-	w.RequestTimeout = time.Second
+	// a produce after 2 s and on any other request after 750 ms (franz-go:
+	// 20 s, 10 s), so that the waits measure the brokers' failover. A
+	// produce outlasts the brokers' detection time (1.5 s), so its retry
+	// finds the new leader; franz-go asks a broker picked at random for
+	// metadata, the frozen one too, and gives up on it after 750 ms.
+	w.ProduceTimeout, w.RequestTimeout = 1250*time.Millisecond, 750*time.Millisecond
 	w.DeliveryTimeout = 60 * time.Second
 	w.DrainTimeout = 90 * time.Second
-	rep := runLocal(t, lc, w, waitTable)
+	w.Topic = "chaos"
+	watch := &leaderWatch{topic: w.Topic}
+	rep := runLocal(t, lc, w, func(rep *Report) string {
+		return waitTable(rep) + "\n" + watch.table(rep)
+	}, watch.run)
 	want, err := ParseFaults(networkSchedule)
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +128,143 @@ func waitTable(rep *Report) string {
 		}
 		fmt.Fprintf(&b, "%6.1f s %-18s %-7d %-28s %s\n", f.At, f.Event.Kind, f.Event.Broker,
 			fmt.Sprintf("%.2f s (%d)", f.LongestWait, f.LongestWaitPartition), kept)
+	}
+	return b.String()
+}
+
+// leaderWatch asks every broker for a topic's metadata every 50 ms while a
+// run goes on and keeps what each named, to tell how soon after a broker
+// went down the others named new leaders for its partitions.
+type leaderWatch struct {
+	topic string
+
+	mu    sync.Mutex
+	named map[int32][]leaderSample // by broker, in time order
+}
+
+// leaderSample is the partitions' leaders one broker named at one time.
+type leaderSample struct {
+	at      time.Time
+	leaders map[int32]int32
+}
+
+// run runs the workload with Run, watching the brokers of w meanwhile
+// (broker i+1 at w.Brokers[i]).
+func (lw *leaderWatch) run(ctx context.Context, w Workload, opt RunOptions) (*Report, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	lw.named = make(map[int32][]leaderSample)
+	for i, addr := range w.Brokers {
+		wg.Go(func() { lw.poll(wctx, int32(i+1), addr) })
+	}
+	defer wg.Wait()
+	defer cancel()
+	return Run(ctx, w, opt)
+}
+
+// poll records what broker id at addr names until ctx ends; a request
+// gets 250 ms, so a frozen broker only leaves a gap.
+func (lw *leaderWatch) poll(ctx context.Context, id int32, addr string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(lw.topic)
+		req.Topics = append(req.Topics, rt)
+		rctx, rcancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		r, err := cl.SeedBrokers()[0].Request(rctx, req)
+		rcancel()
+		if err != nil {
+			continue
+		}
+		sample := leaderSample{at: time.Now(), leaders: map[int32]int32{}}
+		for _, tp := range r.(*kmsg.MetadataResponse).Topics {
+			for _, p := range tp.Partitions {
+				if p.ErrorCode == 0 {
+					sample.leaders[p.Partition] = p.Leader
+				}
+			}
+		}
+		lw.mu.Lock()
+		lw.named[id] = append(lw.named[id], sample)
+		lw.mu.Unlock()
+	}
+}
+
+// moved returns, for a broker gone down at, how long it took until every
+// broker not down named another leader for each partition the others
+// named it the leader of just before; ok is false if some never did
+// before until.
+func (lw *leaderWatch) moved(gone int32, down []int32, at, until time.Time) (longest time.Duration, parts int, ok bool) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	led := map[int32]bool{}
+	for id, samples := range lw.named {
+		if id == gone {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(samples, at, func(s leaderSample, t time.Time) int { return s.at.Compare(t) })
+		if i > 0 {
+			for p, l := range samples[i-1].leaders {
+				if l == gone {
+					led[p] = true
+				}
+			}
+		}
+	}
+	for id, samples := range lw.named {
+		if slices.Contains(down, id) {
+			continue
+		}
+		for p := range led {
+			found := false
+			for _, s := range samples {
+				if s.at.Before(at) || s.at.After(until) {
+					continue
+				}
+				if l, named := s.leaders[p]; named && l >= 0 && l != gone {
+					longest, found = max(longest, s.at.Sub(at)), true
+					break
+				}
+			}
+			if !found {
+				return 0, len(led), false
+			}
+		}
+	}
+	return longest, len(led), true
+}
+
+// table lists, for every kill and freeze, how soon every other broker
+// named new leaders for the partitions the broker led.
+func (lw *leaderWatch) table(rep *Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-8s %-18s %-7s %s\n", "at", "event", "broker", "every other broker names new leaders after")
+	for i, f := range rep.Faults {
+		if v := faultActions[f.Event.Kind].verb; v != "kill" && v != "pause" {
+			continue
+		}
+		until := f.Event.At.Add(10 * time.Second)
+		if i+1 < len(rep.Faults) {
+			until = rep.Faults[i+1].Event.At
+		}
+		d, parts, ok := lw.moved(f.Event.Broker, f.Event.Down, f.Event.At, until)
+		res := fmt.Sprintf("%.2f s (%d partitions)", d.Seconds(), parts)
+		if !ok {
+			res = fmt.Sprintf("not before the next fault (%d partitions)", parts)
+		}
+		fmt.Fprintf(&b, "%6.1f s %-18s %-7d %s\n", f.At, f.Event.Kind, f.Event.Broker, res)
 	}
 	return b.String()
 }

@@ -17,11 +17,16 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 }
 
 // runLocal runs w against the local cluster lc, logs the report's summary
-// and, with more, what more writes, and fails t if the run failed.
-func runLocal(t *testing.T, lc LocalCluster, w Workload, more func(*Report) string) *Report {
+// and, with more, what more writes, and fails t if the run failed. run,
+// if given, runs the workload instead of Run.
+func runLocal(t *testing.T, lc LocalCluster, w Workload, more func(*Report) string, run ...func(context.Context, Workload, RunOptions) (*Report, error)) *Report {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
-	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, Run)
+	fn := Run
+	if len(run) > 0 {
+		fn = run[0]
+	}
+	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, fn)
 	if rep != nil {
 		var sum strings.Builder
 		rep.WriteSummary(&sum)
