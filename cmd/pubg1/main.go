@@ -142,10 +142,17 @@ func newLogger(level, format string) zerolog.Logger {
 	if format == "json" {
 		log = zerolog.New(os.Stderr)
 	} else {
-		// Milliseconds: a failover takes a second or two.
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "2006-01-02T15:04:05.000Z07:00", NoColor: !isTerminal(os.Stderr)})
 	}
-	return log.Level(lvl).With().Timestamp().Logger()
+	return log.Level(lvl).Hook(msTimestamp{})
+}
+
+// msTimestamp stamps each log event with the time to the millisecond (the
+// logger's own timestamps stop at the second).
+type msTimestamp struct{}
+
+func (msTimestamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 }
 
 // isTerminal reports whether f is a terminal; colours are only for those.
