@@ -57,7 +57,8 @@ func BenchmarkTransactions(b *testing.B) {
 			} {
 				b.Run(mode.name, func(b *testing.B) {
 					for i := range b.N {
-						topic := fmt.Sprintf("bench-%s-%d", mode.name, i)
+						// Unique across -count runs, which share the broker.
+						topic := fmt.Sprintf("bench-%s-%d-%d", mode.name, time.Now().UnixNano(), i)
 						if _, err := adm.CreateTopic(ctx, 8, setup.rf, nil, topic); err != nil {
 							b.Fatal(err)
 						}

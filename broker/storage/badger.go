@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ type BadgerOptions struct {
 	// maps, where a full disk is a crash, not an error). Zero: the
 	// default, DefaultFreeSpaceReserve; negative: no reserve.
 	FreeSpaceReserve int64
+	// PageOutInterval is how often the cold pages of the value log are
+	// handed back to the kernel (see pageout_linux.go; 0: every second). A
+	// negative interval leaves them mapped until memory pressure.
+	PageOutInterval time.Duration
 }
 
 // DefaultFreeSpaceReserve is the free-space reserve of a broker's store.
@@ -54,6 +59,7 @@ const (
 	defaultBlockCacheSize   = 64 << 20
 	defaultValueLogFileSize = 256 << 20
 	defaultGCInterval       = time.Minute
+	defaultPageOutInterval  = time.Second
 
 	// valueThreshold sends record batches to the value log: kept in the
 	// LSM tree, 16 KiB batches cost ×60 write amplification (DESIGN.md).
@@ -104,6 +110,9 @@ func (o BadgerOptions) withDefaults() BadgerOptions {
 	}
 	if o.GCInterval == 0 {
 		o.GCInterval = defaultGCInterval
+	}
+	if o.PageOutInterval == 0 {
+		o.PageOutInterval = defaultPageOutInterval
 	}
 	if o.FreeSpaceReserve == 0 {
 		o.FreeSpaceReserve = DefaultFreeSpaceReserve
@@ -178,6 +187,18 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 	}
 	if opts.GCInterval > 0 {
 		b.wg.Go(func() { b.runGC(opts.GCInterval) })
+	}
+	if opts.PageOutInterval > 0 {
+		// The kernel names mapped files by their resolved paths.
+		dir, err := filepath.Abs(opts.Dir)
+		if err == nil {
+			dir, err = filepath.EvalSymlinks(dir)
+		}
+		if err != nil {
+			logger.Warn().Err(err).Msg("cannot resolve the data directory: the value log stays resident")
+		} else {
+			b.wg.Go(func() { b.runPageOut(dir, opts.PageOutInterval) })
+		}
 	}
 	return b, nil
 }
@@ -553,6 +574,30 @@ func (b *Badger) runGC(every time.Duration) {
 				return
 			default:
 			}
+		}
+	}
+}
+
+// runPageOut hands the value log's cold pages back to the kernel every
+// interval (see pageout_linux.go).
+func (b *Badger) runPageOut(dir string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-b.gcStop:
+			return
+		case <-t.C:
+		}
+		_, err := pageOutValueLog(dir)
+		switch {
+		case errors.Is(err, errPageOutUnsupported):
+			b.log.Info().Err(err).Msg("the value log stays resident until memory pressure")
+			return
+		case err != nil && !warned:
+			b.log.Warn().Err(err).Msg("handing the value log's cold pages back to the kernel")
+			warned = true
 		}
 	}
 }
