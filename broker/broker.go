@@ -495,7 +495,7 @@ func (b *Broker) Close() error {
 		}
 		// While the Raft sessions are still up, so that other brokers
 		// take over at once instead of after an election timeout.
-		b.handOffLeadership()
+		b.closeStep("leadership hand-off", b.handOffLeadership)
 		b.mu.Lock()
 		for nc := range b.conns {
 			nc.Close()
@@ -503,16 +503,10 @@ func (b *Broker) Close() error {
 		b.mu.Unlock()
 		// Every Raft RPC still waiting on a peer (a frozen one keeps its
 		// connections open) fails now instead of at its timeout.
-		b.mux.Close()
+		b.closeStep("raft sessions", func() { b.mux.Close() })
 		b.cancel()
 		b.closeStep("connections and background work", b.wg.Wait)
-		b.closeStep("partitions", func() {
-			for _, t := range b.topics.list() {
-				for _, p := range t.parts {
-					p.Close()
-				}
-			}
-		})
+		b.closeStep("partitions", b.closePartitions)
 		// After the partitions: appends the coordinator still waits for
 		// have failed by now.
 		b.closeStep("transactions", func() { b.txns.Close() })
@@ -535,12 +529,14 @@ const closeStepTimeout = 10 * time.Second
 // writes once closed, so nothing it might still do can corrupt the data.
 func (b *Broker) closeStep(name string, fn func()) {
 	done := make(chan struct{})
+	began := time.Now()
 	go func() {
 		defer close(done)
 		fn()
 	}()
 	select {
 	case <-done:
+		b.log.Debug().Str("step", name).Dur("took", time.Since(began)).Msg("shutdown step done")
 	case <-time.After(closeStepTimeout):
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
@@ -548,6 +544,26 @@ func (b *Broker) closeStep(name string, fn func()) {
 			Msg("shutdown step did not finish; continuing without it")
 	}
 }
+
+// closePartitions closes every partition, several at once: each replicated
+// one waits for its Raft group to stop, and a broker may hold thousands.
+func (b *Broker) closePartitions() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, closeParallel)
+	for _, t := range b.topics.list() {
+		for _, p := range t.parts {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				p.Close()
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// closeParallel is how many partitions close at once.
+const closeParallel = 16
 
 // handle adapts a synchronous handler of one request type to kproto.
 func handle[R kmsg.Request](fn func(ctx context.Context, req *kproto.Request, r R) kmsg.Response) kproto.Handler {

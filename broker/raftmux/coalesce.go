@@ -4,6 +4,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 )
 
 const (
@@ -23,19 +24,18 @@ type coalescer struct {
 
 	wmu sync.Mutex // serialises writes to the connection
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	buf     []byte
-	spare   []byte
-	err     error
-	closed  bool
-	kick    chan struct{} // never closed: writers may still signal it
-	stop    chan struct{}
-	stopped chan struct{}
+	mu     sync.Mutex
+	cond   *sync.Cond
+	buf    []byte
+	spare  []byte
+	err    error
+	closed bool
+	kick   chan struct{} // never closed: writers may still signal it
+	stop   chan struct{}
 }
 
 func newCoalescer(c net.Conn) *coalescer {
-	w := &coalescer{Conn: c, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	w := &coalescer{Conn: c, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
 	go w.flushLoop()
 	return w
@@ -76,7 +76,6 @@ func (w *coalescer) Write(p []byte) (int, error) {
 }
 
 func (w *coalescer) flushLoop() {
-	defer close(w.stopped)
 	for {
 		select {
 		case <-w.kick:
@@ -135,7 +134,9 @@ func (w *coalescer) fail(err error) {
 }
 
 // Close sends what is buffered, stops the flusher and closes the
-// connection.
+// connection. It does not wait for the flusher to be scheduled, which
+// ends by itself, and a peer that does not read (a frozen broker) holds
+// it up for closeFlushWait at most.
 func (w *coalescer) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -145,10 +146,13 @@ func (w *coalescer) Close() error {
 	w.closed = true
 	w.cond.Broadcast()
 	w.mu.Unlock()
+	_ = w.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
 	close(w.stop)
-	<-w.stopped
 	w.wmu.Lock()
 	_ = w.flush()
 	w.wmu.Unlock()
 	return w.Conn.Close()
 }
+
+// closeFlushWait bounds how long Close tries to send what is buffered.
+const closeFlushWait = time.Second

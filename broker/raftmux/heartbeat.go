@@ -184,11 +184,12 @@ func (p *hbPeer) open() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sess.OpenStream()
+	ys, err := sess.OpenStream()
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("raftmux: heartbeat stream to %s: %w", p.addr, err)
 	}
+	st := p.mux.track(ys)
 	if _, err := st.Write(append([]byte{byte(len(hbGroup))}, hbGroup...)); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("raftmux: heartbeat stream header to %s: %w", p.addr, err)

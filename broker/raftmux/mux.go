@@ -60,6 +60,11 @@ type Mux struct {
 	hbPeers  map[raft.ServerAddress]*hbPeer
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
+
+	// streams are the open streams of every session, so that Close can
+	// end their reads before it closes the sessions (see stopReads).
+	streamsMu sync.Mutex
+	streams   map[*yamux.Stream]struct{}
 }
 
 // HeartbeatConfig sets how heartbeats of many groups share frames.
@@ -90,6 +95,7 @@ func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
 		added:    make(chan struct{}),
 		sessions: make(map[raft.ServerAddress]*yamux.Session),
 		inbound:  make(map[*yamux.Session]struct{}),
+		streams:  make(map[*yamux.Stream]struct{}),
 		hbPeers:  make(map[raft.ServerAddress]*hbPeer),
 		done:     make(chan struct{}),
 	}
@@ -182,7 +188,7 @@ func (m *Mux) ServeConn(nc net.Conn) {
 		if err != nil {
 			return
 		}
-		m.dispatch(st)
+		m.dispatch(m.track(st))
 	}
 }
 
@@ -317,12 +323,16 @@ func (m *Mux) Close() error {
 	}
 	m.closed = true
 	close(m.done)
+	m.stopReads()
+	// All at once: each waits for its receiver to stop.
+	var wg sync.WaitGroup
 	for _, s := range m.sessions {
-		s.Close()
+		wg.Go(func() { s.Close() })
 	}
 	for s := range m.inbound {
-		s.Close()
+		wg.Go(func() { s.Close() })
 	}
+	wg.Wait()
 	for _, l := range m.layers {
 		l.shut()
 	}
@@ -424,11 +434,12 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.OpenStream()
+	ys, err := s.OpenStream()
 	if err != nil {
 		s.Close() // a broken session is redialled next time
 		return nil, fmt.Errorf("raftmux: stream to %s: %w", address, err)
 	}
+	st := l.mux.track(ys)
 	hdr := append([]byte{byte(len(l.group))}, l.group...)
 	if _, err := st.Write(hdr); err != nil {
 		st.Close()
@@ -503,3 +514,43 @@ type peekedConn struct {
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// trackedStream is a stream the Mux knows of until it is closed.
+type trackedStream struct {
+	*yamux.Stream
+	m    *Mux
+	once sync.Once
+}
+
+// track registers st with m until the returned conn is closed.
+func (m *Mux) track(st *yamux.Stream) net.Conn {
+	m.streamsMu.Lock()
+	m.streams[st] = struct{}{}
+	m.streamsMu.Unlock()
+	return &trackedStream{Stream: st, m: m}
+}
+
+func (t *trackedStream) Close() error {
+	t.once.Do(func() {
+		t.m.streamsMu.Lock()
+		delete(t.m.streams, t.Stream)
+		t.m.streamsMu.Unlock()
+	})
+	return t.Stream.Close()
+}
+
+// stopReads fails every read of every open stream at once, by a deadline
+// in the past. yamux (v0.1.2) signals a session's shutdown before it
+// closes the session's streams, and in between a stream's reader loops on
+// the closed shutdown channel without yielding; a broker of thousands of
+// Raft groups has thousands of readers, and their spinning kept the
+// sessions, and the broker, from closing for minutes. A reader with a
+// past deadline returns at once instead.
+func (m *Mux) stopReads() {
+	m.streamsMu.Lock()
+	defer m.streamsMu.Unlock()
+	past := time.Unix(1, 0)
+	for st := range m.streams {
+		_ = st.SetReadDeadline(past)
+	}
+}
