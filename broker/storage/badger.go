@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -136,6 +137,9 @@ type Badger struct {
 
 	gcStop chan struct{}
 	wg     sync.WaitGroup
+	// commits counts the rounds committed, so that the value log's pages
+	// are looked at only after something was written.
+	commits atomic.Uint64
 
 	// life keeps reads from running into a closed DB: reads hold it shared.
 	life   sync.RWMutex
@@ -326,6 +330,7 @@ func (b *Badger) commit(ws []*Write) error {
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
+	b.commits.Add(1)
 	return nil
 }
 
@@ -584,11 +589,19 @@ func (b *Badger) runPageOut(dir string, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	warned := false
+	var seen uint64
 	for {
 		select {
 		case <-b.gcStop:
 			return
 		case <-t.C:
+		}
+		// An idle store skips the pass: asking the kernel about every
+		// page of the newest file is not free.
+		if n := b.commits.Load(); n == seen {
+			continue
+		} else {
+			seen = n
 		}
 		_, err := pageOutValueLog(dir)
 		switch {
