@@ -6,8 +6,7 @@ import (
 )
 
 // chaosPairs are the faults a chaos schedule draws from, each with the
-// fault that undoes it.
-// The kinds that need network namespaces come last.
+// fault that undoes it; the kinds that need network namespaces come last.
 var chaosPairs = [][2]FaultKind{
 	{LeaderKill, LeaderRestart},
 	{FollowerKill, FollowerRestart},

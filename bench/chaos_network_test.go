@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // networkSchedule holds each fault for 8 s, several times the brokers'
@@ -77,9 +76,9 @@ func TestChaosNetwork(t *testing.T) {
 	w.DrainTimeout = 90 * time.Second
 	w.Topic = "chaos"
 	watch := &leaderWatch{topic: w.Topic}
-	rep := runLocal(t, lc, w, func(rep *Report) string {
+	rep := runLocal(t, lc, w, watch.run, func(rep *Report) string {
 		return waitTable(rep) + "\n" + watch.table(rep)
-	}, watch.run)
+	})
 	want, err := ParseFaults(networkSchedule)
 	if err != nil {
 		t.Fatal(err)
@@ -178,18 +177,12 @@ func (lw *leaderWatch) poll(ctx context.Context, id int32, addr string) {
 			return
 		case <-tick.C:
 		}
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(lw.topic)
-		req.Topics = append(req.Topics, rt)
-		rctx, rcancel := context.WithTimeout(ctx, 250*time.Millisecond)
-		r, err := cl.SeedBrokers()[0].Request(rctx, req)
-		rcancel()
+		resp, err := askMetadata(ctx, cl, lw.topic, 250*time.Millisecond)
 		if err != nil {
 			continue
 		}
 		sample := leaderSample{at: time.Now(), leaders: map[int32]int32{}}
-		for _, tp := range r.(*kmsg.MetadataResponse).Topics {
+		for _, tp := range resp.Topics {
 			for _, p := range tp.Partitions {
 				if p.ErrorCode == 0 {
 					sample.leaders[p.Partition] = p.Leader

@@ -16,17 +16,13 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runLocal runs w against the local cluster lc, logs the report's summary
-// and, with more, what more writes, and fails t if the run failed. run,
-// if given, runs the workload instead of Run.
-func runLocal(t *testing.T, lc LocalCluster, w Workload, more func(*Report) string, run ...func(context.Context, Workload, RunOptions) (*Report, error)) *Report {
+// runLocal runs w with run (Run, or a wrapper of it) against the local
+// cluster lc, logs the report's summary and, with more, what more writes,
+// and fails t if the run failed.
+func runLocal(t *testing.T, lc LocalCluster, w Workload, run func(context.Context, Workload, RunOptions) (*Report, error), more func(*Report) string) *Report {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
-	fn := Run
-	if len(run) > 0 {
-		fn = run[0]
-	}
-	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, fn)
+	rep, err := WithLocalCluster(context.Background(), lc, w, RunOptions{Log: log}, run)
 	if rep != nil {
 		var sum strings.Builder
 		rep.WriteSummary(&sum)
@@ -65,7 +61,7 @@ func TestChaosSeeded(t *testing.T) {
 	w.Rate, w.RecordSize = 100, 200
 	w.Duration, w.Warmup = 48*time.Second, 0
 	w.DrainTimeout = 90 * time.Second
-	rep := runLocal(t, lc, w, nil)
+	rep := runLocal(t, lc, w, Run, nil)
 	seen := make(map[FaultKind]bool)
 	for _, f := range rep.Faults {
 		if f.Event.Err != "" {

@@ -146,17 +146,10 @@ func metadataFrom(addr, topic string) (partitionView, error) {
 		return partitionView{}, err
 	}
 	defer cl.Close()
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	r, err := cl.SeedBrokers()[0].Request(ctx, req)
+	resp, err := askMetadata(context.Background(), cl, topic, 2*time.Second)
 	if err != nil {
 		return partitionView{}, err
 	}
-	resp := r.(*kmsg.MetadataResponse)
 	for _, tp := range resp.Topics {
 		for _, p := range tp.Partitions {
 			if p.Partition == 0 && p.ErrorCode == 0 {
@@ -357,60 +350,47 @@ func (l *load) finishAndAudit(t *testing.T, c *Cluster, topic string) {
 // leader other than old, all the same one, and returns it.
 func newLeaderElected(t *testing.T, c *Cluster, topic string, old int32, skip ...int32) int32 {
 	t.Helper()
-	var leader int32
+	return agreedOn(t, c, topic, "leader", func(v partitionView) int32 { return v.leader }, old, skip)
+}
+
+// controllerAgreed waits until every broker but those in skip names the
+// same controller, other than old, and returns it.
+func controllerAgreed(t *testing.T, c *Cluster, topic string, old int32, skip ...int32) int32 {
+	t.Helper()
+	return agreedOn(t, c, topic, "controller", func(v partitionView) int32 { return v.controller }, old, skip)
+}
+
+// agreedOn waits until every broker but those in skip names, in its
+// metadata for topic, the same broker as the what that pick reads, other
+// than old, and returns it.
+func agreedOn(t *testing.T, c *Cluster, topic, what string, pick func(partitionView) int32, old int32, skip []int32) int32 {
+	t.Helper()
+	var named int32
 	var views []string
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ok := ktest.Until(ctx, 50*time.Millisecond, func() bool {
-		leader, views = -1, nil
+		named, views = -1, nil
 		agreed := true
 		for id := int32(1); id <= int32(c.Brokers()); id++ {
 			if containsID(skip, id) {
 				continue
 			}
 			v, err := metadataFrom(c.Broker(id).Addr, topic)
-			views = append(views, fmt.Sprintf("broker %d: leader %d epoch %d err %v", id, v.leader, v.epoch, err))
-			if err != nil || v.leader < 0 || v.leader == old || (leader >= 0 && v.leader != leader) {
+			got := pick(v)
+			views = append(views, fmt.Sprintf("broker %d: %s %d epoch %d err %v", id, what, got, v.epoch, err))
+			if err != nil || got < 0 || got == old || (named >= 0 && got != named) {
 				agreed = false
 				continue
 			}
-			leader = v.leader
+			named = got
 		}
 		return agreed
 	})
 	if !ok {
-		t.Fatalf("no agreed leader other than %d within 30s; last views: %v", old, views)
+		t.Fatalf("no agreed %s other than %d within 30s; last views: %v", what, old, views)
 	}
-	return leader
-}
-
-// controllerAgreed waits until every broker but skip names the same
-// controller, other than old, and returns it.
-func controllerAgreed(t *testing.T, c *Cluster, topic string, old int32, skip ...int32) int32 {
-	t.Helper()
-	var ctrl int32
-	var views []string
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ok := ktest.Until(ctx, 50*time.Millisecond, func() bool {
-		ctrl, views = -1, nil
-		for id := int32(1); id <= int32(c.Brokers()); id++ {
-			if containsID(skip, id) {
-				continue
-			}
-			v, err := metadataFrom(c.Broker(id).Addr, topic)
-			views = append(views, fmt.Sprintf("broker %d: controller %d err %v", id, v.controller, err))
-			if err != nil || v.controller < 0 || v.controller == old || (ctrl >= 0 && v.controller != ctrl) {
-				return false
-			}
-			ctrl = v.controller
-		}
-		return true
-	})
-	if !ok {
-		t.Fatalf("no agreed controller other than %d within 30s; last views: %v", old, views)
-	}
-	return ctrl
+	return named
 }
 
 // leaderAgreed waits until every broker names every broker and the same
@@ -854,17 +834,11 @@ func produceDirect(addr, topic string) (int16, error) {
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	// Produce v13 names the topic by ID.
-	mreq := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	mreq.Topics = append(mreq.Topics, mt)
-	mctx, mcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer mcancel()
-	mresp, err := cl.SeedBrokers()[0].Request(mctx, mreq)
+	mresp, err := askMetadata(context.Background(), cl, topic, 5*time.Second)
 	if err != nil {
 		return 0, err
 	}
-	for _, t := range mresp.(*kmsg.MetadataResponse).Topics {
+	for _, t := range mresp.Topics {
 		rt.TopicID = t.TopicID
 	}
 	rp := kmsg.NewProduceRequestTopicPartition()

@@ -519,17 +519,10 @@ func (i *Injector) view(ctx context.Context, id int32) (partitionView, error) {
 	if err != nil {
 		return partitionView{}, err
 	}
-	req := kmsg.NewPtrMetadataRequest()
-	t := kmsg.NewMetadataRequestTopic()
-	t.Topic = kmsg.StringPtr(i.topic)
-	req.Topics = append(req.Topics, t)
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	r, err := cl.SeedBrokers()[0].Request(rctx, req)
+	resp, err := askMetadata(ctx, cl, i.topic, 2*time.Second)
 	if err != nil {
 		return partitionView{}, err
 	}
-	resp := r.(*kmsg.MetadataResponse)
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != i.topic {
 			continue
@@ -541,6 +534,22 @@ func (i *Injector) view(ctx context.Context, id int32) (partitionView, error) {
 		}
 	}
 	return partitionView{}, fmt.Errorf("no partition %s/%d in its metadata", i.topic, i.partition)
+}
+
+// askMetadata asks cl's first seed broker for topic's metadata, giving up
+// after d.
+func askMetadata(ctx context.Context, cl *kgo.Client, topic string, d time.Duration) (*kmsg.MetadataResponse, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	rctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	r, err := cl.SeedBrokers()[0].Request(rctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return r.(*kmsg.MetadataResponse), nil
 }
 
 // client returns the kgo client whose only seed is broker id.

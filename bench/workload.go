@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -516,10 +517,10 @@ func (r *runner) newProducer() (*kgo.Client, error) {
 		opts = append(opts, kgo.MetadataMinAge(w.MetadataMinAge))
 	}
 	if w.RequestTimeout > 0 {
-		opts = append(opts, kgo.ProduceRequestTimeout(w.RequestTimeout), kgo.RequestTimeoutOverhead(w.RequestTimeout))
+		opts = append(opts, kgo.RequestTimeoutOverhead(w.RequestTimeout))
 	}
-	if w.ProduceTimeout > 0 {
-		opts = append(opts, kgo.ProduceRequestTimeout(w.ProduceTimeout))
+	if pt := cmp.Or(w.ProduceTimeout, w.RequestTimeout); pt > 0 {
+		opts = append(opts, kgo.ProduceRequestTimeout(pt))
 	}
 	if r.opt.ClientLog != nil {
 		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(r.opt.ClientLog, kgo.LogLevelDebug, func() string {

@@ -302,13 +302,7 @@ func (b *Broker) peerStates() (up, down map[int32]bool) {
 // quorumLive reports whether a majority of replicas are on brokers the
 // failure detector does not find down (this one never is).
 func quorumLive(replicas []int32, down map[int32]bool) bool {
-	n := 0
-	for _, r := range replicas {
-		if !down[r] {
-			n++
-		}
-	}
-	return n > len(replicas)/2
+	return quorumLiveWithout(replicas, -1, down)
 }
 
 // quorumLiveWithout reports whether a majority of replicas are on brokers

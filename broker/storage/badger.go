@@ -598,11 +598,11 @@ func (b *Badger) runPageOut(dir string, every time.Duration) {
 		}
 		// An idle store skips the pass: asking the kernel about every
 		// page of the newest file is not free.
-		if n := b.commits.Load(); n == seen {
+		n := b.commits.Load()
+		if n == seen {
 			continue
-		} else {
-			seen = n
 		}
+		seen = n
 		_, err := pageOutValueLog(dir)
 		switch {
 		case errors.Is(err, errPageOutUnsupported):

@@ -142,17 +142,21 @@ func newLogger(level, format string) zerolog.Logger {
 	if format == "json" {
 		log = zerolog.New(os.Stderr)
 	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "2006-01-02T15:04:05.000Z07:00", NoColor: !isTerminal(os.Stderr)})
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: logTimeFormat, NoColor: !isTerminal(os.Stderr)})
 	}
 	return log.Level(lvl).Hook(msTimestamp{})
 }
+
+// logTimeFormat is RFC 3339 to the millisecond: a failover takes a
+// second or two.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // msTimestamp stamps each log event with the time to the millisecond (the
 // logger's own timestamps stop at the second).
 type msTimestamp struct{}
 
 func (msTimestamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format(logTimeFormat))
 }
 
 // isTerminal reports whether f is a terminal; colours are only for those.
