@@ -4,11 +4,12 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -513,7 +514,9 @@ func (b *Broker) Close() error {
 		b.closeStep("consumer groups", func() { b.groups.Close() })
 		b.closeStep("inter-broker client", func() { b.peerClient.close() })
 		b.closeStep("cluster metadata", func() { b.ctrl.Close() })
+		began := time.Now()
 		b.err = b.store.Close()
+		b.logStep("store", time.Since(began))
 		close(b.closed)
 	})
 	<-b.closed
@@ -523,8 +526,12 @@ func (b *Broker) Close() error {
 // closeStepTimeout bounds each step of Close.
 const closeStepTimeout = 10 * time.Second
 
+// slowCloseStep is how long a step of Close may take before its time is
+// logged at info level rather than debug.
+const slowCloseStep = time.Second
+
 // closeStep runs one step of Close. A step that does not finish in time is
-// logged with every goroutine's stack and left behind, so that a stuck
+// logged with the broker's goroutines and left behind, so that a stuck
 // component cannot keep the process from exiting; the store refuses
 // writes once closed, so nothing it might still do can corrupt the data.
 func (b *Broker) closeStep(name string, fn func()) {
@@ -536,13 +543,26 @@ func (b *Broker) closeStep(name string, fn func()) {
 	}()
 	select {
 	case <-done:
-		b.log.Debug().Str("step", name).Dur("took", time.Since(began)).Msg("shutdown step done")
+		b.logStep(name, time.Since(began))
 	case <-time.After(closeStepTimeout):
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		b.log.Error().Str("step", name).Dur("waited", closeStepTimeout).Str("goroutines", string(buf)).
+		// Goroutines grouped by stack: a full dump (runtime.Stack) of the
+		// tens of thousands a broker with many partitions runs stops the
+		// process for seconds, and is mostly the same few stacks.
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		b.log.Error().Str("step", name).Dur("waited", closeStepTimeout).Str("goroutines", buf.String()).
 			Msg("shutdown step did not finish; continuing without it")
 	}
+}
+
+// logStep logs how long a step of Close took: at info level if it was
+// slow, at debug level otherwise.
+func (b *Broker) logStep(name string, took time.Duration) {
+	ev := b.log.Debug()
+	if took > slowCloseStep {
+		ev = b.log.Info()
+	}
+	ev.Str("step", name).Dur("took", took).Msg("shutdown step done")
 }
 
 // closePartitions closes every partition, several at once: each replicated
@@ -551,11 +571,15 @@ func (b *Broker) closePartitions() {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, closeParallel)
 	for _, t := range b.topics.list() {
-		for _, p := range t.parts {
+		for i, p := range t.parts {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
+				began := time.Now()
 				p.Close()
+				if took := time.Since(began); took > slowCloseStep {
+					b.log.Info().Str("topic", t.name).Int("partition", i).Dur("took", took).Msg("partition was slow to close")
+				}
 			})
 		}
 	}
@@ -572,26 +596,25 @@ func handle[R kmsg.Request](fn func(ctx context.Context, req *kproto.Request, r 
 	}
 }
 
+// handOffBudget bounds the whole leadership hand-off of a shutdown. A
+// transfer usually takes milliseconds; one whose target is stopping too (a
+// whole cluster shut down at once) waits for Raft's election timeout, and
+// its partition fails over anyway once this broker is gone.
+const handOffBudget = 3 * time.Second
+
 // handOffLeadership moves every Raft leadership this broker holds to
-// another replica before it shuts down. Each transfer is bounded by Raft's
-// election timeout.
+// another replica before it shuts down, all at once, within handOffBudget.
 func (b *Broker) handOffLeadership() {
+	ctx, cancel := context.WithTimeout(context.Background(), handOffBudget)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, t := range b.topics.list() {
 		for _, p := range t.parts {
 			if rp, ok := p.(partition.Replica); ok && rp.IsLeader() {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rp.HandOff()
-				}()
+				wg.Go(func() { rp.HandOff(ctx) })
 			}
 		}
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.ctrl.HandOff()
-	}()
+	wg.Go(b.ctrl.HandOff)
 	wg.Wait()
 }

@@ -341,7 +341,7 @@ func (e *elector) storageFailed(err error) {
 	for _, t := range b.topics.list() {
 		for _, p := range t.parts {
 			if rp, ok := p.(partition.Replica); ok && rp.IsLeader() {
-				b.goFunc(rp.HandOff)
+				b.goFunc(func() { rp.HandOff(b.ctx) })
 			}
 		}
 	}

@@ -118,7 +118,7 @@ func (b *Broker) replicaDamaged(name string, id [16]byte, n int32, replicas []in
 	}
 	b.log.Error().Err(err).Str("topic", name).Int32("partition", n).
 		Msg("replica's stored log is damaged: it hands off its leadership and is rebuilt from its peers")
-	p.HandOff()
+	p.HandOff(b.ctx)
 	b.rebuilds.add(replicaKey{id, n})
 	b.wakeReconcile()
 }

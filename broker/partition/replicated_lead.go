@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -32,8 +33,8 @@ type Replica interface {
 	Nudge()
 
 	// HandOff moves the leadership to another replica, if this one leads,
-	// and returns once it moved, failed, or took too long.
-	HandOff()
+	// and returns once it moved, failed, took too long, or ctx ended.
+	HandOff(ctx context.Context)
 
 	// TransferTo moves the leadership to the replica id at addr.
 	TransferTo(id raft.ServerID, addr raft.ServerAddress) error
@@ -332,13 +333,15 @@ func (p *Replicated) restartElection() error {
 // the broker calls it when a follower's broker is back.
 func (p *Replicated) Nudge() { p.nudge() }
 
-// handOffWait bounds how long HandOff waits for the transfer.
+// handOffWait bounds how long HandOff waits for the transfer when ctx
+// has no sooner deadline.
 const handOffWait = 5 * time.Second
 
 // HandOff moves the leadership to another replica, if this one leads; it
-// returns when the transfer is done, has failed, or after handOffWait
-// (Raft's own bound is the election timeout), whichever is first.
-func (p *Replicated) HandOff() {
+// returns when the transfer is done, has failed, after handOffWait (Raft's
+// own bound is the election timeout), or when ctx ends, whichever is
+// first. A transfer left waiting ends with the leadership or the group.
+func (p *Replicated) HandOff(ctx context.Context) {
 	if p.r.State() != raft.Leader {
 		return
 	}
@@ -351,11 +354,11 @@ func (p *Replicated) HandOff() {
 		_ = f.Error()
 		close(done)
 	}()
-	t := time.NewTimer(handOffWait)
-	defer t.Stop()
+	ctx, cancel := context.WithTimeout(ctx, handOffWait)
+	defer cancel()
 	select {
 	case <-done:
-	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

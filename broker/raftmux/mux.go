@@ -61,10 +61,10 @@ type Mux struct {
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 
-	// streams are the open streams of every session, so that Close can
-	// end their reads before it closes the sessions (see stopReads).
+	// streams are the open streams of each session, so that their reads
+	// can end before the session shuts down (see stopReads).
 	streamsMu sync.Mutex
-	streams   map[*yamux.Stream]struct{}
+	streams   map[*yamux.Session]*sessionStreams
 }
 
 // HeartbeatConfig sets how heartbeats of many groups share frames.
@@ -95,7 +95,7 @@ func New(self raft.ServerAddress, log zerolog.Logger) *Mux {
 		added:    make(chan struct{}),
 		sessions: make(map[raft.ServerAddress]*yamux.Session),
 		inbound:  make(map[*yamux.Session]struct{}),
-		streams:  make(map[*yamux.Stream]struct{}),
+		streams:  make(map[*yamux.Session]*sessionStreams),
 		hbPeers:  make(map[raft.ServerAddress]*hbPeer),
 		done:     make(chan struct{}),
 	}
@@ -163,7 +163,8 @@ func (m *Mux) Layer(group string) (*Layer, error) {
 // ServeConn serves an inbound Raft session whose Magic has already been
 // read from nc. It returns when the session ends.
 func (m *Mux) ServeConn(nc net.Conn) {
-	sess, err := yamux.Server(newCoalescer(nc), m.yamuxConfig())
+	re := &readEnd{Conn: nc, m: m}
+	sess, err := yamux.Server(newCoalescer(re), m.yamuxConfig())
 	if err != nil {
 		m.log.Warn().Err(err).Msg("raft session refused")
 		nc.Close()
@@ -176,6 +177,8 @@ func (m *Mux) ServeConn(nc net.Conn) {
 		return
 	}
 	m.inbound[sess] = struct{}{}
+	m.watchLocked(sess)
+	re.sess.Store(sess)
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -295,7 +298,8 @@ func (m *Mux) session(addr raft.ServerAddress, timeout time.Duration) (*yamux.Se
 		return nil, fmt.Errorf("raftmux: opening session to %s: %w", addr, err)
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
-	s, err := yamux.Client(newCoalescer(nc), m.yamuxConfig())
+	re := &readEnd{Conn: nc, m: m}
+	s, err := yamux.Client(newCoalescer(re), m.yamuxConfig())
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("raftmux: session to %s: %w", addr, err)
@@ -311,7 +315,46 @@ func (m *Mux) session(addr raft.ServerAddress, timeout time.Duration) (*yamux.Se
 		return old, nil
 	}
 	m.sessions[addr] = s
+	m.watchLocked(s)
+	re.sess.Store(s)
 	return s, nil
+}
+
+// readEnd ends the reads of its session's streams (see stopReads) when a
+// read of the connection fails, before yamux learns of it and shuts the
+// session down.
+type readEnd struct {
+	net.Conn
+	m    *Mux
+	sess atomic.Pointer[yamux.Session]
+	once sync.Once
+}
+
+func (c *readEnd) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.once.Do(func() {
+			if s := c.sess.Load(); s != nil {
+				c.m.stopReads(s)
+			}
+		})
+	}
+	return n, err
+}
+
+// watchLocked ends the reads of a session's streams as soon as the session
+// shuts down, whatever shut it down (see stopReads); m.mu is held and the
+// mux is open.
+func (m *Mux) watchLocked(s *yamux.Session) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-s.CloseChan():
+			m.stopReads(s)
+		case <-m.done: // Close stops every read
+		}
+	}()
 }
 
 // Close ends every session and layer. It is safe to call more than once.
@@ -323,7 +366,7 @@ func (m *Mux) Close() error {
 	}
 	m.closed = true
 	close(m.done)
-	m.stopReads()
+	m.stopReads(nil)
 	// All at once: each waits for its receiver to stop.
 	var wg sync.WaitGroup
 	for _, s := range m.sessions {
@@ -436,6 +479,7 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	}
 	ys, err := s.OpenStream()
 	if err != nil {
+		l.mux.stopReads(s)
 		s.Close() // a broken session is redialled next time
 		return nil, fmt.Errorf("raftmux: stream to %s: %w", address, err)
 	}
@@ -522,10 +566,27 @@ type trackedStream struct {
 	once sync.Once
 }
 
+// sessionStreams are the open streams of one session.
+type sessionStreams struct {
+	open    map[*yamux.Stream]struct{}
+	stopped bool // reads end at once (see stopReads)
+}
+
+// pastDeadline is a read deadline that has passed.
+var pastDeadline = time.Unix(1, 0)
+
 // track registers st with m until the returned conn is closed.
 func (m *Mux) track(st *yamux.Stream) net.Conn {
 	m.streamsMu.Lock()
-	m.streams[st] = struct{}{}
+	ss := m.streams[st.Session()]
+	if ss == nil {
+		ss = &sessionStreams{open: make(map[*yamux.Stream]struct{})}
+		m.streams[st.Session()] = ss
+	}
+	ss.open[st] = struct{}{}
+	if ss.stopped {
+		_ = st.SetReadDeadline(pastDeadline)
+	}
 	m.streamsMu.Unlock()
 	return &trackedStream{Stream: st, m: m}
 }
@@ -533,24 +594,41 @@ func (m *Mux) track(st *yamux.Stream) net.Conn {
 func (t *trackedStream) Close() error {
 	t.once.Do(func() {
 		t.m.streamsMu.Lock()
-		delete(t.m.streams, t.Stream)
+		if ss := t.m.streams[t.Session()]; ss != nil {
+			delete(ss.open, t.Stream)
+			if len(ss.open) == 0 && ss.stopped {
+				delete(t.m.streams, t.Session())
+			}
+		}
 		t.m.streamsMu.Unlock()
 	})
 	return t.Stream.Close()
 }
 
-// stopReads fails every read of every open stream at once, by a deadline
-// in the past. yamux (v0.1.2) signals a session's shutdown before it
-// closes the session's streams, and in between a stream's reader loops on
-// the closed shutdown channel without yielding; a broker of thousands of
-// Raft groups has thousands of readers, and their spinning kept the
-// sessions, and the broker, from closing for minutes. A reader with a
-// past deadline returns at once instead.
-func (m *Mux) stopReads() {
+// stopReads fails every read of the open streams of session s (of every
+// session if s is nil), now and later, by a deadline in the past. yamux
+// (v0.1.2) signals a session's shutdown before it closes the session's
+// streams, and in between a stream's reader loops on the closed shutdown
+// channel without yielding; a broker of thousands of Raft groups has
+// thousands of readers, and their spinning starved the broker of CPU for
+// tens of seconds whenever a session ended (a peer stopping, a cut), and
+// kept the sessions from closing. A reader with a past deadline returns at
+// once instead. It is called before yamux shuts a session down where the
+// mux can tell (its own Close, a failed read of the connection, a stream
+// that cannot be opened), and otherwise as soon as the shutdown is seen.
+func (m *Mux) stopReads(s *yamux.Session) {
 	m.streamsMu.Lock()
 	defer m.streamsMu.Unlock()
-	past := time.Unix(1, 0)
-	for st := range m.streams {
-		_ = st.SetReadDeadline(past)
+	for sess, ss := range m.streams {
+		if (s != nil && sess != s) || ss.stopped {
+			continue
+		}
+		ss.stopped = true
+		for st := range ss.open {
+			_ = st.SetReadDeadline(pastDeadline)
+		}
+		if len(ss.open) == 0 {
+			delete(m.streams, sess)
+		}
 	}
 }
