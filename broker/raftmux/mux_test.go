@@ -304,3 +304,68 @@ func TestCoalescerKeepsBytesInOrder(t *testing.T) {
 		t.Fatalf("peer got %d bytes, want %d (or different bytes)", len(data), want.Len())
 	}
 }
+
+// TestSessionEndStopsItsReads ends a peer's session: reads of that
+// session's streams fail at once (see stopReads), while a stream of another
+// session still carries data.
+func TestSessionEndStopsItsReads(t *testing.T) {
+	a, b, c := startNode(t), startNode(t), startNode(t)
+	layer, err := a.mux.Layer("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onC, err := c.mux.Layer("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	toB, err := layer.Dial(b.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toB.Close()
+	toC, err := layer.Dial(c.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toC.Close()
+	read := func(conn net.Conn) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 2)
+			_, err := io.ReadFull(conn, buf)
+			if err == nil && string(buf) != "ok" {
+				err = fmt.Errorf("read %q", buf)
+			}
+			ch <- err
+		}()
+		return ch
+	}
+	fromB, fromC := read(toB), read(toC)
+
+	b.mux.Close()
+	select {
+	case err := <-fromB:
+		if err == nil {
+			t.Fatal("a read of a stream to a closed peer succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read of a stream to a closed peer still waits 10 s later")
+	}
+
+	st, err := onC.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-fromC:
+		if err != nil {
+			t.Fatalf("the stream to the other peer: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream to the other peer got nothing in 10 s")
+	}
+}
