@@ -74,11 +74,11 @@ func BenchmarkPartitions(b *testing.B) {
 				b.ReportMetric(repl[c].RecordsPerSec()/base[c].RecordsPerSec(), fmt.Sprintf("rf3/single-p%d-%dB", n, size))
 			}
 			many, eight := cell{1000, size}, cell{8, size}
-			if _, ok := base[many]; ok {
-				if _, ok := base[eight]; ok {
-					b.ReportMetric(base[many].RecordsPerSec()/base[eight].RecordsPerSec(), fmt.Sprintf("single-p1000/p8-%dB", size))
-					b.ReportMetric(repl[many].RecordsPerSec()/repl[eight].RecordsPerSec(), fmt.Sprintf("rf3-p1000/p8-%dB", size))
-				}
+			_, haveMany := base[many]
+			_, haveEight := base[eight]
+			if haveMany && haveEight {
+				b.ReportMetric(base[many].RecordsPerSec()/base[eight].RecordsPerSec(), fmt.Sprintf("single-p1000/p8-%dB", size))
+				b.ReportMetric(repl[many].RecordsPerSec()/repl[eight].RecordsPerSec(), fmt.Sprintf("rf3-p1000/p8-%dB", size))
 			}
 		}
 	}
@@ -134,7 +134,12 @@ func measureScale(b *testing.B, bin string, n int) {
 	b.Logf("all three brokers exited %v after SIGTERM", took.Round(10*time.Millisecond))
 	began = time.Now()
 	startAll(b, procs)
-	if err := waitLed(ctx, addrs, "scale", n); err != nil {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := waitLed(ctx, kadm.NewClient(cl), "scale", n); err != nil {
 		b.Fatal(err)
 	}
 	restart := time.Since(began)
@@ -211,18 +216,12 @@ func createAndLead(ctx context.Context, addrs []string, topic string, n int, rep
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) && !errors.Is(err, kerr.RequestTimedOut) {
 		return fmt.Errorf("bench: creating %d partitions: %w", n, err)
 	}
-	return waitLed(ctx, addrs, topic, n)
+	return waitLed(ctx, adm, topic, n)
 }
 
 // waitLed waits until the metadata names a leader for each of the topic's
 // n partitions.
-func waitLed(ctx context.Context, addrs []string, topic string, n int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		return fmt.Errorf("bench: client: %w", err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+func waitLed(ctx context.Context, adm *kadm.Client, topic string, n int) error {
 	led := 0
 	for {
 		if md, err := adm.Metadata(ctx, topic); err == nil {

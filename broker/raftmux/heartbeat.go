@@ -180,19 +180,9 @@ func (p *hbPeer) expire(st net.Conn, id uint64) {
 
 // open dials the heartbeat stream and starts its reader.
 func (p *hbPeer) open() (net.Conn, error) {
-	sess, err := p.mux.session(p.addr, p.mux.hb.Timeout)
+	st, err := p.mux.openStream(p.addr, hbGroup, p.mux.hb.Timeout)
 	if err != nil {
 		return nil, err
-	}
-	ys, err := sess.OpenStream()
-	if err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("raftmux: heartbeat stream to %s: %w", p.addr, err)
-	}
-	st := p.mux.track(ys)
-	if _, err := st.Write(append([]byte{byte(len(hbGroup))}, hbGroup...)); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("raftmux: heartbeat stream header to %s: %w", p.addr, err)
 	}
 	p.mu.Lock()
 	if p.closed {

@@ -473,21 +473,26 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	if address == l.mux.self {
 		return l.pipe()
 	}
-	s, err := l.mux.session(address, timeout)
+	return l.mux.openStream(address, l.group, timeout)
+}
+
+// openStream opens a stream to group on the broker at addr, over the
+// session to it, and sends the group header.
+func (m *Mux) openStream(addr raft.ServerAddress, group string, timeout time.Duration) (net.Conn, error) {
+	s, err := m.session(addr, timeout)
 	if err != nil {
 		return nil, err
 	}
 	ys, err := s.OpenStream()
 	if err != nil {
-		l.mux.stopReads(s)
+		m.stopReads(s)
 		s.Close() // a broken session is redialled next time
-		return nil, fmt.Errorf("raftmux: stream to %s: %w", address, err)
+		return nil, fmt.Errorf("raftmux: stream of group %q to %s: %w", group, addr, err)
 	}
-	st := l.mux.track(ys)
-	hdr := append([]byte{byte(len(l.group))}, l.group...)
-	if _, err := st.Write(hdr); err != nil {
+	st := m.track(ys)
+	if _, err := st.Write(append([]byte{byte(len(group))}, group...)); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("raftmux: stream header to %s: %w", address, err)
+		return nil, fmt.Errorf("raftmux: header of a stream of group %q to %s: %w", group, addr, err)
 	}
 	return st, nil
 }
